@@ -1,0 +1,37 @@
+//! The Wasmtime host of wasmdapr.
+//!
+//! It runs WASI preview 1 modules and WASI preview 2 components, each with
+//! only the capabilities it was granted, under per-instance memory and time
+//! limits, from compiled code that is cached on disk so a second start does
+//! not compile.
+//!
+//! # Layout
+//!
+//! - [`engine`]: the one shared [`wasmtime::Engine`] (pooling allocator,
+//!   copy-on-write memory images, epoch interruption) and its epoch ticker.
+//! - [`artifact`]: file format detection, the on-disk compiled-code cache and
+//!   precompiled `.cwasm` artifacts.
+//! - [`capabilities`]: what a guest is granted (args, env, directories, stdio);
+//!   deny by default, sockets refused.
+//! - [`limits`]: memory (a store limiter) and time limits.
+//! - `app`: [`Host`] loads and links apps into [`App`]s; [`App::run`] runs one
+//!   to completion and sorts its end into an exit code or a [`HostError`].
+//! - `p1_writev`: a preview 1 `fd_write` that writes every buffer it is given.
+//! - [`error`]: [`HostError`], every way loading or running can fail.
+
+#![deny(missing_docs)]
+
+mod app;
+pub mod artifact;
+pub mod capabilities;
+pub mod engine;
+pub mod error;
+pub mod limits;
+mod p1_writev;
+
+pub use app::{App, Host, HostConfig};
+pub use artifact::{ArtifactCache, ArtifactSource};
+pub use capabilities::{Capabilities, DirGrant, EnvVar, Output};
+pub use engine::EngineConfig;
+pub use error::HostError;
+pub use limits::{ByteSize, Limits};

@@ -1,0 +1,171 @@
+//! `wasmdapr`: the command line. Wiring only: parsing flags, building the
+//! host, printing errors and choosing exit codes.
+
+mod exit_code;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use wasmdapr_host::limits::parse_duration;
+use wasmdapr_host::{
+    ArtifactCache, ByteSize, Capabilities, DirGrant, EnvVar, Host, HostConfig, HostError, Limits,
+    Output,
+};
+
+/// Run WebAssembly apps as secure, millisecond-start services with the Dapr building blocks.
+#[derive(Parser)]
+#[command(name = "wasmdapr", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an app (a WASI preview 1 module, a WASI preview 2 component, or a
+    /// `.cwasm`) to completion; its exit code becomes ours.
+    Run(RunArgs),
+    /// Compile an app ahead of time into a `.cwasm` that `run` starts without compiling.
+    ///
+    /// A `.cwasm` is native code: run only the ones you compiled yourself.
+    Compile(CompileArgs),
+}
+
+#[derive(Args)]
+struct CacheArgs {
+    /// Where compiled code is cached [default: $WASMDAPR_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/wasmdapr, else ~/.cache/wasmdapr].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile on every start; read and write no cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn cache(&self) -> Option<ArtifactCache> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir
+            .clone()
+            .or_else(ArtifactCache::default_dir)
+            .map(ArtifactCache::new)
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The app: `.wasm`, `.wat` or `.cwasm`.
+    app: PathBuf,
+    /// Arguments for the app (after `--`).
+    #[arg(last = true)]
+    args: Vec<String>,
+    /// The app id [default: the file name without extension].
+    #[arg(long)]
+    app_id: Option<String>,
+    /// Grant a host directory: `HOST[::GUEST]`. Repeatable. No files otherwise.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<DirGrant>,
+    /// Give the app an environment variable: `KEY=VALUE`. Repeatable. No environment otherwise.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<EnvVar>,
+    /// Memory limit of the instance (e.g. `64MiB`, `1GiB`).
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_MEMORY)]
+    max_memory: ByteSize,
+    /// Wall-clock limit of the run (e.g. `500ms`, `10s`) [default: none].
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Args)]
+struct CompileArgs {
+    /// The app: `.wasm` or `.wat`.
+    app: PathBuf,
+    /// Output file [default: the app's path with the extension `.cwasm`].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Compile(args) => compile(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error}");
+            if let HostError::Trap {
+                backtrace: Some(backtrace),
+                ..
+            } = &error
+            {
+                eprintln!("{}", backtrace.trim_end());
+            }
+            ExitCode::from(exit_code::for_error(&error))
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<u8, HostError> {
+    let host = Host::new(HostConfig {
+        cache: args.cache.cache(),
+        ..HostConfig::default()
+    })?;
+    let app_id = args.app_id.clone().unwrap_or_else(|| {
+        args.app
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "app".to_owned())
+    });
+    let app = host.load(&args.app, &app_id)?;
+    let caps = Capabilities {
+        program_name: args
+            .app
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        args: args.args,
+        env: args.env,
+        dirs: args.dirs,
+        stdin: true,
+        stdout: Output::Inherit,
+        stderr: Output::Inherit,
+    };
+    let limits = Limits {
+        max_memory: args.max_memory,
+        timeout: args.timeout,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HostError::Engine(format!("cannot start the async runtime: {e}")))?;
+    let code = runtime.block_on(app.run(&caps, limits))?;
+    Ok(exit_code::for_guest(code))
+}
+
+fn compile(args: CompileArgs) -> Result<u8, HostError> {
+    let host = Host::new(HostConfig::default())?;
+    let bytes = host.precompile(&args.app)?;
+    let output = args
+        .output
+        .unwrap_or_else(|| args.app.with_extension("cwasm"));
+    std::fs::write(&output, bytes).map_err(|source| HostError::Write {
+        path: output.clone(),
+        source,
+    })?;
+    Ok(0)
+}
