@@ -77,6 +77,8 @@ impl Host {
             .map_err(linker_error)?;
 
         let mut components = wasmtime::component::Linker::new(&engine);
+        // This includes `wasi:cli/exit.exit-with-code` (WASI 0.2.12), so a
+        // component can exit with any status a preview 1 module can.
         wasmtime_wasi::p2::add_to_linker_async(&mut components).map_err(linker_error)?;
 
         Ok(Self {
@@ -105,7 +107,10 @@ impl Host {
                 Entry::Module(self.modules.instantiate_pre(&module).map_err(link_error)?)
             }
             Compiled::Component(component) => {
-                let pre = self.components.instantiate_pre(&component).map_err(link_error)?;
+                let pre = self
+                    .components
+                    .instantiate_pre(&component)
+                    .map_err(link_error)?;
                 let command = CommandPre::new(pre).map_err(|e| HostError::NotRunnable {
                     app: app_id.to_owned(),
                     reason: format!("it does not export `wasi:cli/run` ({e:#})"),

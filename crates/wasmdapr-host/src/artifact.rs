@@ -108,7 +108,8 @@ impl ArtifactCache {
         key.update(CACHE_FORMAT);
         key.update(compat.finish().to_le_bytes());
         key.update(wasm);
-        self.dir.join(format!("{}.cwasm", hex::encode(key.finalize())))
+        self.dir
+            .join(format!("{}.cwasm", hex::encode(key.finalize())))
     }
 
     fn load(&self, engine: &Engine, path: &Path, kind: WasmKind) -> Option<Compiled> {
@@ -200,7 +201,12 @@ fn detect(path: &Path, bytes: &[u8]) -> Result<Format, HostError> {
     }
 }
 
-fn compile(engine: &Engine, path: &Path, bytes: &[u8], kind: WasmKind) -> Result<Compiled, HostError> {
+fn compile(
+    engine: &Engine,
+    path: &Path,
+    bytes: &[u8],
+    kind: WasmKind,
+) -> Result<Compiled, HostError> {
     match kind {
         WasmKind::Module => Module::new(engine, bytes).map(Compiled::Module),
         WasmKind::Component => Component::new(engine, bytes).map(Compiled::Component),
@@ -228,11 +234,17 @@ pub fn load(
     let kind = match detect(path, &bytes)? {
         Format::Wasm(kind) => kind,
         Format::Precompiled(precompiled) => {
-            return Ok((deserialize(engine, path, &bytes, precompiled)?, ArtifactSource::Precompiled));
+            return Ok((
+                deserialize(engine, path, &bytes, precompiled)?,
+                ArtifactSource::Precompiled,
+            ));
         }
     };
     let Some(cache) = cache else {
-        return Ok((compile(engine, path, &bytes, kind)?, ArtifactSource::Compiled));
+        return Ok((
+            compile(engine, path, &bytes, kind)?,
+            ArtifactSource::Compiled,
+        ));
     };
     let entry = cache.path_for(engine, &bytes);
     if let Some(compiled) = cache.load(engine, &entry, kind) {
@@ -249,28 +261,32 @@ fn deserialize(
     bytes: &[u8],
     kind: Precompiled,
 ) -> Result<Compiled, HostError> {
-        let incompatible = |e: wasmtime::Error| HostError::Incompatible {
-            path: path.to_owned(),
-            reason: format!("{e:#}"),
-        };
-        // SAFETY: a `.cwasm` is native code; running one is trusting it as
-        // much as running a native binary, which the docs of `wasmdapr
-        // compile` say. Wasmtime checks the header and engine compatibility.
-        match kind {
-            Precompiled::Module => unsafe { Module::deserialize(engine, bytes) }.map(Compiled::Module),
-            Precompiled::Component => {
-                unsafe { Component::deserialize(engine, bytes) }.map(Compiled::Component)
-            }
+    let incompatible = |e: wasmtime::Error| HostError::Incompatible {
+        path: path.to_owned(),
+        reason: format!("{e:#}"),
+    };
+    // SAFETY: a `.cwasm` is native code; running one is trusting it as
+    // much as running a native binary, which the docs of `wasmdapr
+    // compile` say. Wasmtime checks the header and engine compatibility.
+    match kind {
+        Precompiled::Module => unsafe { Module::deserialize(engine, bytes) }.map(Compiled::Module),
+        Precompiled::Component => {
+            unsafe { Component::deserialize(engine, bytes) }.map(Compiled::Component)
         }
-        .map_err(incompatible)
+    }
+    .map_err(incompatible)
 }
 
 /// Compiles the app at `path` ahead of time into the bytes of a `.cwasm`.
 pub fn precompile(engine: &Engine, path: &Path) -> Result<Vec<u8>, HostError> {
     let bytes = read(path)?;
     match detect(path, &bytes)? {
-        Format::Wasm(kind @ WasmKind::Module) => engine.precompile_module(&bytes).map_err(|e| kind.invalid(path, e)),
-        Format::Wasm(kind @ WasmKind::Component) => engine.precompile_component(&bytes).map_err(|e| kind.invalid(path, e)),
+        Format::Wasm(kind @ WasmKind::Module) => engine
+            .precompile_module(&bytes)
+            .map_err(|e| kind.invalid(path, e)),
+        Format::Wasm(kind @ WasmKind::Component) => engine
+            .precompile_component(&bytes)
+            .map_err(|e| kind.invalid(path, e)),
         Format::Precompiled(_) => Err(HostError::Invalid {
             path: path.to_owned(),
             kind: "module",

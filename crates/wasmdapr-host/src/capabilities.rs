@@ -30,7 +30,9 @@ impl FromStr for DirGrant {
             None => (s, s),
         };
         if host.is_empty() || guest.is_empty() {
-            return Err(format!("`{s}` is not a directory grant: expected HOST[::GUEST]"));
+            return Err(format!(
+                "`{s}` is not a directory grant: expected HOST[::GUEST]"
+            ));
         }
         Ok(Self {
             host: PathBuf::from(host),
@@ -57,7 +59,9 @@ impl FromStr for EnvVar {
                 key: key.to_owned(),
                 value: value.to_owned(),
             }),
-            _ => Err(format!("`{s}` is not an environment variable: expected KEY=VALUE")),
+            _ => Err(format!(
+                "`{s}` is not an environment variable: expected KEY=VALUE"
+            )),
         }
     }
 }

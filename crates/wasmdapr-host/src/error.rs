@@ -58,7 +58,9 @@ pub enum HostError {
     },
 
     /// A precompiled `.cwasm` built by another version or configuration.
-    #[error("{path} was precompiled for a different engine ({reason}); recompile it with `wasmdapr compile`")]
+    #[error(
+        "{path} was precompiled for a different engine ({reason}); recompile it with `wasmdapr compile`"
+    )]
     Incompatible {
         /// The file.
         path: PathBuf,

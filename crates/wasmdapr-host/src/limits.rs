@@ -167,7 +167,12 @@ mod tests {
         assert_eq!("256MiB".parse::<ByteSize>().unwrap(), ByteSize::mib(256));
         assert_eq!("1GiB".parse::<ByteSize>().unwrap(), ByteSize(1 << 30));
         assert_eq!("2MB".parse::<ByteSize>().unwrap(), ByteSize(2_000_000));
-        assert!("12XB".parse::<ByteSize>().unwrap_err().contains("unknown size unit"));
+        assert!(
+            "12XB"
+                .parse::<ByteSize>()
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert!("lots".parse::<ByteSize>().is_err());
         assert!("99999999999999GiB".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize::mib(256).to_string(), "256 MiB");

@@ -31,9 +31,9 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
         "wasi_snapshot_preview1",
         "fd_write",
         move |mut caller: Caller<'_, T>, (fd, iovs, iovs_len, nwritten): (i32, i32, i32, i32)| {
-            Box::new(async move {
-                fd_write_all(&mut caller, get, fd, iovs, iovs_len, nwritten).await
-            })
+            Box::new(
+                async move { fd_write_all(&mut caller, get, fd, iovs, iovs_len, nwritten).await },
+            )
         },
     )?;
     linker.allow_shadowing(false);
@@ -81,7 +81,10 @@ async fn fd_write_all<T>(
             let mut scratch_memory = GuestMemory::Unshared(&mut scratch);
             let one = GuestPtr::<[types::Ciovec]>::new((0, 1));
             ctx.set_hostcall_fuel(fuel);
-            match ctx.fd_write(&mut scratch_memory, types::Fd::from(fd as u32), one).await {
+            match ctx
+                .fd_write(&mut scratch_memory, types::Fd::from(fd as u32), one)
+                .await
+            {
                 // A zero-byte write makes no progress: report what was written.
                 Ok(0) => break 'buffers,
                 Ok(n) => {

@@ -1,0 +1,4 @@
+//! Prints a greeting: the smallest useful app.
+fn main() {
+    println!("hello from wasm");
+}

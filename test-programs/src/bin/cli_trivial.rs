@@ -1,0 +1,2 @@
+//! Does nothing: the benchmark's measure of instantiate + run.
+fn main() {}
