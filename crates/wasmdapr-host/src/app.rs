@@ -13,6 +13,8 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
+use wasmdapr_runtime::AppId;
+
 use crate::artifact::{self, ArtifactCache, ArtifactSource, Compiled};
 use crate::capabilities::Capabilities;
 use crate::engine::{EngineConfig, ticks_for};
@@ -95,11 +97,11 @@ impl Host {
     }
 
     /// Loads and links the app at `path` under the id `app_id`.
-    pub fn load(&self, path: &Path, app_id: &str) -> Result<App, HostError> {
+    pub fn load(&self, path: &Path, app_id: &AppId) -> Result<App, HostError> {
         let (compiled, source) = artifact::load(&self.engine, self.cache.as_ref(), path)?;
-        tracing::debug!(app = app_id, path = %path.display(), ?source, "loaded app");
+        tracing::debug!(app = %app_id, path = %path.display(), ?source, "loaded app");
         let link_error = |e: wasmtime::Error| HostError::Link {
-            app: app_id.to_owned(),
+            app: app_id.to_string(),
             reason: format!("{e:#}"),
         };
         let entry = match compiled {
@@ -112,14 +114,14 @@ impl Host {
                     .instantiate_pre(&component)
                     .map_err(link_error)?;
                 let command = CommandPre::new(pre).map_err(|e| HostError::NotRunnable {
-                    app: app_id.to_owned(),
+                    app: app_id.to_string(),
                     reason: format!("it does not export `wasi:cli/run` ({e:#})"),
                 })?;
                 Entry::Command(command)
             }
         };
         Ok(App {
-            id: app_id.to_owned(),
+            id: app_id.clone(),
             path: path.to_owned(),
             source,
             engine: self.engine.clone(),
@@ -143,7 +145,7 @@ enum Entry {
 
 /// A loaded, linked app. Cheap to run many times, from many tasks at once.
 pub struct App {
-    id: String,
+    id: AppId,
     path: PathBuf,
     source: ArtifactSource,
     engine: Engine,
@@ -152,7 +154,7 @@ pub struct App {
 
 impl App {
     /// The app id.
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &AppId {
         &self.id
     }
 
@@ -201,7 +203,7 @@ impl App {
             Some(Ok(code)) => Ok(code),
             Some(Err(error)) => self.classify(error, limits),
             None => Err(HostError::Timeout {
-                app: self.id.clone(),
+                app: self.id.to_string(),
                 limit: limits.timeout.unwrap_or_default(),
             }),
         }
@@ -219,7 +221,7 @@ impl App {
         if let Some(exit) = find::<I32Exit>(&error) {
             return Ok(exit.0);
         }
-        let app = self.id.clone();
+        let app = self.id.to_string();
         if find::<MemoryLimitExceeded>(&error).is_some() {
             return Err(HostError::MemoryLimit {
                 app,

@@ -3,6 +3,7 @@
 
 mod exit_code;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use wasmdapr_host::{
     ArtifactCache, ByteSize, Capabilities, DirGrant, EnvVar, Host, HostConfig, HostError, Limits,
     Output,
 };
+use wasmdapr_runtime::AppId;
 
 /// Run WebAssembly apps as secure, millisecond-start services with the Dapr building blocks.
 #[derive(Parser)]
@@ -63,9 +65,9 @@ struct RunArgs {
     /// Arguments for the app (after `--`).
     #[arg(last = true)]
     args: Vec<String>,
-    /// The app id [default: the file name without extension].
+    /// The app id [default: the file name without extension, `.` read as `-`].
     #[arg(long)]
-    app_id: Option<String>,
+    app_id: Option<AppId>,
     /// Grant a host directory: `HOST[::GUEST]`. Repeatable. No files otherwise.
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     dirs: Vec<DirGrant>,
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
         Command::Run(args) => run(args),
@@ -125,12 +128,10 @@ fn run(args: RunArgs) -> Result<u8, HostError> {
         cache: args.cache.cache(),
         ..HostConfig::default()
     })?;
-    let app_id = args.app_id.clone().unwrap_or_else(|| {
-        args.app
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "app".to_owned())
-    });
+    let app_id = match args.app_id.clone() {
+        Some(id) => id,
+        None => default_app_id(&args.app)?,
+    };
     let app = host.load(&args.app, &app_id)?;
     let caps = Capabilities {
         program_name: args
@@ -155,6 +156,18 @@ fn run(args: RunArgs) -> Result<u8, HostError> {
         .map_err(|e| HostError::Engine(format!("cannot start the async runtime: {e}")))?;
     let code = runtime.block_on(app.run(&caps, limits))?;
     Ok(exit_code::for_guest(code))
+}
+
+/// The app id of an app run without `--app-id`: its file stem, with `.`
+/// (which Dapr forbids in ids) read as `-`.
+fn default_app_id(app: &std::path::Path) -> Result<AppId, HostError> {
+    let stem = app
+        .file_stem()
+        .map(|s| s.to_string_lossy().replace('.', "-"));
+    AppId::new(stem.unwrap_or_default()).map_err(|e| HostError::Capability {
+        what: "a default app id".into(),
+        reason: format!("{e}; pass --app-id"),
+    })
 }
 
 fn compile(args: CompileArgs) -> Result<u8, HostError> {

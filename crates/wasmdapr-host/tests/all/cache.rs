@@ -27,9 +27,13 @@ fn entries(dir: &Path) -> Vec<std::path::PathBuf> {
 async fn second_load_comes_from_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     for path in [P1_CLI_HELLO, P2_CLI_HELLO] {
-        let first = cached_host(dir.path()).load(Path::new(path), "a").unwrap();
+        let first = cached_host(dir.path())
+            .load(Path::new(path), &crate::app_id("a"))
+            .unwrap();
         assert_eq!(first.source(), ArtifactSource::Compiled);
-        let second = cached_host(dir.path()).load(Path::new(path), "a").unwrap();
+        let second = cached_host(dir.path())
+            .load(Path::new(path), &crate::app_id("a"))
+            .unwrap();
         assert_eq!(second.source(), ArtifactSource::Cache);
         assert_eq!(run_args(&second, &[]).await.stdout, "hello from wasm\n");
     }
@@ -41,17 +45,17 @@ async fn second_load_comes_from_the_cache() {
 async fn corrupt_cache_entry_is_recompiled() {
     let dir = tempfile::tempdir().unwrap();
     cached_host(dir.path())
-        .load(Path::new(P2_CLI_HELLO), "a")
+        .load(Path::new(P2_CLI_HELLO), &crate::app_id("a"))
         .unwrap();
     let [entry] = entries(dir.path()).try_into().unwrap();
     std::fs::write(&entry, b"not an artifact").unwrap();
     let app = cached_host(dir.path())
-        .load(Path::new(P2_CLI_HELLO), "a")
+        .load(Path::new(P2_CLI_HELLO), &crate::app_id("a"))
         .unwrap();
     assert_eq!(app.source(), ArtifactSource::Compiled);
     assert_eq!(run_args(&app, &[]).await.result.unwrap(), 0);
     let app = cached_host(dir.path())
-        .load(Path::new(P2_CLI_HELLO), "a")
+        .load(Path::new(P2_CLI_HELLO), &crate::app_id("a"))
         .unwrap();
     assert_eq!(app.source(), ArtifactSource::Cache);
 }
@@ -79,7 +83,7 @@ async fn precompiled_artifacts_run() {
     for path in [P1_CLI_HELLO, P2_CLI_HELLO] {
         let cwasm = dir.path().join("app.cwasm");
         std::fs::write(&cwasm, host.precompile(Path::new(path)).unwrap()).unwrap();
-        let app = host.load(&cwasm, "app").unwrap();
+        let app = host.load(&cwasm, &crate::app_id("app")).unwrap();
         assert_eq!(app.source(), ArtifactSource::Precompiled);
         assert_eq!(run_args(&app, &[]).await.stdout, "hello from wasm\n");
     }
@@ -95,7 +99,7 @@ fn precompiled_for_another_engine_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cwasm = dir.path().join("other.cwasm");
     std::fs::write(&cwasm, other.precompile_module(&wasm).unwrap()).unwrap();
-    match crate::host().load(&cwasm, "other") {
+    match crate::host().load(&cwasm, &crate::app_id("other")) {
         Err(HostError::Incompatible { reason, .. }) => assert!(!reason.is_empty()),
         Err(other) => panic!("expected Incompatible, got {other:?}"),
         Ok(_) => panic!("an incompatible artifact loaded"),

@@ -322,7 +322,7 @@ async fn wat_component_missing_import() {
     let error = host
         .load(
             std::path::Path::new(WAT_COMPONENT_MISSING_IMPORT),
-            "missing",
+            &crate::app_id("missing"),
         )
         .err()
         .expect("linking must fail");
@@ -340,7 +340,10 @@ async fn wat_component_missing_import() {
 async fn wat_component_no_entry() {
     let host = host();
     let error = host
-        .load(std::path::Path::new(WAT_COMPONENT_NO_ENTRY), "empty")
+        .load(
+            std::path::Path::new(WAT_COMPONENT_NO_ENTRY),
+            &crate::app_id("empty"),
+        )
         .err()
         .expect("loading must fail");
     match error {

@@ -12,6 +12,7 @@ use wasmdapr_host::capabilities::Output;
 use wasmdapr_host::{
     App, ByteSize, Capabilities, EngineConfig, Host, HostConfig, HostError, Limits,
 };
+use wasmdapr_runtime::AppId;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 /// A host without a compiled-code cache.
@@ -30,13 +31,22 @@ pub fn load(host: &Host, path: &str) -> App {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    host.load(Path::new(path), &id).expect("load guest")
+    host.load(Path::new(path), &app_id(&id))
+        .expect("load guest")
+}
+
+/// A valid app id.
+pub fn app_id(id: &str) -> AppId {
+    AppId::new(id).unwrap()
 }
 
 /// What one run produced.
 pub struct Ran {
+    /// The exit code, or how the run failed.
     pub result: Result<i32, HostError>,
+    /// Everything the guest wrote to stdout.
     pub stdout: String,
+    /// Everything the guest wrote to stderr.
     pub stderr: String,
 }
 
@@ -47,7 +57,7 @@ pub async fn run_with(app: &App, mut caps: Capabilities, limits: Limits) -> Ran 
     caps.stdout = Output::Capture(stdout.clone());
     caps.stderr = Output::Capture(stderr.clone());
     if caps.program_name.is_empty() {
-        caps.program_name = app.id().to_owned();
+        caps.program_name = app.id().to_string();
     }
     let result = app.run(&caps, limits).await;
     Ran {

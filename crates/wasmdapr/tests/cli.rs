@@ -1,0 +1,219 @@
+//! Black-box tests of the `wasmdapr` binary: what a user types, what they
+//! see on stdout and stderr, and the exit codes the README documents.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use test_programs_artifacts::*;
+
+fn wasmdapr(cache: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmdapr"));
+    cmd.env("WASMDAPR_CACHE_DIR", cache).env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    wasmdapr(cache.path()).args(args).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `run` runs a module and a component, printing their output, exiting 0.
+#[test]
+fn runs_modules_and_components() {
+    for app in [P1_CLI_HELLO, P2_CLI_HELLO] {
+        let out = run(&["run", app]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "hello from wasm\n");
+    }
+}
+
+/// Arguments after `--` and `--env` reach the guest; its exit code is ours.
+#[test]
+fn args_env_and_exit_code_pass_through() {
+    let out = run(&[
+        "run",
+        "--env",
+        "K=v",
+        P1_CLI_ARGS_ENV,
+        "--",
+        "a",
+        "--exit",
+        "42",
+    ]);
+    assert_eq!(out.status.code(), Some(42));
+    let text = stdout(&out);
+    assert!(text.contains("arg[1]=a\n"), "{text}");
+    assert!(text.contains("env-count=1\nenv:K=v\n"), "{text}");
+}
+
+/// `--dir HOST::GUEST` grants exactly that directory.
+#[test]
+fn dir_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.txt"), "abc").unwrap();
+    let grant = format!("{}::/work", dir.path().display());
+    let out = run(&["run", "--dir", &grant, P2_CLI_FILES, "--", "/work"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("output.txt")).unwrap(),
+        "ABC"
+    );
+}
+
+/// The AssemblyScript-style module: start section only, two-buffer writes,
+/// lines intact on stdout and stderr, exit code from `proc_exit`.
+#[test]
+fn start_section_module_with_multi_buffer_writes() {
+    let out = run(&["run", WAT_START_SECTION]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stdout(&out), "first line\n");
+    assert_eq!(stderr(&out), "second line\n");
+}
+
+/// Each failure: one clear message on stderr and its documented exit code.
+#[test]
+fn failures_have_messages_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_wasm = dir.path().join("notes.wasm");
+    std::fs::write(&not_wasm, "just text").unwrap();
+    let truncated = dir.path().join("truncated.wasm");
+    let hello = std::fs::read(P1_CLI_HELLO).unwrap();
+    std::fs::write(&truncated, &hello[..hello.len() / 2]).unwrap();
+    let missing = dir.path().join("missing.wasm");
+    let not_a_dir = format!("{}::/x", dir.path().join("nope").display());
+
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["run", missing.to_str().unwrap()], 66, "cannot read"),
+        (
+            vec!["run", not_wasm.to_str().unwrap()],
+            65,
+            "is not a WebAssembly file",
+        ),
+        (
+            vec!["run", truncated.to_str().unwrap()],
+            65,
+            "is not a valid WebAssembly module",
+        ),
+        (
+            vec!["run", WAT_COMPONENT_MISSING_IMPORT],
+            67,
+            "wasmdapr:test/nowhere",
+        ),
+        (
+            vec!["run", WAT_COMPONENT_NO_ENTRY],
+            65,
+            "does not export `wasi:cli/run`",
+        ),
+        (
+            vec!["run", "--dir", &not_a_dir, P1_CLI_HELLO],
+            64,
+            "cannot grant --dir",
+        ),
+        (
+            vec!["run", WAT_UNREACHABLE],
+            134,
+            "trapped: wasm trap: wasm `unreachable`",
+        ),
+        (
+            vec!["run", "--timeout", "200ms", WAT_INFINITE_LOOP],
+            124,
+            "time limit of 200ms exceeded (--timeout)",
+        ),
+        (
+            vec!["run", "--max-memory", "32MiB", WAT_MEMORY_BOMB],
+            137,
+            "memory limit of 32 MiB exceeded (--max-memory)",
+        ),
+        (
+            vec!["run", "--max-memory", "lots", P1_CLI_HELLO],
+            2,
+            "is not a size",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let out = run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(
+            err.contains(message),
+            "{args:?}: expected `{message}` in: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
+
+/// A trap prints the wasm backtrace with function names.
+#[test]
+fn trap_prints_backtrace() {
+    let out = run(&["run", WAT_UNREACHABLE]);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: app 'wat_unreachable' trapped"),
+        "{err}"
+    );
+    assert!(err.contains("wasm backtrace:"), "{err}");
+    assert!(err.contains("!boom") && err.contains("!call_boom"), "{err}");
+}
+
+/// `--app-id` names the app in messages; the default is the file stem.
+#[test]
+fn app_id_names_the_app() {
+    let out = run(&["run", "--app-id", "checkout", WAT_UNREACHABLE]);
+    assert!(stderr(&out).contains("app 'checkout' trapped"));
+}
+
+/// The second `run` of a file takes its compiled code from the cache.
+#[test]
+fn second_run_hits_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let runs: Vec<String> = (0..2)
+        .map(|_| {
+            let out = wasmdapr(cache.path())
+                .env("RUST_LOG", "wasmdapr_host=debug")
+                .args(["run", P2_CLI_HELLO])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0));
+            stderr(&out)
+        })
+        .collect();
+    assert!(runs[0].contains("source=Compiled"), "{}", runs[0]);
+    assert!(runs[1].contains("source=Cache"), "{}", runs[1]);
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+}
+
+/// `--no-cache` neither reads nor writes the cache.
+#[test]
+fn no_cache_writes_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = wasmdapr(cache.path())
+        .args(["run", "--no-cache", P1_CLI_HELLO])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
+/// `compile` writes a `.cwasm` that `run` accepts; a `.cwasm` of another engine is refused.
+#[test]
+fn compile_then_run_cwasm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwasm = dir.path().join("hello.cwasm");
+    let out = run(&["compile", P2_CLI_HELLO, "-o", cwasm.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["run", cwasm.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from wasm\n");
+
+    let unwritable = dir.path().join("no/such/dir/x.cwasm");
+    let out = run(&["compile", P1_CLI_HELLO, "-o", unwritable.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything wasmdapr's build, demo and tests need on a fresh
+# machine. Idempotent: what is already there is left alone.
+set -euo pipefail
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
+
+# Guests are built for both WASI targets: preview 1 (core modules) and
+# preview 2 (components).
+installed=$(rustup target list --installed)
+for target in wasm32-wasip1 wasm32-wasip2; do
+  if ! grep -qx "$target" <<<"$installed"; then
+    log "adding Rust target $target"
+    rustup target add "$target"
+  fi
+done
+
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    log "adding rustup component $component"
+    rustup component add "$component"
+  fi
+done

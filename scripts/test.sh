@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, every crate's unit
+# and integration tests (which build the guest programs), doc tests, and the
+# examples built for their wasm target and run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+cargo test --workspace --doc
+
+step "examples"
+cargo build --target wasm32-wasip2 -p hello
+out=$(target/debug/wasmdapr run --env NAME=ci target/wasm32-wasip2/debug/hello.wasm -- x)
+expected='Hello, ci, from a WebAssembly component!
+arguments granted: ["x"]
+environment granted: 1 variable(s)
+files: none granted
+network: denied'
+if [[ "$out" != "$expected" ]]; then
+  printf 'examples/hello printed:\n%s\nexpected:\n%s\n' "$out" "$expected" >&2
+  exit 1
+fi
+echo "examples/hello: ok" >&2
