@@ -4,11 +4,29 @@
 //!
 //! # Layout
 //!
-//! - [`app_id`]: [`AppId`], the validated identity of an app, which names it
-//!   to Dapr (service invocation targets, state key prefixes, component scopes).
+//! - [`api`]: [`DaprApi`], the trait every front door calls.
+//! - [`runtime`]: [`Runtime`], the local implementation over loaded
+//!   [`Components`]: store lookup, scopes, key prefixing, error mapping.
+//! - [`error`]: [`ApiError`], Dapr's error table (code, HTTP status, gRPC code).
+//! - [`state`]: the [`StateStore`](state::StateStore) trait backends implement,
+//!   shared write semantics, and the query language ([`state::query`]).
+//! - [`component`]: Dapr component YAML ([`ComponentSpec`]) and its loader.
+//! - [`registry`]: [`ComponentRegistry`], component type → factory.
+//! - [`app_id`]: [`AppId`], the validated identity of an app.
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod app_id;
+pub mod component;
+pub mod error;
+pub mod registry;
+pub mod runtime;
+pub mod state;
 
+pub use api::DaprApi;
 pub use app_id::AppId;
+pub use component::{ComponentError, ComponentSpec};
+pub use error::{ApiError, ErrorKind, GrpcCode};
+pub use registry::ComponentRegistry;
+pub use runtime::{Components, Runtime};

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes bench/RESULTS.md. One command:
+#   bench/run.sh
+# Figures are reported against baselines measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+if ! command -v hyperfine >/dev/null 2>&1; then
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq hyperfine
+fi
+
+cargo build --release -p wasmdapr
+cargo build --release --target wasm32-wasip2 -p hello
+app=target/wasm32-wasip2/release/hello.wasm
+bin=target/release/wasmdapr
+
+# 1. In-process instantiate + run, pooling vs on-demand allocation (criterion).
+cargo bench -p wasmdapr-host --bench instantiate -- --noplot
+
+# 2. `wasmdapr run` of the same file: first run (compiles) vs second run
+#    (compiled code mapped from the cache).
+out=target/bench
+mkdir -p "$out"
+cold=$(mktemp -d); warm=$(mktemp -d)
+trap 'rm -rf "$cold" "$warm"' EXIT
+hyperfine -N --warmup 2 --runs 20 --prepare "rm -rf $cold" \
+  --export-json "$out/first-run.json" "$bin run --cache-dir $cold $app"
+hyperfine -N --warmup 3 --runs 100 \
+  --export-json "$out/second-run.json" "$bin run --cache-dir $warm $app"
+
+python3 bench/report.py > bench/RESULTS.md
+cat bench/RESULTS.md

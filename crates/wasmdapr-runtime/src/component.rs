@@ -1,0 +1,395 @@
+//! Dapr component YAML: parsing `kind: Component` documents from
+//! `--resources-path` directories into [`ComponentSpec`]s.
+//!
+//! ```yaml
+//! apiVersion: dapr.io/v1alpha1
+//! kind: Component
+//! metadata:
+//!   name: statestore
+//! spec:
+//!   type: state.redis
+//!   version: v1
+//!   metadata:
+//!   - name: redisHost
+//!     value: localhost:6379
+//! scopes: [checkout]
+//! ```
+//!
+//! Every problem is reported with the file and the field; loading is all or
+//! nothing, so the sidecar never starts half-configured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A component declared in YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentSpec {
+    /// `metadata.name`: what apps call it by.
+    pub name: String,
+    /// `spec.type`, e.g. `state.redis`.
+    pub kind: String,
+    /// `spec.version`, e.g. `v1`.
+    pub version: String,
+    /// `spec.metadata`, name → value.
+    pub metadata: BTreeMap<String, String>,
+    /// `scopes`: the app ids that may use it; empty means every app.
+    pub scopes: Vec<String>,
+    /// The file it came from (for messages).
+    pub source: PathBuf,
+}
+
+/// A component configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComponentError {
+    /// A file could not be read or parsed.
+    #[error("{file}: {message}")]
+    File {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A component is declared wrongly.
+    #[error("{file}: component `{component}`: {field}: {message}")]
+    Field {
+        /// The file.
+        file: PathBuf,
+        /// The component name (or `?` when it has none).
+        component: String,
+        /// The field, as a YAML path.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A component could not be initialised (e.g. its server is unreachable).
+    #[error("component `{component}` ({kind}): {message}")]
+    Init {
+        /// The component name.
+        component: String,
+        /// Its type.
+        kind: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl ComponentSpec {
+    /// The embedded default used when no resources path is given: a state
+    /// store named `statestore` of type `state.sqlite`, in `dir/state.db`,
+    /// so state survives a restart with nothing installed.
+    pub fn embedded_state_store(dir: &Path) -> Self {
+        ComponentSpec {
+            name: "statestore".into(),
+            kind: "state.sqlite".into(),
+            version: "v1".into(),
+            metadata: [(
+                "connectionString".to_owned(),
+                dir.join("state.db").to_string_lossy().into_owned(),
+            )]
+            .into(),
+            scopes: Vec::new(),
+            source: PathBuf::from("(embedded default)"),
+        }
+    }
+
+    /// Whether `app_id` may use this component.
+    pub fn in_scope(&self, app_id: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.iter().any(|s| s == app_id)
+    }
+
+    /// A metadata value, if set and non-empty.
+    pub fn metadata(&self, name: &str) -> Option<&str> {
+        self.metadata
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A required metadata value.
+    pub fn require(&self, name: &str) -> Result<&str, ComponentError> {
+        self.metadata(name)
+            .ok_or_else(|| self.field_error(format!("spec.metadata.{name}"), "is required"))
+    }
+
+    /// A metadata value parsed as `T`, or `default` when absent.
+    pub fn parse_or<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        default: T,
+    ) -> Result<T, ComponentError> {
+        match self.metadata(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|_| {
+                self.field_error(
+                    format!("spec.metadata.{name}"),
+                    format!("`{raw}` is not valid"),
+                )
+            }),
+        }
+    }
+
+    /// An error about `field` of this component.
+    pub fn field_error(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ComponentError {
+        ComponentError::Field {
+            file: self.source.clone(),
+            component: self.name.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An initialisation error of this component.
+    pub fn init_error(&self, message: impl std::fmt::Display) -> ComponentError {
+        ComponentError::Init {
+            component: self.name.clone(),
+            kind: self.kind.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Parses every `kind: Component` document of a YAML text. Documents of
+    /// other kinds (Configuration, Subscription, Resiliency) are skipped.
+    pub fn parse(text: &str, source: &Path) -> Result<Vec<ComponentSpec>, ComponentError> {
+        let mut specs = Vec::new();
+        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let file_error = |message: String| ComponentError::File {
+                file: source.to_owned(),
+                message: format!("document {}: {message}", index + 1),
+            };
+            let value =
+                serde_yaml::Value::deserialize(document).map_err(|e| file_error(e.to_string()))?;
+            if value.is_null() {
+                continue;
+            }
+            let kind = value.get("kind").and_then(|k| k.as_str());
+            if kind != Some("Component") {
+                continue;
+            }
+            let raw: RawComponent =
+                serde_yaml::from_value(value).map_err(|e| file_error(e.to_string()))?;
+            specs.push(raw.into_spec(source)?);
+        }
+        Ok(specs)
+    }
+
+    /// Loads every `.yaml` / `.yml` file of each directory, in name order.
+    /// Two components with one name are an error.
+    pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<ComponentSpec>, ComponentError> {
+        let mut specs: Vec<ComponentSpec> = Vec::new();
+        for dir in dirs {
+            let read = std::fs::read_dir(dir).map_err(|e| ComponentError::File {
+                file: dir.clone(),
+                message: format!("cannot read the resources directory: {e}"),
+            })?;
+            let mut files: Vec<PathBuf> = read
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            files.sort();
+            for file in files {
+                let text = std::fs::read_to_string(&file).map_err(|e| ComponentError::File {
+                    file: file.clone(),
+                    message: e.to_string(),
+                })?;
+                for spec in Self::parse(&text, &file)? {
+                    if let Some(first) = specs.iter().find(|s| s.name == spec.name) {
+                        return Err(spec.field_error(
+                            "metadata.name",
+                            format!(
+                                "a component of this name is already declared in {}",
+                                first.source.display()
+                            ),
+                        ));
+                    }
+                    specs.push(spec);
+                }
+            }
+        }
+        Ok(specs)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawComponent {
+    api_version: Option<String>,
+    metadata: Option<RawMeta>,
+    spec: Option<RawSpec>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawMeta {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawSpec {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    version: Option<String>,
+    #[serde(default)]
+    metadata: Vec<RawItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawItem {
+    name: Option<String>,
+    value: Option<serde_yaml::Value>,
+    secret_key_ref: Option<serde_yaml::Value>,
+}
+
+impl RawComponent {
+    fn into_spec(self, source: &Path) -> Result<ComponentSpec, ComponentError> {
+        let name = self.metadata.and_then(|m| m.name).unwrap_or_default();
+        let err = |field: &str, message: &str| ComponentError::Field {
+            file: source.to_owned(),
+            component: if name.is_empty() {
+                "?".into()
+            } else {
+                name.clone()
+            },
+            field: field.into(),
+            message: message.into(),
+        };
+        match self.api_version.as_deref() {
+            Some("dapr.io/v1alpha1") => {}
+            Some(other) => {
+                return Err(err(
+                    "apiVersion",
+                    &format!("`{other}` is not dapr.io/v1alpha1"),
+                ));
+            }
+            None => return Err(err("apiVersion", "is required (dapr.io/v1alpha1)")),
+        }
+        if name.is_empty() {
+            return Err(err("metadata.name", "is required"));
+        }
+        let spec = self.spec.ok_or_else(|| err("spec", "is required"))?;
+        let kind = spec
+            .kind
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| err("spec.type", "is required"))?;
+        let version = spec
+            .version
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| err("spec.version", "is required (e.g. v1)"))?;
+        let mut metadata = BTreeMap::new();
+        for (i, item) in spec.metadata.into_iter().enumerate() {
+            let field = format!("spec.metadata[{i}]");
+            let item_name = item
+                .name
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| err(&format!("{field}.name"), "is required"))?;
+            if item.secret_key_ref.is_some() {
+                return Err(err(
+                    &format!("{field}.secretKeyRef"),
+                    &format!(
+                        "`{item_name}` refers to a secret, but secret stores are not supported yet: give a `value`"
+                    ),
+                ));
+            }
+            let value = match item.value {
+                None | Some(serde_yaml::Value::Null) => String::new(),
+                Some(serde_yaml::Value::String(s)) => s,
+                Some(serde_yaml::Value::Bool(b)) => b.to_string(),
+                Some(serde_yaml::Value::Number(n)) => n.to_string(),
+                Some(_) => {
+                    return Err(err(
+                        &format!("{field}.value"),
+                        "must be a string, number or boolean",
+                    ));
+                }
+            };
+            if metadata.insert(item_name.clone(), value).is_some() {
+                return Err(err(
+                    &format!("{field}.name"),
+                    &format!("`{item_name}` is given twice"),
+                ));
+            }
+        }
+        Ok(ComponentSpec {
+            name,
+            kind,
+            version,
+            metadata,
+            scopes: self.scopes,
+            source: source.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<ComponentSpec>, ComponentError> {
+        ComponentSpec::parse(text, Path::new("components/x.yaml"))
+    }
+
+    /// Several documents per file; other kinds skipped; values of any scalar type.
+    #[test]
+    fn parses_components() {
+        let specs = parse(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\n\
+             spec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: localhost:6379\n\
+             \x20 - name: redisDB\n    value: 2\n  - name: enableTLS\n    value: false\nscopes: [checkout]\n\
+             ---\napiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: cfg\n\
+             ---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\n\
+             spec:\n  type: state.in-memory\n  version: v1\n",
+        )
+        .unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].kind, "state.redis");
+        assert_eq!(specs[0].metadata("redisDB"), Some("2"));
+        assert_eq!(specs[0].metadata("enableTLS"), Some("false"));
+        assert!(specs[0].in_scope("checkout") && !specs[0].in_scope("other"));
+        assert!(specs[1].in_scope("anyone"));
+    }
+
+    /// Each mistake names the file, the component and the field.
+    #[test]
+    fn reports_file_and_field() {
+        let head = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: s\n";
+        for (text, expected) in [
+            (
+                format!("{head}spec:\n  version: v1\n"),
+                "components/x.yaml: component `s`: spec.type: is required",
+            ),
+            (
+                format!("{head}spec:\n  type: state.redis\n"),
+                "spec.version: is required",
+            ),
+            (
+                "apiVersion: v2\nkind: Component\nmetadata:\n  name: s\n".into(),
+                "apiVersion: `v2`",
+            ),
+            (
+                "apiVersion: dapr.io/v1alpha1\nkind: Component\nspec:\n  type: a\n  version: v1\n"
+                    .into(),
+                "component `?`: metadata.name: is required",
+            ),
+            (
+                format!(
+                    "{head}spec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisPassword\n    secretKeyRef:\n      name: s\n"
+                ),
+                "spec.metadata[0].secretKeyRef: `redisPassword` refers to a secret",
+            ),
+            (
+                "kind: Component\n  bad: [indent".into(),
+                "components/x.yaml: document 1:",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected `{expected}` in `{err}`");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! [`ApiError`]: every error a Dapr API caller can receive, built once with
+//! its Dapr error code, HTTP status and gRPC code, so the HTTP API, the gRPC
+//! API and the WIT imports of guests report the same failure the same way.
+//!
+//! The table follows Dapr's `pkg/messages` and `pkg/api/errors`: the codes are
+//! stable strings SDKs and users match on.
+
+use std::fmt;
+
+/// gRPC status codes (the subset Dapr answers with), kept here so the runtime
+/// needs no gRPC library; the gRPC front door maps them one to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcCode {
+    /// `INVALID_ARGUMENT` (3).
+    InvalidArgument,
+    /// `NOT_FOUND` (5).
+    NotFound,
+    /// `FAILED_PRECONDITION` (9).
+    FailedPrecondition,
+    /// `ABORTED` (10).
+    Aborted,
+    /// `UNIMPLEMENTED` (12).
+    Unimplemented,
+    /// `INTERNAL` (13).
+    Internal,
+    /// `UNAUTHENTICATED` (16).
+    Unauthenticated,
+    /// `RESOURCE_EXHAUSTED` (8).
+    ResourceExhausted,
+}
+
+/// The kinds of API error, each one row of Dapr's error table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed (bad JSON, missing key, bad option).
+    MalformedRequest,
+    /// The named state store does not exist (or is out of the app's scope).
+    StateStoreNotFound,
+    /// No state store is configured at all.
+    StateStoreNotConfigured,
+    /// The state store lacks the feature asked for (transactions, query).
+    StateStoreNotSupported,
+    /// A transaction has more operations than the store allows.
+    StateStoreTooManyTransactions,
+    /// Reading state failed.
+    StateGet,
+    /// Reading state in bulk failed.
+    StateBulkGet,
+    /// Saving state failed.
+    StateSave,
+    /// Deleting state failed.
+    StateDelete,
+    /// Deleting state in bulk failed.
+    StateBulkDelete,
+    /// A state transaction failed.
+    StateTransaction,
+    /// A state query failed.
+    StateQuery,
+    /// A write's ETag does not match the stored one (save).
+    StateSaveEtagMismatch,
+    /// A delete's ETag does not match the stored one.
+    StateDeleteEtagMismatch,
+    /// A transaction's ETag does not match.
+    StateTransactionEtagMismatch,
+    /// An ETag the store cannot parse (save).
+    StateSaveEtagInvalid,
+    /// An ETag the store cannot parse (delete).
+    StateDeleteEtagInvalid,
+    /// An ETag the store cannot parse (transaction).
+    StateTransactionEtagInvalid,
+    /// The request lacks the API token or carries a wrong one.
+    Unauthorized,
+    /// The request body is larger than `--max-body-size`.
+    BodyTooLarge,
+    /// The API exists in Dapr but not (yet) here.
+    NotImplemented,
+}
+
+impl ErrorKind {
+    /// `(Dapr error code, HTTP status, gRPC code)`: the one table.
+    pub const fn row(self) -> (&'static str, u16, GrpcCode) {
+        use ErrorKind::*;
+        use GrpcCode as G;
+        match self {
+            MalformedRequest => ("ERR_MALFORMED_REQUEST", 400, G::InvalidArgument),
+            StateStoreNotFound => ("ERR_STATE_STORE_NOT_FOUND", 400, G::InvalidArgument),
+            StateStoreNotConfigured => {
+                ("ERR_STATE_STORE_NOT_CONFIGURED", 500, G::FailedPrecondition)
+            }
+            StateStoreNotSupported => ("ERR_STATE_STORE_NOT_SUPPORTED", 500, G::Unimplemented),
+            StateStoreTooManyTransactions => (
+                "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS",
+                400,
+                G::InvalidArgument,
+            ),
+            StateGet => ("ERR_STATE_GET", 500, G::Internal),
+            StateBulkGet => ("ERR_STATE_BULK_GET", 500, G::Internal),
+            StateSave => ("ERR_STATE_SAVE", 500, G::Internal),
+            StateDelete => ("ERR_STATE_DELETE", 500, G::Internal),
+            StateBulkDelete => ("ERR_STATE_BULK_DELETE", 500, G::Internal),
+            StateTransaction => ("ERR_STATE_TRANSACTION", 500, G::Internal),
+            StateQuery => ("ERR_STATE_QUERY", 500, G::Internal),
+            // Dapr keeps the operation's code and signals the ETag problem
+            // by status: 409 Conflict / ABORTED for a mismatch, 400 /
+            // INVALID_ARGUMENT for an unparseable ETag.
+            StateSaveEtagMismatch => ("ERR_STATE_SAVE", 409, G::Aborted),
+            StateDeleteEtagMismatch => ("ERR_STATE_DELETE", 409, G::Aborted),
+            StateTransactionEtagMismatch => ("ERR_STATE_TRANSACTION", 409, G::Aborted),
+            StateSaveEtagInvalid => ("ERR_STATE_SAVE", 400, G::InvalidArgument),
+            StateDeleteEtagInvalid => ("ERR_STATE_DELETE", 400, G::InvalidArgument),
+            StateTransactionEtagInvalid => ("ERR_STATE_TRANSACTION", 400, G::InvalidArgument),
+            Unauthorized => ("ERR_UNAUTHORIZED", 401, G::Unauthenticated),
+            BodyTooLarge => ("ERR_BODY_TOO_LARGE", 413, G::ResourceExhausted),
+            NotImplemented => ("ERR_NOT_IMPLEMENTED", 501, G::Unimplemented),
+        }
+    }
+}
+
+/// An error returned to a Dapr API caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ApiError {
+    /// Which row of the table.
+    pub kind: ErrorKind,
+    /// A message for humans, naming what failed.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A malformed request.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::MalformedRequest, message)
+    }
+
+    /// The Dapr error code, e.g. `ERR_STATE_STORE_NOT_FOUND`.
+    pub fn code(&self) -> &'static str {
+        self.kind.row().0
+    }
+
+    /// The HTTP status.
+    pub fn http_status(&self) -> u16 {
+        self.kind.row().1
+    }
+
+    /// The gRPC status code.
+    pub fn grpc_code(&self) -> GrpcCode {
+        self.kind.row().2
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows Dapr's SDKs and docs rely on.
+    #[test]
+    fn table_matches_dapr() {
+        let e = ApiError::new(ErrorKind::StateStoreNotFound, "state store x is not found");
+        assert_eq!(
+            (e.code(), e.http_status()),
+            ("ERR_STATE_STORE_NOT_FOUND", 400)
+        );
+        assert_eq!(e.grpc_code(), GrpcCode::InvalidArgument);
+        assert_eq!(
+            ErrorKind::StateSaveEtagMismatch.row(),
+            ("ERR_STATE_SAVE", 409, GrpcCode::Aborted)
+        );
+        assert_eq!(ErrorKind::StateStoreNotConfigured.row().1, 500);
+        assert_eq!(ErrorKind::StateStoreTooManyTransactions.row().1, 400);
+    }
+}

@@ -1,0 +1,444 @@
+//! [`Runtime`]: the [`DaprApi`] of one app over the components loaded for
+//! the process ([`Components`]). This is where Dapr's semantics live once:
+//! store lookup and scopes, key prefixing, validation, and the mapping of
+//! store errors to Dapr's error table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
+
+use crate::api::{BulkStateItem, ComponentInfo, DaprApi, RuntimeMetadata};
+use crate::app_id::AppId;
+use crate::component::{ComponentError, ComponentSpec};
+use crate::error::{ApiError, ErrorKind};
+use crate::registry::ComponentRegistry;
+use crate::state::query::{self, Query, QueryResponse};
+use crate::state::{
+    DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateError, StateStore, StateValue,
+};
+
+/// Separator between the prefix and the key, as Dapr stores keys.
+pub const KEY_SEPARATOR: &str = "||";
+
+/// How a store's keys are prefixed (`keyPrefix` metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPrefix {
+    /// `<app-id>||key` (the default): apps sharing a store do not collide.
+    AppId,
+    /// `<store name>||key`: apps sharing a store share keys.
+    Name,
+    /// `key` as given.
+    None,
+    /// `<custom>||key`.
+    Custom(String),
+}
+
+impl KeyPrefix {
+    fn from_spec(spec: &ComponentSpec) -> Result<Self, ComponentError> {
+        Ok(match spec.metadata("keyPrefix") {
+            None | Some("appid") => KeyPrefix::AppId,
+            Some("name") => KeyPrefix::Name,
+            Some("none") => KeyPrefix::None,
+            Some(custom) if custom.contains(KEY_SEPARATOR) => {
+                return Err(spec.field_error(
+                    "spec.metadata.keyPrefix",
+                    format!("`{custom}` cannot contain `{KEY_SEPARATOR}`"),
+                ));
+            }
+            Some(custom) => KeyPrefix::Custom(custom.to_owned()),
+        })
+    }
+
+    /// The part before the key, separator included (empty for `none`).
+    fn head(&self, app: &AppId, store: &str) -> String {
+        match self {
+            KeyPrefix::AppId => format!("{app}{KEY_SEPARATOR}"),
+            KeyPrefix::Name => format!("{store}{KEY_SEPARATOR}"),
+            KeyPrefix::None => String::new(),
+            KeyPrefix::Custom(c) => format!("{c}{KEY_SEPARATOR}"),
+        }
+    }
+}
+
+/// A loaded state store.
+pub struct LoadedStateStore {
+    /// Its declaration.
+    pub spec: ComponentSpec,
+    /// The backend.
+    pub store: Arc<dyn StateStore>,
+    prefix: KeyPrefix,
+}
+
+/// The components of a process, loaded once and shared by every app's [`Runtime`].
+#[derive(Default)]
+pub struct Components {
+    state: BTreeMap<String, LoadedStateStore>,
+}
+
+impl Components {
+    /// Builds every component of `specs`; the first failure aborts the whole
+    /// load so a process never runs half-configured.
+    pub async fn load(
+        specs: Vec<ComponentSpec>,
+        registry: &ComponentRegistry,
+    ) -> Result<Self, ComponentError> {
+        let mut state = BTreeMap::new();
+        for spec in specs {
+            if spec.kind.starts_with("state.") {
+                let Some(factory) = registry.state(&spec.kind) else {
+                    return Err(spec.field_error(
+                        "spec.type",
+                        format!(
+                            "unknown state store type `{}` (known: {})",
+                            spec.kind,
+                            registry.state_kinds().join(", ")
+                        ),
+                    ));
+                };
+                let prefix = KeyPrefix::from_spec(&spec)?;
+                let store = factory(spec.clone()).await?;
+                tracing::info!(name = %spec.name, kind = %spec.kind, "state store ready");
+                state.insert(
+                    spec.name.clone(),
+                    LoadedStateStore {
+                        spec,
+                        store,
+                        prefix,
+                    },
+                );
+            } else {
+                return Err(spec.field_error(
+                    "spec.type",
+                    format!(
+                        "`{}` is not a building block this runtime supports yet (state.*)",
+                        spec.kind
+                    ),
+                ));
+            }
+        }
+        Ok(Self { state })
+    }
+
+    /// The state stores, by name.
+    pub fn state_stores(&self) -> impl Iterator<Item = &LoadedStateStore> {
+        self.state.values()
+    }
+}
+
+/// The Dapr API of one app.
+pub struct Runtime {
+    app_id: AppId,
+    components: Arc<Components>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Runtime {
+    /// The runtime of `app_id` over `components`.
+    pub fn new(app_id: AppId, components: Arc<Components>) -> Self {
+        Self {
+            app_id,
+            components,
+            shutdown: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// The app id.
+    pub fn app_id(&self) -> &AppId {
+        &self.app_id
+    }
+
+    /// Resolves once [`DaprApi::shutdown`] has been called.
+    pub async fn shutdown_requested(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|requested| *requested).await;
+    }
+
+    fn store(&self, name: &str) -> Result<(&LoadedStateStore, String), ApiError> {
+        if self.components.state.is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::StateStoreNotConfigured,
+                "state store is not configured",
+            ));
+        }
+        match self.components.state.get(name) {
+            Some(loaded) if loaded.spec.in_scope(self.app_id.as_str()) => {
+                Ok((loaded, loaded.prefix.head(&self.app_id, name)))
+            }
+            _ => Err(ApiError::new(
+                ErrorKind::StateStoreNotFound,
+                format!("state store {name} is not found"),
+            )),
+        }
+    }
+}
+
+/// Prefixes a caller's key, refusing empty keys and keys that would forge
+/// another prefix.
+fn prefixed(head: &str, key: &str) -> Result<String, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::malformed("a state key cannot be empty"));
+    }
+    if !head.is_empty() && key.contains(KEY_SEPARATOR) {
+        return Err(ApiError::malformed(format!(
+            "input key/keyPrefix '{key}' can't contain '{KEY_SEPARATOR}'"
+        )));
+    }
+    Ok(format!("{head}{key}"))
+}
+
+/// The error of a failed write, by operation: ETag problems keep Dapr's
+/// 409 / 400 split, bad input is the caller's, the rest is the store's.
+fn write_error(error: StateError, op: WriteOp, store: &str, key: &str) -> ApiError {
+    let (mismatch, invalid, failed, verb) = match op {
+        WriteOp::Save => (
+            ErrorKind::StateSaveEtagMismatch,
+            ErrorKind::StateSaveEtagInvalid,
+            ErrorKind::StateSave,
+            "saving",
+        ),
+        WriteOp::Delete => (
+            ErrorKind::StateDeleteEtagMismatch,
+            ErrorKind::StateDeleteEtagInvalid,
+            ErrorKind::StateDelete,
+            "deleting",
+        ),
+        WriteOp::Transaction => (
+            ErrorKind::StateTransactionEtagMismatch,
+            ErrorKind::StateTransactionEtagInvalid,
+            ErrorKind::StateTransaction,
+            "executing a transaction on",
+        ),
+    };
+    let what = if key.is_empty() {
+        String::new()
+    } else {
+        format!(" (key {key})")
+    };
+    let kind = match &error {
+        StateError::EtagMismatch => mismatch,
+        StateError::EtagInvalid(_) => invalid,
+        StateError::InvalidRequest(_) => ErrorKind::MalformedRequest,
+        StateError::NotSupported(_) => ErrorKind::StateStoreNotSupported,
+        StateError::Backend(_) => failed,
+    };
+    ApiError::new(
+        kind,
+        format!("failed {verb} state store {store}{what}: {error}"),
+    )
+}
+
+#[derive(Clone, Copy)]
+enum WriteOp {
+    Save,
+    Delete,
+    Transaction,
+}
+
+#[async_trait]
+impl DaprApi for Runtime {
+    async fn get_state(
+        &self,
+        store: &str,
+        mut request: GetRequest,
+    ) -> Result<Option<StateValue>, ApiError> {
+        let (loaded, head) = self.store(store)?;
+        let key = request.key.clone();
+        request.key = prefixed(&head, &key)?;
+        loaded.store.get(request).await.map_err(|e| {
+            ApiError::new(
+                ErrorKind::StateGet,
+                format!("fail to get {key} from state store {store}: {e}"),
+            )
+        })
+    }
+
+    async fn get_bulk_state(
+        &self,
+        store: &str,
+        keys: Vec<String>,
+        parallelism: usize,
+        metadata: Metadata,
+    ) -> Result<Vec<BulkStateItem>, ApiError> {
+        let (loaded, head) = self.store(store)?;
+        let requests = keys
+            .into_iter()
+            .map(|key| Ok((prefixed(&head, &key)?, key)))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let limit = if parallelism == 0 {
+            requests.len().max(1)
+        } else {
+            parallelism
+        };
+        let items = stream::iter(requests)
+            .map(|(full, key)| {
+                let request = GetRequest {
+                    key: full,
+                    metadata: metadata.clone(),
+                    ..GetRequest::default()
+                };
+                async move {
+                    match loaded.store.get(request).await {
+                        Ok(value) => BulkStateItem {
+                            key,
+                            value,
+                            error: None,
+                        },
+                        Err(e) => BulkStateItem {
+                            key,
+                            value: None,
+                            error: Some(e.to_string()),
+                        },
+                    }
+                }
+            })
+            .buffered(limit)
+            .collect()
+            .await;
+        Ok(items)
+    }
+
+    async fn save_state(&self, store: &str, items: Vec<SetRequest>) -> Result<(), ApiError> {
+        let (loaded, head) = self.store(store)?;
+        for mut item in items {
+            let key = item.key.clone();
+            item.key = prefixed(&head, &key)?;
+            loaded
+                .store
+                .set(item)
+                .await
+                .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
+        }
+        Ok(())
+    }
+
+    async fn delete_state(&self, store: &str, mut request: DeleteRequest) -> Result<(), ApiError> {
+        let (loaded, head) = self.store(store)?;
+        let key = request.key.clone();
+        request.key = prefixed(&head, &key)?;
+        loaded
+            .store
+            .delete(request)
+            .await
+            .map_err(|e| write_error(e, WriteOp::Delete, store, &key))
+    }
+
+    async fn delete_bulk_state(
+        &self,
+        store: &str,
+        requests: Vec<DeleteRequest>,
+    ) -> Result<(), ApiError> {
+        for request in requests {
+            self.delete_state(store, request).await?;
+        }
+        Ok(())
+    }
+
+    async fn transact_state(
+        &self,
+        store: &str,
+        operations: Vec<Operation>,
+        _metadata: Metadata,
+    ) -> Result<(), ApiError> {
+        let (loaded, head) = self.store(store)?;
+        if !loaded.store.features().transactional {
+            return Err(ApiError::new(
+                ErrorKind::StateStoreNotSupported,
+                format!("state store {store} doesn't support transaction"),
+            ));
+        }
+        if let Some(max) = loaded.store.max_transaction_operations() {
+            if operations.len() > max {
+                return Err(ApiError::new(
+                    ErrorKind::StateStoreTooManyTransactions,
+                    format!(
+                        "the transaction contains {} operations, which is more than what the state store supports: {max}",
+                        operations.len()
+                    ),
+                ));
+            }
+        }
+        let operations = operations
+            .into_iter()
+            .map(|op| {
+                Ok(match op {
+                    Operation::Upsert(mut r) => {
+                        r.key = prefixed(&head, &r.key)?;
+                        Operation::Upsert(r)
+                    }
+                    Operation::Delete(mut r) => {
+                        r.key = prefixed(&head, &r.key)?;
+                        Operation::Delete(r)
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        loaded
+            .store
+            .transact(operations)
+            .await
+            .map_err(|e| write_error(e, WriteOp::Transaction, store, ""))
+    }
+
+    async fn query_state(
+        &self,
+        store: &str,
+        query: serde_json::Value,
+        _metadata: Metadata,
+    ) -> Result<QueryResponse, ApiError> {
+        let (loaded, head) = self.store(store)?;
+        if !loaded.store.features().query {
+            return Err(ApiError::new(
+                ErrorKind::StateStoreNotSupported,
+                format!("state store {store} doesn't support query"),
+            ));
+        }
+        let query =
+            Query::parse(&query).map_err(|e| ApiError::malformed(format!("invalid query: {e}")))?;
+        let rows = loaded.store.scan(&head).await.map_err(|e| {
+            ApiError::new(
+                ErrorKind::StateQuery,
+                format!("failed query in state store {store}: {e}"),
+            )
+        })?;
+        let rows = rows
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.strip_prefix(&head)?.to_owned(), value)))
+            // Under a shared prefix (`none`, `name`), keys of other apps'
+            // prefixes are not this app's rows.
+            .filter(|(key, _)| head.is_empty() || !key.contains(KEY_SEPARATOR))
+            .collect();
+        Ok(query::evaluate(&query, rows))
+    }
+
+    async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {
+        let components = self
+            .components
+            .state
+            .values()
+            .filter(|s| s.spec.in_scope(self.app_id.as_str()))
+            .map(|s| ComponentInfo {
+                name: s.spec.name.clone(),
+                kind: s.spec.kind.clone(),
+                version: s.spec.version.clone(),
+                capabilities: s
+                    .store
+                    .features()
+                    .names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            })
+            .collect();
+        Ok(RuntimeMetadata {
+            id: self.app_id.to_string(),
+            runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
+            components,
+        })
+    }
+
+    fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}

@@ -1,0 +1,315 @@
+//! The state building block: the [`StateStore`] trait every backend
+//! implements, the request types the runtime hands it, and the semantics
+//! shared by all backends (write conditions from ETag + concurrency, TTL).
+//!
+//! Keys reaching a store are already prefixed (`<app-id>||<key>` by default):
+//! backends store what they are given and never see app ids or scopes.
+
+pub mod query;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Metadata of a request (`metadata.<name>` query parameters, gRPC metadata maps).
+pub type Metadata = HashMap<String, String>;
+
+/// `options.concurrency`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Not given: last-write-wins, but a given ETag is still checked.
+    #[default]
+    Unspecified,
+    /// The write succeeds only if nobody wrote since the caller read: with an
+    /// ETag it must match; without one, the key must not exist yet.
+    FirstWrite,
+    /// The write always succeeds unless an ETag is given and does not match.
+    LastWrite,
+}
+
+/// `options.consistency` / `consistency`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Not given.
+    #[default]
+    Unspecified,
+    /// Eventual consistency.
+    Eventual,
+    /// Strong consistency.
+    Strong,
+}
+
+/// Options of a write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateOptions {
+    /// ETag / first-write semantics.
+    pub concurrency: Concurrency,
+    /// Replication semantics (stores with one replica ignore it).
+    pub consistency: Consistency,
+}
+
+/// A stored value as a read returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateValue {
+    /// The bytes exactly as saved.
+    pub data: Vec<u8>,
+    /// The opaque version of the value; `None` for stores without ETags.
+    pub etag: Option<String>,
+    /// Store-provided metadata, e.g. `ttlExpireTime` (RFC 3339).
+    pub metadata: Metadata,
+}
+
+/// A read of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetRequest {
+    /// The (prefixed) key.
+    pub key: String,
+    /// Requested consistency.
+    pub consistency: Consistency,
+    /// Request metadata.
+    pub metadata: Metadata,
+}
+
+/// A write of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetRequest {
+    /// The (prefixed) key.
+    pub key: String,
+    /// The bytes to store.
+    pub value: Vec<u8>,
+    /// The ETag the caller read, if any.
+    pub etag: Option<String>,
+    /// Concurrency and consistency.
+    pub options: StateOptions,
+    /// Request metadata (`ttlInSeconds`, `contentType`, …).
+    pub metadata: Metadata,
+}
+
+/// A delete of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteRequest {
+    /// The (prefixed) key.
+    pub key: String,
+    /// The ETag the caller read, if any.
+    pub etag: Option<String>,
+    /// Concurrency and consistency.
+    pub options: StateOptions,
+    /// Request metadata.
+    pub metadata: Metadata,
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Insert or update.
+    Upsert(SetRequest),
+    /// Delete.
+    Delete(DeleteRequest),
+}
+
+/// What must hold for a write or delete to proceed, derived once from the
+/// request's ETag and concurrency so every backend applies the same rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Unconditional (last-write-wins, no ETag).
+    Always,
+    /// The key must not exist (first-write without an ETag).
+    MustNotExist,
+    /// The stored ETag must equal this one.
+    EtagMatches(String),
+}
+
+impl WriteCondition {
+    /// The condition for a write with `etag` under `concurrency`.
+    ///
+    /// A given ETag is always checked, whatever the concurrency mode (Dapr's
+    /// optimistic concurrency); without one, first-write means "insert only".
+    pub fn new(etag: Option<&str>, concurrency: Concurrency) -> Self {
+        match (etag.filter(|e| !e.is_empty()), concurrency) {
+            (Some(etag), _) => WriteCondition::EtagMatches(etag.to_owned()),
+            (None, Concurrency::FirstWrite) => WriteCondition::MustNotExist,
+            (None, _) => WriteCondition::Always,
+        }
+    }
+}
+
+impl SetRequest {
+    /// The write condition of this request.
+    pub fn condition(&self) -> WriteCondition {
+        WriteCondition::new(self.etag.as_deref(), self.options.concurrency)
+    }
+
+    /// The `ttlInSeconds` metadata: `None` when absent or `-1` (never
+    /// expire), else the time to live.
+    pub fn ttl(&self) -> Result<Option<Duration>, StateError> {
+        let Some(raw) = self.metadata.get("ttlInSeconds") else {
+            return Ok(None);
+        };
+        let seconds: i64 = raw.trim().parse().map_err(|_| {
+            StateError::InvalidRequest(format!("ttlInSeconds `{raw}` is not an integer"))
+        })?;
+        match seconds {
+            -1 => Ok(None),
+            s if s < -1 => Err(StateError::InvalidRequest(format!(
+                "ttlInSeconds {s} is negative (use -1 for no expiry)"
+            ))),
+            s => Ok(Some(Duration::from_secs(s as u64))),
+        }
+    }
+}
+
+impl DeleteRequest {
+    /// The delete condition of this request. Deleting a missing key is not
+    /// an error; a first-write delete without an ETag is unconditional.
+    pub fn condition(&self) -> WriteCondition {
+        match WriteCondition::new(self.etag.as_deref(), self.options.concurrency) {
+            WriteCondition::MustNotExist => WriteCondition::Always,
+            other => other,
+        }
+    }
+}
+
+/// What a store supports, declared once and checked by the conformance suite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateFeatures {
+    /// Values carry ETags and writes honour them.
+    pub etag: bool,
+    /// `transact` is atomic.
+    pub transactional: bool,
+    /// `ttlInSeconds` is honoured.
+    pub ttl: bool,
+    /// `query` works.
+    pub query: bool,
+}
+
+impl StateFeatures {
+    /// Dapr's names of the features this store has, for the metadata API.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.etag {
+            names.push("ETAG");
+        }
+        if self.transactional {
+            names.push("TRANSACTIONAL");
+        }
+        if self.ttl {
+            names.push("TTL");
+        }
+        if self.query {
+            names.push("QUERY_API");
+        }
+        names
+    }
+}
+
+/// Errors of a state store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The ETag (or first-write condition) does not hold.
+    #[error("possible etag mismatch: the value was changed or deleted since it was read")]
+    EtagMismatch,
+    /// The ETag cannot be a version of this store.
+    #[error("invalid etag value `{0}`")]
+    EtagInvalid(String),
+    /// The store does not do this.
+    #[error("the state store does not support {0}")]
+    NotSupported(&'static str),
+    /// The request carries a value the store cannot accept (bad TTL, …).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The backend failed (connection lost, server error, …).
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// A state store backend.
+///
+/// Implementations are cheap to share (`Arc<dyn StateStore>`) and safe to call
+/// concurrently. Only `get`, `set` and `delete` are required; a store that
+/// declares a feature in [`StateStore::features`] overrides the matching method.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// The features this store has.
+    fn features(&self) -> StateFeatures;
+
+    /// Reads a key; `None` when it does not exist (or has expired).
+    async fn get(&self, request: GetRequest) -> Result<Option<StateValue>, StateError>;
+
+    /// Writes a key under [`SetRequest::condition`].
+    async fn set(&self, request: SetRequest) -> Result<(), StateError>;
+
+    /// Deletes a key under [`DeleteRequest::condition`]; a missing key is not an error.
+    async fn delete(&self, request: DeleteRequest) -> Result<(), StateError>;
+
+    /// Applies all operations atomically, or none.
+    async fn transact(&self, operations: Vec<Operation>) -> Result<(), StateError> {
+        let _ = operations;
+        Err(StateError::NotSupported("transactions"))
+    }
+
+    /// The largest transaction the store accepts, if it has a limit.
+    fn max_transaction_operations(&self) -> Option<usize> {
+        None
+    }
+
+    /// Every live `(key, value)` whose key starts with `prefix`, for the
+    /// query API (which filters, sorts and pages them in
+    /// [`query::evaluate`]).
+    async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
+        let _ = prefix;
+        Err(StateError::NotSupported("queries"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ETag + concurrency map to one condition, the same for every backend.
+    #[test]
+    fn write_conditions() {
+        use Concurrency::*;
+        assert_eq!(
+            WriteCondition::new(None, Unspecified),
+            WriteCondition::Always
+        );
+        assert_eq!(WriteCondition::new(None, LastWrite), WriteCondition::Always);
+        assert_eq!(
+            WriteCondition::new(Some(""), LastWrite),
+            WriteCondition::Always
+        );
+        assert_eq!(
+            WriteCondition::new(None, FirstWrite),
+            WriteCondition::MustNotExist
+        );
+        for c in [Unspecified, FirstWrite, LastWrite] {
+            assert_eq!(
+                WriteCondition::new(Some("7"), c),
+                WriteCondition::EtagMatches("7".into())
+            );
+        }
+        let delete = DeleteRequest {
+            options: StateOptions {
+                concurrency: FirstWrite,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(delete.condition(), WriteCondition::Always);
+    }
+
+    /// `ttlInSeconds` parses, -1 means forever, garbage is refused.
+    #[test]
+    fn ttl_metadata() {
+        let with = |v: &str| SetRequest {
+            metadata: [("ttlInSeconds".to_string(), v.to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(SetRequest::default().ttl().unwrap(), None);
+        assert_eq!(with("30").ttl().unwrap(), Some(Duration::from_secs(30)));
+        assert_eq!(with("-1").ttl().unwrap(), None);
+        assert!(with("-5").ttl().is_err());
+        assert!(with("soon").ttl().is_err());
+    }
+}
