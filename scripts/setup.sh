@@ -2,6 +2,7 @@
 # Installs everything wasmdapr's build, demo and tests need on a fresh
 # machine. Idempotent: what is already there is left alone.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
@@ -26,3 +27,19 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# The official Dapr SDKs the compatibility tests drive, pinned: Python in a
+# virtualenv at .venv, JavaScript under the test's own folder.
+sdk=crates/wasmdapr/tests/sdk
+if [[ ! -x .venv/bin/python ]]; then
+  log "creating the Python virtualenv .venv"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import dapr.clients' 2>/dev/null; then
+  log "installing the Dapr Python SDK"
+  .venv/bin/pip install -q -r "$sdk/python/requirements.txt"
+fi
+if [[ ! -d "$sdk/js/node_modules/@dapr/dapr" ]]; then
+  log "installing the Dapr JavaScript SDK"
+  (cd "$sdk/js" && npm ci --no-audit --no-fund --loglevel=error)
+fi

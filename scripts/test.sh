@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+scripts/services.sh
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 

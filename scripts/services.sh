@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Starts the servers the backend tests use when they are not running:
+# Redis 127.0.0.1:6379 and PostgreSQL 127.0.0.1:5432 (user postgres, db test).
+# Tests never skip a backend: if a server cannot be started, this fails.
+set -euo pipefail
+
+log() { printf '\033[1mservices:\033[0m %s\n' "$*" >&2; }
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for() {
+  local name=$1 port=$2
+  for _ in $(seq 1 50); do up "$port" && return 0; sleep 0.2; done
+  echo "services: $name did not come up on 127.0.0.1:$port" >&2
+  return 1
+}
+
+if ! up 6379; then
+  log "starting Redis"
+  if ! command -v redis-server >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq redis-server
+  fi
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for Redis 6379
+fi
+
+if ! up 5432; then
+  log "starting PostgreSQL"
+  if ! command -v pg_ctlcluster >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq postgresql
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+  wait_for PostgreSQL 5432
+fi
+if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+  log "creating PostgreSQL database test"
+  psql -h 127.0.0.1 -U postgres -c 'create database test' >/dev/null
+fi
