@@ -1,11 +1,33 @@
 //! Backends of the Dapr building blocks (state stores, pub/sub brokers,
 //! bindings, secret stores, …), one module per backend, each implementing the
 //! runtime's trait for its kind and registered with the runtime's component
-//! registry by the binary.
+//! registry by the binary through [`register`].
 //!
 //! # Layout
 //!
-//! Backends arrive with their building blocks; this crate knows no HTTP API
-//! and no Wasm, and depends only on `wasmdapr-runtime`.
+//! - [`state`]: state stores — [`state::memory`] (`state.in-memory`),
+//!   [`state::sqlite`] (`state.sqlite`, the embedded default),
+//!   [`state::redis`] (`state.redis`), [`state::postgres`]
+//!   (`state.postgresql`).
+//!
+//! This crate knows no HTTP API and no Wasm, and depends only on
+//! `wasmdapr-runtime`. The conformance suite every state store passes is
+//! `tests/state_conformance.rs`.
 
 #![deny(missing_docs)]
+
+pub mod state;
+
+use std::sync::Arc;
+
+use wasmdapr_runtime::ComponentRegistry;
+use wasmdapr_runtime::state::StateStore;
+
+/// Registers every component type of this crate: the one place that lists
+/// the backends.
+pub fn register(registry: &mut ComponentRegistry) {
+    registry.register_state("state.in-memory", |spec| async move {
+        let store = state::memory::MemoryStateStore::from_spec(&spec)?;
+        Ok(Arc::new(store) as Arc<dyn StateStore>)
+    });
+}

@@ -1,0 +1,172 @@
+//! State store backends, one module each, all implementing
+//! [`StateStore`](wasmdapr_runtime::state::StateStore) with the write
+//! semantics of [`WriteCondition`](wasmdapr_runtime::state::WriteCondition).
+//!
+//! - [`memory`]: `state.in-memory`, a map in the process (tests, caches).
+//! - [`sqlite`]: `state.sqlite`, a file next to the app: the embedded default.
+//! - [`redis`]: `state.redis`, Dapr's layout (a hash per key, `data` + `version`).
+//! - [`postgres`]: `state.postgresql`, one table, conditional writes in SQL.
+//!
+//! What they share lives here: the `ttlExpireTime` metadata a read returns,
+//! the SQL table-name check, and the conversion of backend faults.
+
+pub mod memory;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wasmdapr_runtime::ComponentSpec;
+use wasmdapr_runtime::component::ComponentError;
+use wasmdapr_runtime::state::{Metadata, StateError};
+
+/// The metadata name under which a read reports when its value expires.
+pub const TTL_EXPIRE_TIME: &str = "ttlExpireTime";
+
+/// The metadata of a value that expires at `expires_at` (Dapr formats it as
+/// RFC 3339 in UTC, to the second).
+pub(crate) fn expiry_metadata(expires_at: Option<SystemTime>) -> Metadata {
+    let mut metadata = Metadata::new();
+    if let Some(at) = expires_at {
+        metadata.insert(
+            TTL_EXPIRE_TIME.to_owned(),
+            humantime::format_rfc3339_seconds(at).to_string(),
+        );
+    }
+    metadata
+}
+
+/// Milliseconds since the Unix epoch, the unit expiry times are stored in by
+/// the backends that keep them as integers.
+pub(crate) fn unix_millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The inverse of [`unix_millis`].
+pub(crate) fn from_unix_millis(millis: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}
+
+/// A backend fault (lost connection, server error) as the runtime reports it.
+/// Backend error types are foreign to the runtime's [`StateError`], so they
+/// are converted here rather than with `From`.
+pub(crate) fn backend_error(context: &str, error: impl std::fmt::Display) -> StateError {
+    tracing::warn!(%error, "state store: {context} failed");
+    StateError::Backend(format!("{context}: {error}"))
+}
+
+/// The `tableName` metadata: it is spliced into SQL text (identifiers cannot
+/// be bound as parameters), so only plain identifiers, optionally qualified
+/// by a schema (`schema.table`), are accepted.
+pub(crate) fn table_name(spec: &ComponentSpec, default: &str) -> Result<String, ComponentError> {
+    let name = spec.metadata("tableName").unwrap_or(default);
+    let valid_part = |part: &str| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
+        return Err(spec.field_error(
+            "spec.metadata.tableName",
+            format!(
+                "`{name}` is not a valid table name (letters, digits and `_`, optionally `schema.table`)"
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// A duration given either as whole seconds (`20`) or in Go/humantime
+/// notation (`20s`, `1m30s`), the two forms Dapr's components accept.
+pub(crate) fn duration_or(
+    spec: &ComponentSpec,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ComponentError> {
+    let Some(raw) = spec.metadata(name) else {
+        return Ok(default);
+    };
+    let raw = raw.trim();
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(raw).map_err(|_| {
+        spec.field_error(
+            format!("spec.metadata.{name}"),
+            format!("`{raw}` is not a duration (e.g. `20s` or `20`)"),
+        )
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use wasmdapr_runtime::ComponentSpec;
+
+    /// A spec of `kind` with the given metadata, as the YAML loader makes it.
+    pub fn spec(kind: &str, metadata: &[(&str, &str)]) -> ComponentSpec {
+        ComponentSpec {
+            name: "store".into(),
+            kind: kind.into(),
+            version: "v1".into(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            scopes: Vec::new(),
+            source: PathBuf::from("components/store.yaml"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::spec;
+    use super::*;
+
+    /// Table names are identifiers only, because they are spliced into SQL.
+    #[test]
+    fn table_names() {
+        assert_eq!(table_name(&spec("s", &[]), "state").unwrap(), "state");
+        assert_eq!(
+            table_name(&spec("s", &[("tableName", "app.st_1")]), "state").unwrap(),
+            "app.st_1"
+        );
+        for bad in ["x; drop table y", "1abc", "a.b.c", "a-b", "\"q\""] {
+            let err = table_name(&spec("s", &[("tableName", bad)]), "state")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("spec.metadata.tableName"), "{err}");
+        }
+    }
+
+    /// Durations are accepted as seconds or with units; garbage names the field.
+    #[test]
+    fn durations() {
+        let d = |v: &str| duration_or(&spec("s", &[("timeout", v)]), "timeout", Duration::ZERO);
+        assert_eq!(d("20").unwrap(), Duration::from_secs(20));
+        assert_eq!(d("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(d("500ms").unwrap(), Duration::from_millis(500));
+        let err = d("soon").unwrap_err().to_string();
+        assert!(err.contains("spec.metadata.timeout"), "{err}");
+    }
+
+    /// Expiry metadata is RFC 3339 UTC, as Dapr reports it.
+    #[test]
+    fn expiry_is_rfc3339() {
+        let at = from_unix_millis(1_700_000_000_000);
+        assert_eq!(
+            expiry_metadata(Some(at))
+                .get(TTL_EXPIRE_TIME)
+                .map(String::as_str),
+            Some("2023-11-14T22:13:20Z")
+        );
+        assert!(expiry_metadata(None).is_empty());
+        assert_eq!(unix_millis(at), 1_700_000_000_000);
+    }
+}
