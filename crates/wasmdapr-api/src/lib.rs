@@ -1,11 +1,26 @@
 //! The Dapr front doors of wasmdapr: the HTTP API v1.0 (axum) and the gRPC
 //! API `dapr.proto.runtime.v1.Dapr` (tonic), both thin translations onto the
-//! runtime's `DaprApi`, plus the remote client that forwards to a real Dapr
-//! sidecar.
+//! runtime's [`DaprApi`](wasmdapr_runtime::DaprApi). Dapr semantics (scopes,
+//! key prefixes, ETags, the error table) live in the runtime; this crate only
+//! moves requests and answers between the wire and that trait.
 //!
 //! # Layout
 //!
-//! The HTTP and gRPC servers arrive with the first building block (state);
-//! this crate depends on `wasmdapr-runtime` and knows no Wasm.
+//! - [`config`]: [`ApiConfig`], what both servers share (API token, body
+//!   limit), and [`ApiToken`], the constant-time token check.
+//! - [`http`]: the Dapr HTTP API: [`http::router`] for tests and embedding,
+//!   [`http::serve_http`] for the binary.
+//! - [`grpc`]: the Dapr gRPC API: [`grpc::GrpcApi`] implements the generated
+//!   `Dapr` service trait; [`grpc::serve_grpc`] serves it.
+//!
+//! This crate depends on `wasmdapr-runtime` and knows no Wasm and no backend.
 
 #![deny(missing_docs)]
+
+pub mod config;
+pub mod grpc;
+pub mod http;
+
+pub use config::{ApiConfig, ApiToken};
+pub use grpc::serve_grpc;
+pub use http::serve_http;

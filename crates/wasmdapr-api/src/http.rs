@@ -1,0 +1,843 @@
+//! The Dapr HTTP API v1.0: Dapr's paths, JSON bodies, headers and status
+//! codes, translated onto [`DaprApi`]. Errors answer
+//! `{"errorCode": "ERR_…", "message": "…"}` with the status of the runtime's
+//! error table, so SDKs that match on Dapr's codes work unchanged.
+//!
+//! | Method | Path | Success |
+//! |---|---|---|
+//! | `POST`/`PUT` | `/v1.0/state/{store}` | 204 |
+//! | `GET` | `/v1.0/state/{store}/{key}` | 200 + `ETag`, or 204 when missing |
+//! | `DELETE` | `/v1.0/state/{store}/{key}` (`If-Match`) | 204 |
+//! | `POST`/`PUT` | `/v1.0/state/{store}/bulk` | 200 `[{key, data, etag}]` |
+//! | `POST`/`PUT` | `/v1.0/state/{store}/transaction` | 204 |
+//! | `POST`/`PUT` | `/v1.0-alpha1/state/{store}/query` | 200 `{results, token}` |
+//! | `GET` | `/v1.0/metadata` | 200 |
+//! | `GET` | `/v1.0/healthz`, `/v1.0/healthz/outbound` | 204 |
+//! | `POST` | `/v1.0/shutdown` | 204, then shutdown |
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tower_http::trace::TraceLayer;
+use wasmdapr_runtime::state::query::QueryResponse;
+use wasmdapr_runtime::state::{
+    Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
+    StateOptions,
+};
+use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind};
+
+use crate::config::{API_TOKEN_HEADER, ApiConfig, ApiToken};
+
+/// What every handler shares.
+#[derive(Clone)]
+struct HttpState {
+    api: Arc<dyn DaprApi>,
+    max_body_size: usize,
+}
+
+/// The Dapr HTTP API over `api`, as an axum router (tests and embedders
+/// serve it themselves; the binary calls [`serve_http`]).
+pub fn router(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
+    let state = HttpState {
+        api,
+        max_body_size: config.max_body_size,
+    };
+    Router::new()
+        .route("/v1.0/state/{store}", post(save_state).put(save_state))
+        .route(
+            "/v1.0/state/{store}/bulk",
+            post(get_bulk_state)
+                .put(get_bulk_state)
+                // A key may be called `bulk` or `transaction`: the fixed
+                // routes win for POST/PUT, so GET/DELETE are routed here too.
+                .get(get_fixed_key)
+                .delete(delete_fixed_key),
+        )
+        .route(
+            "/v1.0/state/{store}/transaction",
+            post(transact_state)
+                .put(transact_state)
+                .get(get_fixed_key)
+                .delete(delete_fixed_key),
+        )
+        .route(
+            "/v1.0/state/{store}/{key}",
+            get(get_state).delete(delete_state),
+        )
+        .route(
+            "/v1.0-alpha1/state/{store}/query",
+            post(query_state).put(query_state),
+        )
+        .route("/v1.0/metadata", get(metadata))
+        .route("/v1.0/healthz", get(healthz))
+        .route("/v1.0/healthz/outbound", get(healthz))
+        .route("/v1.0/shutdown", post(shutdown).get(shutdown))
+        .fallback(not_found)
+        // Innermost first: chunked bodies are cut off while being read…
+        .layer(DefaultBodyLimit::max(config.max_body_size))
+        // …declared lengths are refused before a byte of body is read…
+        .layer(middleware::from_fn_with_state(
+            config.max_body_size,
+            refuse_declared_oversize,
+        ))
+        // …and nothing is looked at before the token is checked.
+        .layer(middleware::from_fn_with_state(
+            config.token(),
+            require_api_token,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the Dapr HTTP API on `listener` until `shutdown` resolves, then
+/// lets in-flight requests finish.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    api: Arc<dyn DaprApi>,
+    config: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "Dapr HTTP API listening");
+    }
+    axum::serve(listener, router(api, config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+// ---------------------------------------------------------------- errors
+
+/// An [`ApiError`] as Dapr's HTTP error response.
+struct HttpError(ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+/// Dapr's error body.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    error_code: &'a str,
+    message: &'a str,
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::to_vec(&ErrorBody {
+        error_code: code,
+        message,
+    })
+    .unwrap_or_default();
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(body),
+    )
+        .into_response()
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(code = e.code(), message = %e.message, "request failed");
+        } else {
+            tracing::debug!(code = e.code(), message = %e.message, "request refused");
+        }
+        error_response(status, e.code(), &e.message)
+    }
+}
+
+type HttpResult<T> = Result<T, HttpError>;
+
+/// Unknown paths: 404 with a JSON body naming the path, rather than an empty
+/// answer a user has to guess about.
+async fn not_found(request: Request) -> Response {
+    let message = format!(
+        "{} {} is not an API of this Dapr sidecar",
+        request.method(),
+        request.uri().path()
+    );
+    error_response(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", &message)
+}
+
+// ---------------------------------------------------------------- middleware
+
+/// Dapr's API token: when configured, every request but the health checks
+/// must carry it in `dapr-api-token`.
+async fn require_api_token(
+    State(token): State<Option<ApiToken>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &token {
+        let path = request.uri().path();
+        let exempt = path == "/v1.0/healthz" || path.starts_with("/v1.0/healthz/");
+        let given = request
+            .headers()
+            .get(API_TOKEN_HEADER)
+            .map(HeaderValue::as_bytes);
+        if !exempt && !token.matches(given) {
+            return HttpError(ApiError::new(
+                ErrorKind::Unauthorized,
+                "authorization failed: the dapr-api-token header is missing or invalid",
+            ))
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Refuses a request whose `Content-Length` exceeds the limit before its body
+/// is read; bodies without a length are cut off by `DefaultBodyLimit`.
+async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared {
+        if length > limit as u64 {
+            return HttpError(too_large(limit)).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorKind::BodyTooLarge,
+        format!("the request body is larger than the maximum of {limit} bytes"),
+    )
+}
+
+// ---------------------------------------------------------------- input
+
+impl HttpState {
+    /// The body, or the reason it could not be read (too large, cut off).
+    fn body(&self, body: Result<Bytes, BytesRejection>) -> HttpResult<Bytes> {
+        body.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                HttpError(too_large(self.max_body_size))
+            } else {
+                HttpError(ApiError::malformed(format!(
+                    "failed to read the request body: {}",
+                    rejection.body_text()
+                )))
+            }
+        })
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> HttpResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        HttpError(ApiError::malformed(format!(
+            "failed to parse the request body as JSON: {e}"
+        )))
+    })
+}
+
+/// The query string parameters Dapr reads: `metadata.<name>`,
+/// `consistency`, `concurrency`.
+#[derive(Default)]
+struct QueryParams {
+    metadata: Metadata,
+    consistency: Consistency,
+    concurrency: Concurrency,
+}
+
+impl QueryParams {
+    fn parse(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> HttpResult<Self> {
+        let Query(pairs) = query.map_err(|e| {
+            HttpError(ApiError::malformed(format!(
+                "invalid query string: {}",
+                e.body_text()
+            )))
+        })?;
+        let mut params = QueryParams::default();
+        for (name, value) in pairs {
+            if let Some(key) = name.strip_prefix("metadata.") {
+                params.metadata.insert(key.to_owned(), value);
+            } else if name == "consistency" {
+                params.consistency = consistency(&value)?;
+            } else if name == "concurrency" {
+                params.concurrency = concurrency(&value)?;
+            }
+        }
+        Ok(params)
+    }
+}
+
+fn concurrency(value: &str) -> Result<Concurrency, ApiError> {
+    match value {
+        "" => Ok(Concurrency::Unspecified),
+        "first-write" => Ok(Concurrency::FirstWrite),
+        "last-write" => Ok(Concurrency::LastWrite),
+        other => Err(ApiError::malformed(format!(
+            "concurrency `{other}` is not first-write or last-write"
+        ))),
+    }
+}
+
+fn consistency(value: &str) -> Result<Consistency, ApiError> {
+    match value {
+        "" => Ok(Consistency::Unspecified),
+        "eventual" => Ok(Consistency::Eventual),
+        "strong" => Ok(Consistency::Strong),
+        other => Err(ApiError::malformed(format!(
+            "consistency `{other}` is not eventual or strong"
+        ))),
+    }
+}
+
+/// A metadata or ETag value: Dapr's JSON has strings, but clients write
+/// `"ttlInSeconds": 60` too, so scalars are accepted as their text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    String(String),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn into_string(self) -> String {
+        match self {
+            Scalar::String(s) => s,
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn metadata_of(map: Option<HashMap<String, Scalar>>) -> Metadata {
+    map.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_string()))
+        .collect()
+}
+
+/// `options` of a state item.
+#[derive(Deserialize, Default)]
+struct OptionsJson {
+    #[serde(default)]
+    concurrency: Option<String>,
+    #[serde(default)]
+    consistency: Option<String>,
+}
+
+impl OptionsJson {
+    fn parse(options: Option<Self>) -> Result<StateOptions, ApiError> {
+        let options = options.unwrap_or_default();
+        Ok(StateOptions {
+            concurrency: concurrency(options.concurrency.as_deref().unwrap_or(""))?,
+            consistency: consistency(options.consistency.as_deref().unwrap_or(""))?,
+        })
+    }
+}
+
+/// One item of a save, or the request of a transaction operation.
+#[derive(Deserialize)]
+struct StateItemJson {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: Value,
+    #[serde(default)]
+    etag: Option<Scalar>,
+    #[serde(default)]
+    metadata: Option<HashMap<String, Scalar>>,
+    #[serde(default)]
+    options: Option<OptionsJson>,
+}
+
+impl StateItemJson {
+    fn key(&self) -> Result<String, ApiError> {
+        if self.key.is_empty() {
+            return Err(ApiError::malformed("a state item needs a non-empty `key`"));
+        }
+        Ok(self.key.clone())
+    }
+
+    fn into_set(self) -> Result<SetRequest, ApiError> {
+        let key = self.key()?;
+        let metadata = metadata_of(self.metadata);
+        let value = value_bytes(&self.value, &metadata);
+        Ok(SetRequest {
+            key,
+            value,
+            etag: self.etag.map(Scalar::into_string),
+            options: OptionsJson::parse(self.options)?,
+            metadata,
+        })
+    }
+
+    fn into_delete(self) -> Result<DeleteRequest, ApiError> {
+        Ok(DeleteRequest {
+            key: self.key()?,
+            etag: self.etag.map(Scalar::into_string),
+            options: OptionsJson::parse(self.options)?,
+            metadata: metadata_of(self.metadata),
+        })
+    }
+}
+
+/// The bytes Dapr stores for a JSON `value`: its JSON text (a string keeps
+/// its quotes), except a string declared with a non-JSON `contentType`,
+/// which is stored as its raw text.
+fn value_bytes(value: &Value, metadata: &Metadata) -> Vec<u8> {
+    if let (Value::String(s), Some(content_type)) = (value, metadata.get("contentType")) {
+        if !content_type.to_ascii_lowercase().contains("json") {
+            return s.as_bytes().to_vec();
+        }
+    }
+    value.to_string().into_bytes()
+}
+
+/// Stored bytes as a JSON value of a response (`data` of bulk get and
+/// query): JSON as it is, other UTF-8 text as a JSON string, other bytes as
+/// a base64 JSON string.
+fn data_json(bytes: &[u8]) -> Box<RawValue> {
+    let as_string = |s: String| {
+        RawValue::from_string(Value::String(s).to_string()).expect("a JSON string is JSON")
+    };
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            RawValue::from_string(text.to_owned()).unwrap_or_else(|_| as_string(text.into()))
+        }
+        Err(_) => as_string(base64::engine::general_purpose::STANDARD.encode(bytes)),
+    }
+}
+
+// ---------------------------------------------------------------- state
+
+async fn save_state(
+    State(s): State<HttpState>,
+    Path(store): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<StatusCode> {
+    let params = QueryParams::parse(query)?;
+    let body = s.body(body)?;
+    let items: Vec<StateItemJson> = parse_json(&body)?;
+    // Every item is checked before any is written, so a bad item does not
+    // leave the ones before it saved.
+    let mut requests = items
+        .into_iter()
+        .map(StateItemJson::into_set)
+        .collect::<Result<Vec<_>, _>>()?;
+    for request in &mut requests {
+        for (k, v) in &params.metadata {
+            request
+                .metadata
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+    }
+    s.api.save_state(&store, requests).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_state(
+    State(s): State<HttpState>,
+    Path((store, key)): Path<(String, String)>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> HttpResult<Response> {
+    read_one(&s, &store, key, QueryParams::parse(query)?).await
+}
+
+/// `GET /v1.0/state/{store}/bulk` and `…/transaction`: keys that happen to
+/// have the name of a fixed route.
+async fn get_fixed_key(
+    State(s): State<HttpState>,
+    Path(store): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    request: axum::http::Uri,
+) -> HttpResult<Response> {
+    let key = fixed_key(&request);
+    read_one(&s, &store, key, QueryParams::parse(query)?).await
+}
+
+fn fixed_key(uri: &axum::http::Uri) -> String {
+    uri.path().rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+async fn read_one(
+    s: &HttpState,
+    store: &str,
+    key: String,
+    params: QueryParams,
+) -> HttpResult<Response> {
+    let content_type = params.metadata.get("contentType").cloned();
+    let request = GetRequest {
+        key,
+        consistency: params.consistency,
+        metadata: params.metadata,
+    };
+    let Some(value) = s.api.get_state(store, request).await? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let mut headers = HeaderMap::new();
+    let content_type = content_type
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    if let Some(etag) = value
+        .etag
+        .as_deref()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        headers.insert(header::ETAG, etag);
+    }
+    // Dapr returns the store's metadata (e.g. `ttlExpireTime`) as
+    // `metadata.<name>` headers.
+    for (name, v) in &value.metadata {
+        if let (Ok(name), Ok(v)) = (
+            HeaderName::try_from(format!("metadata.{name}")),
+            HeaderValue::from_str(v),
+        ) {
+            headers.insert(name, v);
+        }
+    }
+    Ok((StatusCode::OK, headers, value.data).into_response())
+}
+
+async fn delete_state(
+    State(s): State<HttpState>,
+    Path((store, key)): Path<(String, String)>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> HttpResult<StatusCode> {
+    delete_one(&s, &store, key, QueryParams::parse(query)?, &headers).await
+}
+
+/// `DELETE /v1.0/state/{store}/bulk` and `…/transaction`.
+async fn delete_fixed_key(
+    State(s): State<HttpState>,
+    Path(store): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> HttpResult<StatusCode> {
+    let key = fixed_key(&uri);
+    delete_one(&s, &store, key, QueryParams::parse(query)?, &headers).await
+}
+
+async fn delete_one(
+    s: &HttpState,
+    store: &str,
+    key: String,
+    params: QueryParams,
+    headers: &HeaderMap,
+) -> HttpResult<StatusCode> {
+    let etag = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::malformed("the If-Match header is not valid text"))?
+                .to_owned(),
+        ),
+    };
+    let request = DeleteRequest {
+        key,
+        etag,
+        options: StateOptions {
+            concurrency: params.concurrency,
+            consistency: params.consistency,
+        },
+        metadata: params.metadata,
+    };
+    s.api.delete_state(store, request).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1.0/state/{store}/bulk`.
+#[derive(Deserialize)]
+struct BulkGetJson {
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    parallelism: i64,
+    #[serde(default)]
+    metadata: Option<HashMap<String, Scalar>>,
+}
+
+/// One item of a bulk get answer, as Dapr writes it.
+#[derive(Serialize)]
+struct BulkItemJson {
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn get_bulk_state(
+    State(s): State<HttpState>,
+    Path(store): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<Response> {
+    let params = QueryParams::parse(query)?;
+    let body = s.body(body)?;
+    let request: BulkGetJson = parse_json(&body)?;
+    let mut metadata = metadata_of(request.metadata);
+    metadata.extend(params.metadata);
+    let parallelism = usize::try_from(request.parallelism).unwrap_or(0);
+    let items = s
+        .api
+        .get_bulk_state(&store, request.keys, parallelism, metadata)
+        .await?;
+    let items: Vec<BulkItemJson> = items
+        .into_iter()
+        .map(|item| {
+            let (data, etag, metadata) = match item.value {
+                Some(v) => (
+                    Some(data_json(&v.data)),
+                    v.etag,
+                    (!v.metadata.is_empty()).then_some(v.metadata),
+                ),
+                None => (None, None, None),
+            };
+            BulkItemJson {
+                key: item.key,
+                data,
+                etag,
+                metadata,
+                error: item.error.filter(|e| !e.is_empty()),
+            }
+        })
+        .collect();
+    Ok(json_response(&items))
+}
+
+fn json_response<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => HttpError(ApiError::new(
+            ErrorKind::StateGet,
+            format!("failed to encode the response: {e}"),
+        ))
+        .into_response(),
+    }
+}
+
+/// `POST /v1.0/state/{store}/transaction`.
+#[derive(Deserialize)]
+struct TransactionJson {
+    #[serde(default)]
+    operations: Vec<TransactionOperationJson>,
+    #[serde(default)]
+    metadata: Option<HashMap<String, Scalar>>,
+}
+
+#[derive(Deserialize)]
+struct TransactionOperationJson {
+    operation: String,
+    request: StateItemJson,
+}
+
+async fn transact_state(
+    State(s): State<HttpState>,
+    Path(store): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<StatusCode> {
+    let params = QueryParams::parse(query)?;
+    let body = s.body(body)?;
+    let request: TransactionJson = parse_json(&body)?;
+    let operations = request
+        .operations
+        .into_iter()
+        .map(|op| match op.operation.as_str() {
+            "upsert" => op.request.into_set().map(Operation::Upsert),
+            "delete" => op.request.into_delete().map(Operation::Delete),
+            other => Err(ApiError::malformed(format!(
+                "operation type `{other}` is not supported (upsert, delete)"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut metadata = metadata_of(request.metadata);
+    metadata.extend(params.metadata);
+    s.api.transact_state(&store, operations, metadata).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One row of a query answer, as Dapr writes it.
+#[derive(Serialize)]
+struct QueryItemJson {
+    key: String,
+    data: Box<RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+}
+
+#[derive(Serialize)]
+struct QueryResponseJson {
+    results: Vec<QueryItemJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+impl From<QueryResponse> for QueryResponseJson {
+    fn from(response: QueryResponse) -> Self {
+        Self {
+            results: response
+                .results
+                .into_iter()
+                .map(|item| QueryItemJson {
+                    key: item.key,
+                    data: data_json(&item.data),
+                    etag: item.etag,
+                })
+                .collect(),
+            token: response.token.filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+async fn query_state(
+    State(s): State<HttpState>,
+    Path(store): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<Response> {
+    let params = QueryParams::parse(query)?;
+    let body = s.body(body)?;
+    let query: Value = parse_json(&body)?;
+    let response = s.api.query_state(&store, query, params.metadata).await?;
+    Ok(json_response(&QueryResponseJson::from(response)))
+}
+
+// ---------------------------------------------------------------- metadata, health, shutdown
+
+/// A component in `GET /v1.0/metadata`.
+#[derive(Serialize)]
+struct ComponentJson {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    version: String,
+    capabilities: Vec<String>,
+}
+
+/// `GET /v1.0/metadata`, with Dapr's field names; the building blocks this
+/// runtime does not have yet are present and empty, as in a Dapr sidecar
+/// without them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataJson {
+    id: String,
+    runtime_version: String,
+    enabled_features: Vec<String>,
+    actors: Vec<Value>,
+    components: Vec<ComponentJson>,
+    extended: HashMap<String, String>,
+    subscriptions: Vec<Value>,
+    http_endpoints: Vec<Value>,
+}
+
+async fn metadata(State(s): State<HttpState>) -> HttpResult<Response> {
+    let m = s.api.metadata().await?;
+    let body = MetadataJson {
+        id: m.id,
+        runtime_version: m.runtime_version,
+        enabled_features: Vec::new(),
+        actors: Vec::new(),
+        components: m
+            .components
+            .into_iter()
+            .map(|c| ComponentJson {
+                name: c.name,
+                kind: c.kind,
+                version: c.version,
+                capabilities: c.capabilities,
+            })
+            .collect(),
+        extended: HashMap::new(),
+        subscriptions: Vec::new(),
+        http_endpoints: Vec::new(),
+    };
+    Ok(json_response(&body))
+}
+
+async fn healthz() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// Answers first, then asks the process to stop: the caller gets its 204
+/// before the listeners close.
+async fn shutdown(State(s): State<HttpState>) -> StatusCode {
+    tracing::info!("shutdown requested through the HTTP API");
+    let api = s.api.clone();
+    tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        api.shutdown();
+    });
+    StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values are stored as their JSON text, except non-JSON strings.
+    #[test]
+    fn stored_bytes_follow_dapr() {
+        let none = Metadata::new();
+        assert_eq!(
+            value_bytes(&Value::from("Death Star"), &none),
+            b"\"Death Star\""
+        );
+        assert_eq!(
+            value_bytes(&serde_json::json!({"a": 1}), &none),
+            b"{\"a\":1}"
+        );
+        let text: Metadata = [("contentType".into(), "text/plain".into())].into();
+        assert_eq!(
+            value_bytes(&Value::from("Death Star"), &text),
+            b"Death Star"
+        );
+        let json: Metadata = [("contentType".into(), "application/json".into())].into();
+        assert_eq!(value_bytes(&Value::from("x"), &json), b"\"x\"");
+    }
+
+    /// Response `data` is JSON as stored, else a string, else base64.
+    #[test]
+    fn data_as_json() {
+        assert_eq!(data_json(b"{\"b\":1,\"a\":2}").get(), "{\"b\":1,\"a\":2}");
+        assert_eq!(data_json(b"plain text").get(), "\"plain text\"");
+        assert_eq!(data_json(&[0xff, 0x00]).get(), "\"/wA=\"");
+    }
+}
