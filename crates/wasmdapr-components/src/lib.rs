@@ -30,4 +30,8 @@ pub fn register(registry: &mut ComponentRegistry) {
         let store = state::memory::MemoryStateStore::from_spec(&spec)?;
         Ok(Arc::new(store) as Arc<dyn StateStore>)
     });
+    registry.register_state("state.sqlite", |spec| async move {
+        let store = state::sqlite::SqliteStateStore::open(&spec).await?;
+        Ok(Arc::new(store) as Arc<dyn StateStore>)
+    });
 }
