@@ -34,4 +34,8 @@ pub fn register(registry: &mut ComponentRegistry) {
         let store = state::sqlite::SqliteStateStore::open(&spec).await?;
         Ok(Arc::new(store) as Arc<dyn StateStore>)
     });
+    registry.register_state("state.redis", |spec| async move {
+        let store = state::redis::RedisStateStore::connect(&spec).await?;
+        Ok(Arc::new(store) as Arc<dyn StateStore>)
+    });
 }

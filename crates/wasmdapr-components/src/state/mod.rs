@@ -11,6 +11,7 @@
 //! the SQL table-name check, and the conversion of backend faults.
 
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
