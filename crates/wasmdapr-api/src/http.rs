@@ -218,10 +218,8 @@ async fn refuse_declared_oversize(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(length) = declared {
-        if length > limit as u64 {
-            return HttpError(too_large(limit)).into_response();
-        }
+    if declared.is_some_and(|length| length > limit as u64) {
+        return HttpError(too_large(limit)).into_response();
     }
     next.run(request).await
 }
@@ -364,7 +362,7 @@ struct StateItemJson {
     #[serde(default)]
     key: String,
     #[serde(default)]
-    value: Value,
+    value: Option<Box<RawValue>>,
     #[serde(default)]
     etag: Option<Scalar>,
     #[serde(default)]
@@ -384,7 +382,7 @@ impl StateItemJson {
     fn into_set(self) -> Result<SetRequest, ApiError> {
         let key = self.key()?;
         let metadata = metadata_of(self.metadata);
-        let value = value_bytes(&self.value, &metadata);
+        let value = value_bytes(self.value.as_deref(), &metadata);
         Ok(SetRequest {
             key,
             value,
@@ -404,16 +402,25 @@ impl StateItemJson {
     }
 }
 
-/// The bytes Dapr stores for a JSON `value`: its JSON text (a string keeps
-/// its quotes), except a string declared with a non-JSON `contentType`,
-/// which is stored as its raw text.
-fn value_bytes(value: &Value, metadata: &Metadata) -> Vec<u8> {
-    if let (Value::String(s), Some(content_type)) = (value, metadata.get("contentType")) {
-        if !content_type.to_ascii_lowercase().contains("json") {
-            return s.as_bytes().to_vec();
-        }
+/// The bytes Dapr stores for a JSON `value`: its JSON text exactly as the
+/// client sent it (a string keeps its quotes; an absent value is `null`),
+/// except a string declared with a non-JSON `contentType`, which is stored
+/// as its raw text.
+fn value_bytes(value: Option<&RawValue>, metadata: &Metadata) -> Vec<u8> {
+    let Some(value) = value else {
+        return b"null".to_vec();
+    };
+    let text = value.get();
+    let non_json = metadata
+        .get("contentType")
+        .is_some_and(|c| !c.to_ascii_lowercase().contains("json"));
+    if non_json
+        && text.starts_with('"')
+        && let Ok(s) = serde_json::from_str::<String>(text)
+    {
+        return s.into_bytes();
     }
-    value.to_string().into_bytes()
+    text.as_bytes().to_vec()
 }
 
 /// Stored bytes as a JSON value of a response (`data` of bulk get and
@@ -815,22 +822,18 @@ mod tests {
     /// Values are stored as their JSON text, except non-JSON strings.
     #[test]
     fn stored_bytes_follow_dapr() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
         let none = Metadata::new();
-        assert_eq!(
-            value_bytes(&Value::from("Death Star"), &none),
-            b"\"Death Star\""
-        );
-        assert_eq!(
-            value_bytes(&serde_json::json!({"a": 1}), &none),
-            b"{\"a\":1}"
-        );
+        let death_star = raw("\"Death Star\"");
+        assert_eq!(value_bytes(Some(&death_star), &none), b"\"Death Star\"");
+        let object = raw("{\"b\":1,\"a\":2}");
+        assert_eq!(value_bytes(Some(&object), &none), b"{\"b\":1,\"a\":2}");
+        assert_eq!(value_bytes(None, &none), b"null");
         let text: Metadata = [("contentType".into(), "text/plain".into())].into();
-        assert_eq!(
-            value_bytes(&Value::from("Death Star"), &text),
-            b"Death Star"
-        );
+        assert_eq!(value_bytes(Some(&death_star), &text), b"Death Star");
+        assert_eq!(value_bytes(Some(&object), &text), b"{\"b\":1,\"a\":2}");
         let json: Metadata = [("contentType".into(), "application/json".into())].into();
-        assert_eq!(value_bytes(&Value::from("x"), &json), b"\"x\"");
+        assert_eq!(value_bytes(Some(&raw("\"x\"")), &json), b"\"x\"");
     }
 
     /// Response `data` is JSON as stored, else a string, else base64.

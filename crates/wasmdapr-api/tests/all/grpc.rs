@@ -1,0 +1,277 @@
+//! The Dapr gRPC API through the generated `DaprClient`.
+
+use dapr::dapr::proto::common::v1 as common;
+use dapr::dapr::proto::runtime::v1 as runtime;
+use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use prost::Message as _;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+use crate::{Sidecar, TOKEN};
+
+async fn client(s: &Sidecar) -> DaprClient<Channel> {
+    DaprClient::connect(s.grpc.clone()).await.expect("connect")
+}
+
+fn item(key: &str, value: &[u8], etag: Option<&str>) -> common::StateItem {
+    common::StateItem {
+        key: key.into(),
+        value: value.to_vec(),
+        etag: etag.map(|e| common::Etag { value: e.into() }),
+        ..Default::default()
+    }
+}
+
+fn save(store: &str, items: Vec<common::StateItem>) -> runtime::SaveStateRequest {
+    runtime::SaveStateRequest {
+        store_name: store.into(),
+        states: items,
+    }
+}
+
+fn get(store: &str, key: &str) -> runtime::GetStateRequest {
+    runtime::GetStateRequest {
+        store_name: store.into(),
+        key: key.into(),
+        ..Default::default()
+    }
+}
+
+/// `google.rpc.ErrorInfo`, to read the detail Dapr attaches.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ErrorInfo {
+    #[prost(string, tag = "1")]
+    reason: String,
+    #[prost(string, tag = "2")]
+    domain: String,
+}
+
+/// The Dapr error code in a status's `ErrorInfo` detail.
+fn reason(status: &Status) -> String {
+    let details = dapr::google::rpc::Status::decode(status.details()).expect("details");
+    let any = details
+        .details
+        .iter()
+        .find(|a| a.type_url.ends_with("google.rpc.ErrorInfo"))
+        .expect("an ErrorInfo detail");
+    ErrorInfo::decode(any.value.as_slice())
+        .expect("ErrorInfo")
+        .reason
+}
+
+/// Raw bytes saved over gRPC come back as given, with an ETag; bulk get,
+/// delete and a missing key (empty response) behave as Dapr's.
+#[tokio::test]
+async fn state_round_trip() {
+    let s = Sidecar::start().await;
+    let mut c = client(&s).await;
+    let bytes = [0u8, 159, 146, 150, b'x'];
+    c.save_state(save(
+        "statestore",
+        vec![item("k", &bytes, None), item("j", b"2", None)],
+    ))
+    .await
+    .expect("save");
+    let got = c
+        .get_state(get("statestore", "k"))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.data, bytes);
+    assert!(!got.etag.is_empty());
+
+    let bulk = c
+        .get_bulk_state(runtime::GetBulkStateRequest {
+            store_name: "statestore".into(),
+            keys: vec!["k".into(), "j".into(), "none".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("bulk")
+        .into_inner();
+    assert_eq!(bulk.items.len(), 3);
+    assert_eq!(bulk.items[1].data, b"2");
+    assert!(bulk.items[2].data.is_empty() && bulk.items[2].etag.is_empty());
+
+    c.delete_state(runtime::DeleteStateRequest {
+        store_name: "statestore".into(),
+        key: "k".into(),
+        etag: Some(common::Etag { value: got.etag }),
+        ..Default::default()
+    })
+    .await
+    .expect("delete");
+    let missing = c
+        .get_state(get("statestore", "k"))
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(missing.data.is_empty() && missing.etag.is_empty());
+
+    c.execute_state_transaction(runtime::ExecuteStateTransactionRequest {
+        store_name: "statestore".into(),
+        operations: vec![
+            runtime::TransactionalStateOperation {
+                operation_type: "upsert".into(),
+                request: Some(item("t", b"{\"n\":1}", None)),
+            },
+            runtime::TransactionalStateOperation {
+                operation_type: "delete".into(),
+                request: Some(item("j", b"", None)),
+            },
+        ],
+        ..Default::default()
+    })
+    .await
+    .expect("transaction");
+    assert!(
+        c.get_state(get("statestore", "j"))
+            .await
+            .unwrap()
+            .into_inner()
+            .data
+            .is_empty()
+    );
+
+    let q = c
+        .query_state_alpha1(runtime::QueryStateRequest {
+            store_name: "statestore".into(),
+            query: r#"{"filter":{"EQ":{"n":1}}}"#.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("query")
+        .into_inner();
+    assert_eq!(q.results.len(), 1);
+    assert_eq!(q.results[0].key, "t");
+
+    let m = c
+        .get_metadata(runtime::GetMetadataRequest {})
+        .await
+        .expect("metadata")
+        .into_inner();
+    assert_eq!(m.id, crate::APP_ID);
+    assert!(
+        m.registered_components
+            .iter()
+            .any(|c| c.name == "statestore" && c.r#type == "state.in-memory")
+    );
+}
+
+/// A stale ETag is ABORTED with reason ERR_STATE_SAVE.
+#[tokio::test]
+async fn etag_conflict_is_aborted() {
+    let s = Sidecar::start().await;
+    let mut c = client(&s).await;
+    c.save_state(save("statestore", vec![item("k", b"1", None)]))
+        .await
+        .unwrap();
+    let status = c
+        .save_state(save("statestore", vec![item("k", b"2", Some("999"))]))
+        .await
+        .expect_err("stale etag");
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(reason(&status), "ERR_STATE_SAVE");
+    assert!(status.message().contains("ERR_STATE_SAVE"));
+}
+
+/// An unknown store is INVALID_ARGUMENT with reason ERR_STATE_STORE_NOT_FOUND;
+/// a transaction on a store without transactions is UNIMPLEMENTED.
+#[tokio::test]
+async fn store_errors_map_to_codes() {
+    let s = Sidecar::start().await;
+    let mut c = client(&s).await;
+    let status = c
+        .get_state(get("nope", "k"))
+        .await
+        .expect_err("unknown store");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status), "ERR_STATE_STORE_NOT_FOUND");
+
+    let status = c
+        .execute_state_transaction(runtime::ExecuteStateTransactionRequest {
+            store_name: "notx".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no transactions");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(reason(&status), "ERR_STATE_STORE_NOT_SUPPORTED");
+
+    let status = c
+        .query_state_alpha1(runtime::QueryStateRequest {
+            store_name: "statestore".into(),
+            query: "{not json".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad query");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status), "ERR_MALFORMED_REQUEST");
+}
+
+/// Methods of building blocks not built yet are UNIMPLEMENTED, naming the method.
+#[tokio::test]
+async fn other_methods_are_unimplemented() {
+    let s = Sidecar::start().await;
+    let mut c = client(&s).await;
+    let status = c
+        .publish_event(runtime::PublishEventRequest::default())
+        .await
+        .expect_err("unimplemented");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(
+        status.message().contains("PublishEvent"),
+        "{}",
+        status.message()
+    );
+    let status = c
+        .subscribe_configuration(runtime::SubscribeConfigurationRequest::default())
+        .await
+        .expect_err("unimplemented stream");
+    assert_eq!(status.code(), Code::Unimplemented);
+}
+
+/// With a token configured, calls without it are UNAUTHENTICATED and calls
+/// with it succeed.
+#[tokio::test]
+async fn token_is_required() {
+    let s = Sidecar::with_token().await;
+    let mut c = client(&s).await;
+    let status = c
+        .get_state(get("statestore", "k"))
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut wrong = Request::new(get("statestore", "k"));
+    wrong
+        .metadata_mut()
+        .insert("dapr-api-token", "nope".parse().unwrap());
+    assert_eq!(
+        c.get_state(wrong).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    let mut right = Request::new(get("statestore", "k"));
+    right
+        .metadata_mut()
+        .insert("dapr-api-token", TOKEN.parse().unwrap());
+    c.get_state(right).await.expect("with token");
+}
+
+/// `Shutdown` answers, then the runtime is asked to shut down.
+#[tokio::test]
+async fn shutdown_is_requested() {
+    let s = Sidecar::start().await;
+    let mut c = client(&s).await;
+    c.shutdown(runtime::ShutdownRequest {})
+        .await
+        .expect("shutdown");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.runtime.shutdown_requested(),
+    )
+    .await
+    .expect("shutdown requested");
+}
