@@ -38,4 +38,8 @@ pub fn register(registry: &mut ComponentRegistry) {
         let store = state::redis::RedisStateStore::connect(&spec).await?;
         Ok(Arc::new(store) as Arc<dyn StateStore>)
     });
+    registry.register_state("state.postgresql", |spec| async move {
+        let store = state::postgres::PostgresStateStore::connect(&spec).await?;
+        Ok(Arc::new(store) as Arc<dyn StateStore>)
+    });
 }

@@ -11,6 +11,7 @@
 //! the SQL table-name check, and the conversion of backend faults.
 
 pub mod memory;
+pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 
@@ -101,6 +102,21 @@ pub(crate) fn duration_or(
             format!("`{raw}` is not a duration (e.g. `20s` or `20`)"),
         )
     })
+}
+
+/// The `cleanupInterval` of the SQL stores: how often expired rows are
+/// deleted (default 1 h); `0` or a negative value disables the sweep, as in
+/// Dapr (expired rows still read as missing).
+pub(crate) fn cleanup_interval(spec: &ComponentSpec) -> Result<Option<Duration>, ComponentError> {
+    match spec.metadata("cleanupInterval").map(str::trim) {
+        Some(raw) if raw == "0" || raw.starts_with('-') => Ok(None),
+        _ => Ok(Some(duration_or(
+            spec,
+            "cleanupInterval",
+            Duration::from_secs(3600),
+        )?)
+        .filter(|d| !d.is_zero())),
+    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@ use wasmdapr_runtime::state::{
 };
 
 use super::{
-    backend_error, duration_or, expiry_metadata, from_unix_millis, table_name, unix_millis,
+    backend_error, cleanup_interval, duration_or, expiry_metadata, from_unix_millis, table_name,
+    unix_millis,
 };
 
 /// Where the database lives, from `connectionString`.
@@ -70,21 +71,12 @@ impl SqliteConfig {
         } else {
             SqliteLocation::File(PathBuf::from(connection))
         };
-        let cleanup_interval = match spec.metadata("cleanupInterval").map(str::trim) {
-            Some(raw) if raw == "0" || raw.starts_with('-') => None,
-            _ => Some(duration_or(
-                spec,
-                "cleanupInterval",
-                Duration::from_secs(3600),
-            )?)
-            .filter(|d| !d.is_zero()),
-        };
         Ok(SqliteConfig {
             location,
             table_name: table_name(spec, "state")?,
             timeout: duration_or(spec, "timeout", Duration::from_secs(20))?,
             busy_timeout: duration_or(spec, "busyTimeout", Duration::from_secs(2))?,
-            cleanup_interval,
+            cleanup_interval: cleanup_interval(spec)?,
         })
     }
 }

@@ -1,0 +1,598 @@
+//! `state.postgresql`: one table in PostgreSQL, reached through a
+//! deadpool-postgres pool of tokio-postgres connections.
+//!
+//! Conditional writes are single statements whose `WHERE` carries the
+//! condition; PostgreSQL's row locks make each check-and-write atomic (a
+//! concurrent `UPDATE … WHERE etag = $5` waits for the other writer, then
+//! re-checks the row it now sees). Transactions are real PostgreSQL
+//! transactions, rolled back when any operation's condition fails. ETags
+//! are random UUIDs, so anything that is not a UUID is
+//! [`StateError::EtagInvalid`]. Expiry uses the database clock (`now()`),
+//! so the sidecar's clock cannot disagree with it.
+
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use wasmdapr_runtime::ComponentSpec;
+use wasmdapr_runtime::component::ComponentError;
+use wasmdapr_runtime::state::{
+    DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures, StateStore,
+    StateValue, WriteCondition,
+};
+
+use super::{backend_error, cleanup_interval, expiry_metadata, table_name};
+
+/// The metadata of a `state.postgresql` component.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `connectionString` (required): libpq `key=value` pairs or a
+    /// `postgres://` URL.
+    pub connection: tokio_postgres::Config,
+    /// `tableName`, default `state` (optionally `schema.table`).
+    pub table_name: String,
+    /// `timeoutInSeconds`, default 20: the longest one operation may take,
+    /// including waiting for a pooled connection.
+    pub timeout: Duration,
+    /// `maxConns`, default 16: the size of the connection pool.
+    pub max_connections: usize,
+    /// `cleanupInterval`, default 1 h; `0` disables the sweep of expired rows.
+    pub cleanup_interval: Option<Duration>,
+}
+
+impl PostgresConfig {
+    /// Parses the component's metadata.
+    pub fn from_spec(spec: &ComponentSpec) -> Result<Self, ComponentError> {
+        let raw = spec.require("connectionString")?;
+        // The message leaves the string out: it may hold a password.
+        let mut connection = tokio_postgres::Config::from_str(raw.trim()).map_err(|e| {
+            spec.field_error(
+                "spec.metadata.connectionString",
+                format!("is not a libpq connection string or postgres:// URL: {e}"),
+            )
+        })?;
+        let seconds: u64 = spec.parse_or("timeoutInSeconds", 20)?;
+        if seconds == 0 {
+            return Err(spec.field_error("spec.metadata.timeoutInSeconds", "must be at least 1"));
+        }
+        let timeout = Duration::from_secs(seconds);
+        if connection.get_connect_timeout().is_none() {
+            connection.connect_timeout(timeout);
+        }
+        let max_connections: usize = spec.parse_or("maxConns", 16)?;
+        if max_connections == 0 {
+            return Err(spec.field_error("spec.metadata.maxConns", "must be at least 1"));
+        }
+        Ok(PostgresConfig {
+            connection,
+            table_name: table_name(spec, "state")?,
+            timeout,
+            max_connections,
+            cleanup_interval: cleanup_interval(spec)?,
+        })
+    }
+}
+
+/// The SQL of one table, built once (the table name cannot be a parameter).
+/// `$4` is the TTL in seconds (NULL: none): `now() + make_interval(NULL)`
+/// is NULL, so one statement serves writes with and without TTL.
+#[derive(Debug)]
+struct Statements {
+    get: String,
+    upsert: String,
+    insert_if_absent: String,
+    update_if_etag: String,
+    delete: String,
+    delete_if_etag: String,
+    scan: String,
+    cleanup: String,
+}
+
+const LIVE: &str = "(expiredate IS NULL OR expiredate > now())";
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        let insert = format!(
+            "INSERT INTO {table} AS s (key, value, isbinary, etag, expiredate) \
+             VALUES ($1, $2, true, $3, now() + make_interval(secs => $4)) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, \
+             isbinary = EXCLUDED.isbinary, etag = EXCLUDED.etag, \
+             expiredate = EXCLUDED.expiredate, updatedate = now()"
+        );
+        Statements {
+            get: format!("SELECT value, etag, expiredate FROM {table} WHERE key = $1 AND {LIVE}"),
+            // Only an expired row may be replaced by an insert-only write.
+            insert_if_absent: format!(
+                "{insert} WHERE s.expiredate IS NOT NULL AND s.expiredate <= now()"
+            ),
+            upsert: insert,
+            update_if_etag: format!(
+                "UPDATE {table} SET value = $2, isbinary = true, etag = $3, \
+                 expiredate = now() + make_interval(secs => $4), updatedate = now() \
+                 WHERE key = $1 AND etag = $5 AND {LIVE}"
+            ),
+            delete: format!("DELETE FROM {table} WHERE key = $1"),
+            delete_if_etag: format!("DELETE FROM {table} WHERE key = $1 AND etag = $2 AND {LIVE}"),
+            // `!` as the LIKE escape avoids depending on how the server
+            // reads backslashes in string literals.
+            scan: format!(
+                "SELECT key, value, etag, expiredate FROM {table} \
+                 WHERE key LIKE $1 ESCAPE '!' AND {LIVE}"
+            ),
+            cleanup: format!(
+                "DELETE FROM {table} WHERE expiredate IS NOT NULL AND expiredate <= now()"
+            ),
+        }
+    }
+}
+
+struct Shared {
+    pool: Pool,
+    statements: Statements,
+}
+
+/// The PostgreSQL state store.
+pub struct PostgresStateStore {
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStateStore")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A PostgreSQL error with the server's own message when there is one
+/// (tokio-postgres displays server errors as just "db error").
+fn pg_error(context: &str, error: tokio_postgres::Error) -> StateError {
+    match error.as_db_error() {
+        Some(db) => backend_error(context, format!("{} ({})", db.message(), db.code().code())),
+        None => backend_error(context, error),
+    }
+}
+
+impl PostgresStateStore {
+    /// Connects, and creates the table if it is missing, so a wrong address
+    /// or missing permission fails the sidecar's start.
+    pub async fn connect(spec: &ComponentSpec) -> Result<Self, ComponentError> {
+        let config = PostgresConfig::from_spec(spec)?;
+        let manager = Manager::from_config(
+            config.connection.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.timeout))
+            .create_timeout(Some(config.timeout))
+            .recycle_timeout(Some(config.timeout))
+            .build()
+            .map_err(|e| spec.init_error(e))?;
+        let table = &config.table_name;
+        let create = async {
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+            let transaction = client.transaction().await.map_err(|e| e.to_string())?;
+            // Several sidecars starting at once would race on CREATE TABLE
+            // IF NOT EXISTS (it is not atomic in PostgreSQL); a lock keyed on
+            // the table name serialises them.
+            transaction
+                .execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[table])
+                .await
+                .map_err(|e| pg_error("lock", e).to_string())?;
+            transaction
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (\
+                       key TEXT NOT NULL PRIMARY KEY, \
+                       value BYTEA NOT NULL, \
+                       isbinary BOOLEAN NOT NULL, \
+                       etag TEXT NOT NULL, \
+                       insertdate TIMESTAMPTZ NOT NULL DEFAULT now(), \
+                       updatedate TIMESTAMPTZ NULL, \
+                       expiredate TIMESTAMPTZ NULL)"
+                ))
+                .await
+                .map_err(|e| pg_error(&format!("creating table {table}"), e).to_string())?;
+            transaction.commit().await.map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(config.timeout * 2, create)
+            .await
+            .map_err(|_| spec.init_error("PostgreSQL did not answer in time"))?
+            .map_err(|e| spec.init_error(e))?;
+        let shared = Arc::new(Shared {
+            pool,
+            statements: Statements::new(table),
+        });
+        if let Some(every) = config.cleanup_interval {
+            spawn_cleanup(Arc::downgrade(&shared), every);
+        }
+        tracing::info!(component = %spec.name, %table, "PostgreSQL state store ready");
+        Ok(PostgresStateStore {
+            shared,
+            timeout: config.timeout,
+        })
+    }
+
+    /// Runs `work` with a pooled connection, within the configured timeout.
+    async fn run<T>(
+        &self,
+        what: &'static str,
+        work: impl Future<Output = Result<T, StateError>>,
+    ) -> Result<T, StateError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StateError::Backend(format!(
+                    "{what}: timed out after {:?}",
+                    self.timeout
+                )))
+            })
+    }
+
+    async fn client(&self, what: &str) -> Result<deadpool_postgres::Object, StateError> {
+        self.shared
+            .pool
+            .get()
+            .await
+            .map_err(|e| backend_error(what, e))
+    }
+}
+
+/// Deletes expired rows every `every` until the store is dropped.
+fn spawn_cleanup(shared: Weak<Shared>, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let swept = match shared.pool.get().await {
+                Ok(client) => client
+                    .execute(shared.statements.cleanup.as_str(), &[])
+                    .await
+                    .map_err(|e| pg_error("cleanup", e)),
+                Err(e) => Err(backend_error("cleanup", e)),
+            };
+            match swept {
+                Ok(rows) => tracing::debug!(rows, "PostgreSQL state store: expired rows deleted"),
+                Err(error) => tracing::warn!(%error, "PostgreSQL state store: cleanup failed"),
+            }
+        }
+    });
+}
+
+/// Refuses an ETag that cannot be one of ours (a UUID).
+fn check_etag(etag: &str) -> Result<(), StateError> {
+    uuid::Uuid::parse_str(etag)
+        .map(|_| ())
+        .map_err(|_| StateError::EtagInvalid(etag.to_owned()))
+}
+
+/// Checks what can be checked before touching the database.
+fn validate(operation: &Operation) -> Result<(), StateError> {
+    let condition = match operation {
+        Operation::Upsert(set) => {
+            set.ttl()?;
+            set.condition()
+        }
+        Operation::Delete(delete) => delete.condition(),
+    };
+    if let WriteCondition::EtagMatches(etag) = condition {
+        check_etag(&etag)?;
+    }
+    Ok(())
+}
+
+/// Escapes `%`, `_` and the escape character itself for `LIKE … ESCAPE '!'`.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 8);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// One write; `Err(EtagMismatch)` when its condition does not hold.
+async fn apply_set(
+    client: &impl GenericClient,
+    statements: &Statements,
+    request: &SetRequest,
+) -> Result<(), StateError> {
+    let ttl: Option<f64> = request.ttl()?.map(|t| t.as_secs_f64());
+    let etag = uuid::Uuid::new_v4().to_string();
+    let key = &request.key;
+    let value = &request.value;
+    let changed = match request.condition() {
+        WriteCondition::Always => {
+            let statement = client.prepare_cached(&statements.upsert).await;
+            match statement {
+                Ok(s) => client.execute(&s, &[key, value, &etag, &ttl]).await,
+                Err(e) => Err(e),
+            }
+        }
+        WriteCondition::MustNotExist => {
+            let statement = client.prepare_cached(&statements.insert_if_absent).await;
+            match statement {
+                Ok(s) => client.execute(&s, &[key, value, &etag, &ttl]).await,
+                Err(e) => Err(e),
+            }
+        }
+        WriteCondition::EtagMatches(wanted) => {
+            let statement = client.prepare_cached(&statements.update_if_etag).await;
+            match statement {
+                Ok(s) => {
+                    client
+                        .execute(&s, &[key, value, &etag, &ttl, &wanted])
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+    .map_err(|e| pg_error("PostgreSQL set", e))?;
+    if changed == 0 {
+        return Err(StateError::EtagMismatch);
+    }
+    Ok(())
+}
+
+async fn apply_delete(
+    client: &impl GenericClient,
+    statements: &Statements,
+    request: &DeleteRequest,
+) -> Result<(), StateError> {
+    let error = |e| pg_error("PostgreSQL delete", e);
+    match request.condition() {
+        WriteCondition::EtagMatches(wanted) => {
+            let statement = client
+                .prepare_cached(&statements.delete_if_etag)
+                .await
+                .map_err(error)?;
+            let changed = client
+                .execute(&statement, &[&request.key, &wanted])
+                .await
+                .map_err(error)?;
+            if changed == 0 {
+                return Err(StateError::EtagMismatch);
+            }
+        }
+        WriteCondition::Always | WriteCondition::MustNotExist => {
+            let statement = client
+                .prepare_cached(&statements.delete)
+                .await
+                .map_err(error)?;
+            client
+                .execute(&statement, &[&request.key])
+                .await
+                .map_err(error)?;
+        }
+    }
+    Ok(())
+}
+
+fn row_value(data: Vec<u8>, etag: String, expires: Option<SystemTime>) -> StateValue {
+    StateValue {
+        data,
+        etag: Some(etag),
+        metadata: expiry_metadata(expires),
+    }
+}
+
+#[async_trait]
+impl StateStore for PostgresStateStore {
+    fn features(&self) -> StateFeatures {
+        StateFeatures {
+            etag: true,
+            transactional: true,
+            ttl: true,
+            query: true,
+        }
+    }
+
+    async fn get(&self, request: GetRequest) -> Result<Option<StateValue>, StateError> {
+        self.run("PostgreSQL get", async {
+            let error = |e| pg_error("PostgreSQL get", e);
+            let client = self.client("PostgreSQL get").await?;
+            let statement = client
+                .prepare_cached(&self.shared.statements.get)
+                .await
+                .map_err(error)?;
+            let row = client
+                .query_opt(&statement, &[&request.key])
+                .await
+                .map_err(error)?;
+            row.map(|row| {
+                Ok(row_value(
+                    row.try_get(0).map_err(error)?,
+                    row.try_get(1).map_err(error)?,
+                    row.try_get(2).map_err(error)?,
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn set(&self, request: SetRequest) -> Result<(), StateError> {
+        validate(&Operation::Upsert(request.clone()))?;
+        self.run("PostgreSQL set", async {
+            let client = self.client("PostgreSQL set").await?;
+            apply_set(&client, &self.shared.statements, &request).await
+        })
+        .await
+    }
+
+    async fn delete(&self, request: DeleteRequest) -> Result<(), StateError> {
+        validate(&Operation::Delete(request.clone()))?;
+        self.run("PostgreSQL delete", async {
+            let client = self.client("PostgreSQL delete").await?;
+            apply_delete(&client, &self.shared.statements, &request).await
+        })
+        .await
+    }
+
+    async fn transact(&self, operations: Vec<Operation>) -> Result<(), StateError> {
+        for operation in &operations {
+            validate(operation)?;
+        }
+        self.run("PostgreSQL transaction", async {
+            let error = |e| pg_error("PostgreSQL transaction", e);
+            let mut client = self.client("PostgreSQL transaction").await?;
+            // Dropping the transaction without commit rolls it back, so a
+            // failed condition leaves nothing applied.
+            let transaction = client.transaction().await.map_err(error)?;
+            let statements = &self.shared.statements;
+            for operation in &operations {
+                match operation {
+                    Operation::Upsert(set) => apply_set(&transaction, statements, set).await?,
+                    Operation::Delete(delete) => {
+                        apply_delete(&transaction, statements, delete).await?
+                    }
+                }
+            }
+            transaction.commit().await.map_err(error)
+        })
+        .await
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
+        let pattern = like_prefix(prefix);
+        self.run("PostgreSQL scan", async {
+            let error = |e| pg_error("PostgreSQL scan", e);
+            let client = self.client("PostgreSQL scan").await?;
+            let statement = client
+                .prepare_cached(&self.shared.statements.scan)
+                .await
+                .map_err(error)?;
+            let rows = client.query(&statement, &[&pattern]).await.map_err(error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get(0).map_err(error)?,
+                        row_value(
+                            row.try_get(1).map_err(error)?,
+                            row.try_get(2).map_err(error)?,
+                            row.try_get(3).map_err(error)?,
+                        ),
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::spec;
+    use super::*;
+
+    /// Both connection string forms parse; defaults match Dapr's.
+    #[test]
+    fn parses_config() {
+        let config = PostgresConfig::from_spec(&spec(
+            "state.postgresql",
+            &[(
+                "connectionString",
+                "host=127.0.0.1 port=5432 user=postgres dbname=test",
+            )],
+        ))
+        .unwrap();
+        assert_eq!(config.connection.get_user(), Some("postgres"));
+        assert_eq!(config.connection.get_dbname(), Some("test"));
+        assert_eq!(config.table_name, "state");
+        assert_eq!(config.timeout, Duration::from_secs(20));
+        assert_eq!(
+            config.connection.get_connect_timeout(),
+            Some(&config.timeout)
+        );
+        assert_eq!(config.max_connections, 16);
+        assert_eq!(config.cleanup_interval, Some(Duration::from_secs(3600)));
+        let url = PostgresConfig::from_spec(&spec(
+            "state.postgresql",
+            &[
+                ("connectionString", "postgres://app:pw@db:5433/prod"),
+                ("tableName", "dapr.state"),
+                ("timeoutInSeconds", "3"),
+                ("maxConns", "4"),
+                ("cleanupInterval", "0"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(url.connection.get_ports(), &[5433]);
+        assert_eq!(url.table_name, "dapr.state");
+        assert_eq!(url.timeout, Duration::from_secs(3));
+        assert_eq!(url.max_connections, 4);
+        assert_eq!(url.cleanup_interval, None);
+    }
+
+    /// Each bad value is reported with the field it came from, and a bad
+    /// connection string is not echoed (it may hold a password).
+    #[test]
+    fn bad_metadata_names_the_field() {
+        let ok = ("connectionString", "host=localhost");
+        for (metadata, field) in [
+            (vec![], "spec.metadata.connectionString"),
+            (
+                vec![("connectionString", "host=x password=hunter2 sslmode=bogus")],
+                "spec.metadata.connectionString",
+            ),
+            (
+                vec![ok, ("timeoutInSeconds", "soon")],
+                "spec.metadata.timeoutInSeconds",
+            ),
+            (
+                vec![ok, ("timeoutInSeconds", "0")],
+                "spec.metadata.timeoutInSeconds",
+            ),
+            (vec![ok, ("maxConns", "0")], "spec.metadata.maxConns"),
+            (vec![ok, ("tableName", "x y")], "spec.metadata.tableName"),
+        ] {
+            let err = PostgresConfig::from_spec(&spec("state.postgresql", &metadata))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "expected {field} in {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    /// LIKE wildcards and the escape character of a prefix match themselves.
+    #[test]
+    fn escapes_like_patterns() {
+        assert_eq!(like_prefix("app||k"), "app||k%");
+        assert_eq!(like_prefix("a%b_c!d\\"), "a!%b!_c!!d\\%");
+    }
+
+    /// An unreachable server fails the start with an init error.
+    #[tokio::test]
+    async fn unreachable_server_is_an_init_error() {
+        let err = PostgresStateStore::connect(&spec(
+            "state.postgresql",
+            &[
+                ("connectionString", "host=127.0.0.1 port=1 user=postgres"),
+                ("timeoutInSeconds", "2"),
+            ],
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    }
+}
