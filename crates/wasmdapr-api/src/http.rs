@@ -85,7 +85,7 @@ pub fn router(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
         .route("/v1.0/metadata", get(metadata))
         .route("/v1.0/healthz", get(healthz))
         .route("/v1.0/healthz/outbound", get(healthz))
-        .route("/v1.0/shutdown", post(shutdown).get(shutdown))
+        .route("/v1.0/shutdown", post(shutdown))
         .fallback(not_found)
         // Innermost first: chunked bodies are cut off while being read…
         .layer(DefaultBodyLimit::max(config.max_body_size))

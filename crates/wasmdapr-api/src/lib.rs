@@ -11,7 +11,8 @@
 //! - [`http`]: the Dapr HTTP API: [`http::router`] for tests and embedding,
 //!   [`http::serve_http`] for the binary.
 //! - [`grpc`]: the Dapr gRPC API: [`grpc::GrpcApi`] implements the generated
-//!   `Dapr` service trait; [`grpc::serve_grpc`] serves it.
+//!   `Dapr` service trait; [`grpc::service`] wraps it with the token check
+//!   and size limit; [`grpc::serve_grpc`] serves it.
 //!
 //! This crate depends on `wasmdapr-runtime` and knows no Wasm and no backend.
 

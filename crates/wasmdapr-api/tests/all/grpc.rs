@@ -275,3 +275,29 @@ async fn shutdown_is_requested() {
     .await
     .expect("shutdown requested");
 }
+
+/// A message over `max_body_size` is refused (tonic answers
+/// OUT_OF_RANGE or RESOURCE_EXHAUSTED) and nothing is saved.
+#[tokio::test]
+async fn oversize_message_is_refused() {
+    let config = wasmdapr_api::ApiConfig {
+        max_body_size: 1024,
+        ..wasmdapr_api::ApiConfig::default()
+    };
+    let s = Sidecar::start_with(crate::usual_specs(), config).await;
+    let mut c = client(&s).await;
+    let status = c
+        .save_state(save("statestore", vec![item("k", &[7u8; 4096], None)]))
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+    let got = c
+        .get_state(get("statestore", "k"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(got.data.is_empty());
+}
