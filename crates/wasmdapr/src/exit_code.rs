@@ -17,10 +17,14 @@ pub const INVALID_APP: u8 = 65;
 pub const NO_APP: u8 = 66;
 /// The app imports something wasmdapr does not provide.
 pub const UNSATISFIED_IMPORT: u8 = 67;
+/// A Dapr API port could not be opened (in use, not permitted).
+pub const UNAVAILABLE: u8 = 69;
 /// The host itself failed (the engine could not start).
 pub const HOST_FAILURE: u8 = 70;
 /// An output file could not be written.
 pub const CANNOT_WRITE: u8 = 73;
+/// Component YAML is invalid, or a component could not be initialised.
+pub const CONFIG: u8 = 78;
 /// The guest ran past `--timeout`.
 pub const TIMEOUT: u8 = 124;
 /// The guest trapped.

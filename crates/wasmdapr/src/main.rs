@@ -2,6 +2,7 @@
 //! host, printing errors and choosing exit codes.
 
 mod exit_code;
+mod sidecar;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ use wasmdapr_host::{
 };
 use wasmdapr_runtime::AppId;
 
+use crate::sidecar::{DaprArgs, Sidecar, SidecarError};
+
 /// Run WebAssembly apps as secure, millisecond-start services with the Dapr building blocks.
 #[derive(Parser)]
 #[command(name = "wasmdapr", version, about)]
@@ -29,6 +32,8 @@ enum Command {
     /// Run an app (a WASI preview 1 module, a WASI preview 2 component, or a
     /// `.cwasm`) to completion; its exit code becomes ours.
     Run(RunArgs),
+    /// Run the Dapr sidecar alone (like `daprd`), for apps that are not Wasm.
+    Sidecar(SidecarArgs),
     /// Compile an app ahead of time into a `.cwasm` that `run` starts without compiling.
     ///
     /// A `.cwasm` is native code: run only the ones you compiled yourself.
@@ -82,6 +87,17 @@ struct RunArgs {
     timeout: Option<Duration>,
     #[command(flatten)]
     cache: CacheArgs,
+    #[command(flatten)]
+    dapr: DaprArgs,
+}
+
+#[derive(Args)]
+struct SidecarArgs {
+    /// The id of the app this sidecar serves.
+    #[arg(long, env = "APP_ID")]
+    app_id: AppId,
+    #[command(flatten)]
+    dapr: DaprArgs,
 }
 
 #[derive(Args)]
@@ -105,25 +121,68 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(args),
-        Command::Compile(args) => compile(args),
+        Command::Sidecar(args) => run_sidecar(args),
+        Command::Compile(args) => compile(args).map_err(Failure::Host),
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            eprintln!("error: {error}");
-            if let HostError::Trap {
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            if let Failure::Host(HostError::Trap {
                 backtrace: Some(backtrace),
                 ..
-            } = &error
+            }) = &failure
             {
                 eprintln!("{}", backtrace.trim_end());
             }
-            ExitCode::from(exit_code::for_error(&error))
+            ExitCode::from(failure.exit_code())
         }
     }
 }
 
-fn run(args: RunArgs) -> Result<u8, HostError> {
+/// Everything a command can fail with, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Sidecar(#[from] SidecarError),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Host(error) => exit_code::for_error(error),
+            Failure::Sidecar(SidecarError::Components(_)) => exit_code::CONFIG,
+            Failure::Sidecar(SidecarError::Listen { .. } | SidecarError::Serve { .. }) => {
+                exit_code::UNAVAILABLE
+            }
+        }
+    }
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, HostError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HostError::Engine(format!("cannot start the async runtime: {e}")))
+}
+
+fn run_sidecar(args: SidecarArgs) -> Result<u8, Failure> {
+    tokio_runtime()?.block_on(async {
+        let sidecar = Sidecar::start(args.app_id, &args.dapr).await?;
+        eprintln!(
+            "wasmdapr sidecar for app '{}': HTTP API on {}, gRPC API on {}",
+            sidecar.runtime.app_id(),
+            sidecar.http_addr,
+            sidecar.grpc_addr
+        );
+        sidecar.wait().await?;
+        Ok(0)
+    })
+}
+
+fn run(args: RunArgs) -> Result<u8, Failure> {
     let host = Host::new(HostConfig {
         cache: args.cache.cache(),
         ..HostConfig::default()
@@ -150,12 +209,13 @@ fn run(args: RunArgs) -> Result<u8, HostError> {
         max_memory: args.max_memory,
         timeout: args.timeout,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| HostError::Engine(format!("cannot start the async runtime: {e}")))?;
-    let code = runtime.block_on(app.run(&caps, limits))?;
-    Ok(exit_code::for_guest(code))
+    tokio_runtime()?.block_on(async {
+        // The sidecar serves the app's Dapr API to other processes while it runs.
+        let sidecar = Sidecar::start(app.id().clone(), &args.dapr).await?;
+        tracing::info!(http = %sidecar.http_addr, grpc = %sidecar.grpc_addr, "sidecar started");
+        let code = app.run(&caps, limits).await?;
+        Ok(exit_code::for_guest(code))
+    })
 }
 
 /// The app id of an app run without `--app-id`: its file stem, with `.`

@@ -6,15 +6,27 @@ use std::process::{Command, Output};
 
 use test_programs_artifacts::*;
 
+/// The binary, with its compiled-code cache in `cache`, run from a fresh
+/// working directory (where the embedded state store puts `.wasmdapr/`), and
+/// its sidecar on free ports so tests can run side by side.
 fn wasmdapr(cache: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmdapr"));
-    cmd.env("WASMDAPR_CACHE_DIR", cache).env_remove("RUST_LOG");
+    let cwd = cache.with_extension("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    cmd.current_dir(cwd)
+        .env("WASMDAPR_CACHE_DIR", cache)
+        .env("DAPR_HTTP_PORT", "0")
+        .env("DAPR_GRPC_PORT", "0")
+        .env_remove("RUST_LOG");
     cmd
 }
 
 fn run(args: &[&str]) -> Output {
     let cache = tempfile::tempdir().unwrap();
-    wasmdapr(cache.path()).args(args).output().unwrap()
+    wasmdapr(&cache.path().join("cache"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -188,6 +200,7 @@ fn second_run_hits_the_cache() {
     assert!(runs[0].contains("source=Compiled"), "{}", runs[0]);
     assert!(runs[1].contains("source=Cache"), "{}", runs[1]);
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(cache.path().with_extension("cwd"));
 }
 
 /// `--no-cache` neither reads nor writes the cache.
@@ -200,6 +213,7 @@ fn no_cache_writes_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(cache.path().with_extension("cwd"));
 }
 
 /// `compile` writes a `.cwasm` that `run` accepts; a `.cwasm` of another engine is refused.

@@ -14,7 +14,11 @@ fn repo() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A sidecar process, killed on drop.
@@ -35,7 +39,11 @@ impl Drop for Sidecar {
 fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.split_whitespace().nth(1)?.parse().ok()
@@ -49,7 +57,12 @@ fn start_sidecar(components: Option<&str>) -> Sidecar {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmdapr"));
     cmd.current_dir(dir.path())
         .args(["sidecar", "--app-id", "sdk-tests"])
-        .args(["--dapr-http-port", &http.to_string(), "--dapr-grpc-port", &grpc.to_string()])
+        .args([
+            "--dapr-http-port",
+            &http.to_string(),
+            "--dapr-grpc-port",
+            &grpc.to_string(),
+        ])
         .env_remove("DAPR_API_TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -65,7 +78,10 @@ fn start_sidecar(components: Option<&str>) -> Sidecar {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the sidecar exited with {status} before becoming healthy");
         }
-        assert!(Instant::now() < deadline, "the sidecar did not become healthy");
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not become healthy"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Sidecar {
@@ -95,7 +111,11 @@ fn run_suite(mut cmd: Command, sidecar: &Sidecar, what: &str) {
 
 fn python_suite(sidecar: &Sidecar) {
     let python = repo().join(".venv/bin/python");
-    assert!(python.exists(), "{} is missing: run scripts/setup.sh", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
     let mut cmd = Command::new(python);
     cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
         .args(["-m", "unittest", "-v", "test_state"]);

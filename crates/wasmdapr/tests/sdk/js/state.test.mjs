@@ -21,10 +21,11 @@ after(async () => {
 test("a saved string and a saved object read back as saved", async () => {
   const weapon = unique("weapon");
   const planets = unique("planets");
-  await client.state.save(STORE, [
+  const saved = await client.state.save(STORE, [
     { key: weapon, value: "Death Star" },
     { key: planets, value: { name: "Tatooine", test: 123 } },
   ]);
+  assert.equal(saved.error, undefined);
   assert.equal(await client.state.get(STORE, weapon), "Death Star");
   assert.deepEqual(await client.state.get(STORE, planets), { name: "Tatooine", test: 123 });
 });
@@ -49,8 +50,12 @@ test("a stale etag is refused and the newer value kept", async () => {
   const key = unique("counter");
   await client.state.save(STORE, [{ key, value: 1 }]);
   const [{ etag }] = await client.state.getBulk(STORE, [key]);
-  await client.state.save(STORE, [{ key, value: 2, etag }]);
-  await assert.rejects(client.state.save(STORE, [{ key, value: 3, etag }]));
+  // The SDK reports a failed save as `{ error }` rather than throwing.
+  assert.equal((await client.state.save(STORE, [{ key, value: 2, etag }])).error, undefined);
+  const stale = await client.state.save(STORE, [{ key, value: 3, etag }]);
+  assert.ok(stale.error, "a stale etag must be refused");
+  assert.match(String(stale.error), /409/);
+  assert.match(String(stale.error), /ERR_STATE_SAVE/);
   assert.equal(await client.state.get(STORE, key), 2);
 });
 
