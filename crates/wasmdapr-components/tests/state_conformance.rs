@@ -212,6 +212,7 @@ async fn conformance(store: Arc<dyn StateStore>, features: StateFeatures) {
     } else {
         suite.ttl_ignored().await;
     }
+    suite.clean_up().await;
 }
 
 struct Suite {
@@ -752,6 +753,31 @@ impl Suite {
         assert_eq!(self.data(&rewritten).await.as_deref(), Some(&b"kept"[..]));
         let rewritten = self.read(&rewritten).await.expect("present");
         assert!(!rewritten.metadata.contains_key("ttlExpireTime"));
+    }
+
+    /// Removes this run's keys from servers that outlive the test (only
+    /// possible, and only needed, for stores that can list keys).
+    async fn clean_up(&self) {
+        if !self.features.query {
+            return;
+        }
+        let rows = self
+            .store
+            .scan(&self.base)
+            .await
+            .expect("scan for clean-up");
+        for (key, _) in rows {
+            self.store
+                .delete(delete(&key))
+                .await
+                .expect("clean-up delete");
+        }
+        let left = self
+            .store
+            .scan(&self.base)
+            .await
+            .expect("scan after clean-up");
+        assert!(left.is_empty(), "keys left after clean-up: {left:?}");
     }
 
     /// Without the ttl feature, `ttlInSeconds` does not make values expire.
