@@ -1,0 +1,157 @@
+//! Black-box tests of `wasmdapr sidecar` as a process: configuration errors,
+//! ports, the embedded default's durability, and shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{REDIS, components, http, sidecar_command, start_sidecar};
+
+/// Without `--resources-path`, state lives in `.wasmdapr/state.db` under the
+/// working directory and survives a restart of the sidecar.
+#[test]
+fn embedded_default_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let sidecar = start_sidecar(dir.path(), None);
+        let saved = http(
+            sidecar.http,
+            "POST",
+            "/v1.0/state/statestore",
+            r#"[{"key":"weapon","value":"Death Star"}]"#,
+        );
+        assert_eq!(saved.unwrap().0, 204);
+    }
+    assert!(dir.path().join(".wasmdapr/state.db").exists());
+    let sidecar = start_sidecar(dir.path(), None);
+    let (status, body) = http(sidecar.http, "GET", "/v1.0/state/statestore/weapon", "").unwrap();
+    assert_eq!((status, body.as_str()), (200, "\"Death Star\""));
+}
+
+/// A bad component file stops the sidecar before it listens, naming the
+/// file and the field, with exit code 78.
+#[test]
+fn bad_component_yaml_is_reported_precisely() {
+    for (yaml, expected) in [
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: s\nspec:\n  version: v1\n",
+            "component `s`: spec.type: is required",
+        ),
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: s\nspec:\n  type: state.nosuch\n  version: v1\n",
+            "unknown state store type `state.nosuch`",
+        ),
+        ("kind: Component\n  broken: [yaml", "document 1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let resources = components(dir.path(), yaml);
+        let (mut cmd, http_port, _) = sidecar_command(dir.path(), Some(&resources));
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{stderr}");
+        assert!(stderr.contains("components.yaml"), "{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected `{expected}` in {stderr}"
+        );
+        assert!(
+            http(http_port, "GET", "/v1.0/healthz", "").is_none(),
+            "it listened anyway"
+        );
+    }
+}
+
+/// A Redis component that cannot reach its server fails at start, naming the component.
+#[test]
+fn unreachable_backend_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = REDIS.replace("127.0.0.1:6379", "127.0.0.1:1");
+    let resources = components(dir.path(), &yaml);
+    let (mut cmd, _, _) = sidecar_command(dir.path(), Some(&resources));
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("statestore") && stderr.contains("state.redis"),
+        "{stderr}"
+    );
+}
+
+/// A port already in use is a clear error with exit code 69.
+#[test]
+fn port_in_use_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(dir.path())
+        .args([
+            "sidecar",
+            "--app-id",
+            "x",
+            "--dapr-grpc-port",
+            "0",
+            "--dapr-http-port",
+            &port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("HTTP"),
+        "{stderr}"
+    );
+}
+
+/// `POST /v1.0/shutdown` answers 204 and the process then exits 0.
+#[test]
+fn shutdown_api_stops_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sidecar = start_sidecar(dir.path(), None);
+    assert_eq!(
+        http(sidecar.http, "POST", "/v1.0/shutdown", "").unwrap().0,
+        204
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = sidecar.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sidecar did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Apps sharing a Redis store do not see each other's keys (app-id prefix),
+/// and a scoped component is invisible to other app ids.
+#[test]
+fn key_prefix_and_scopes_on_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{REDIS}---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: private\n\
+         spec:\n  type: state.in-memory\n  version: v1\nscopes: [someone-else]\n"
+    );
+    let resources = components(dir.path(), &yaml);
+    let sidecar = start_sidecar(dir.path(), Some(&resources));
+    let key = format!("prefix-check-{}", std::process::id());
+    let body = format!(r#"[{{"key":"{key}","value":1}}]"#);
+    assert_eq!(
+        http(sidecar.http, "POST", "/v1.0/state/statestore", &body)
+            .unwrap()
+            .0,
+        204
+    );
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg(format!("tests||{key}"))
+        .arg("data")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some("1"));
+    let (status, body) = http(sidecar.http, "GET", "/v1.0/state/private/k", "").unwrap();
+    assert_eq!(status, 400);
+    assert!(body.contains("ERR_STATE_STORE_NOT_FOUND"), "{body}");
+}
