@@ -348,16 +348,16 @@ impl DaprApi for Runtime {
                 format!("state store {store} doesn't support transaction"),
             ));
         }
-        if let Some(max) = loaded.store.max_transaction_operations() {
-            if operations.len() > max {
-                return Err(ApiError::new(
-                    ErrorKind::StateStoreTooManyTransactions,
-                    format!(
-                        "the transaction contains {} operations, which is more than what the state store supports: {max}",
-                        operations.len()
-                    ),
-                ));
-            }
+        if let Some(max) = loaded.store.max_transaction_operations()
+            && operations.len() > max
+        {
+            return Err(ApiError::new(
+                ErrorKind::StateStoreTooManyTransactions,
+                format!(
+                    "the transaction contains {} operations, which is more than what the state store supports: {max}",
+                    operations.len()
+                ),
+            ));
         }
         let operations = operations
             .into_iter()

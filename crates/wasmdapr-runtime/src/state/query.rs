@@ -118,12 +118,12 @@ impl Query {
                     .ok_or("`page.limit` must be a non-negative integer")?;
                 limit = (l > 0).then_some(l as usize);
             }
-            if let Some(token) = page.get("token").and_then(Value::as_str) {
-                if !token.is_empty() {
-                    offset = token.parse().map_err(|_| {
-                        format!("page token `{token}` is not one this store issued")
-                    })?;
-                }
+            if let Some(token) = page.get("token").and_then(Value::as_str)
+                && !token.is_empty()
+            {
+                offset = token
+                    .parse()
+                    .map_err(|_| format!("page token `{token}` is not one this store issued"))?;
             }
         }
         Ok(Query {
