@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+scripts/services.sh
 if ! command -v hyperfine >/dev/null 2>&1; then
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
   $sudo apt-get update -qq && $sudo apt-get install -y -qq hyperfine
@@ -29,6 +30,10 @@ hyperfine -N --warmup 2 --runs 20 --prepare "rm -rf $cold" \
   --export-json "$out/first-run.json" "$bin run --cache-dir $cold $app"
 hyperfine -N --warmup 3 --runs 100 \
   --export-json "$out/second-run.json" "$bin run --cache-dir $warm $app"
+
+# 3. State GET/SET through the sidecar (HTTP, gRPC) on Redis vs raw Redis,
+#    and the sidecar's RSS.
+cargo bench -p wasmdapr --bench state
 
 python3 bench/report.py > bench/RESULTS.md
 cat bench/RESULTS.md
