@@ -442,3 +442,311 @@ impl DaprApi for Runtime {
         self.shutdown.send_replace(true);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The runtime's own logic (lookup, scopes, prefixes, error mapping) over
+    //! a small map-backed store defined here; backends are tested by the
+    //! conformance suite in `wasmdapr-components`.
+
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::state::{StateFeatures, WriteCondition};
+
+    /// Stores values in a map; ETags are a counter; transactions are
+    /// limited to two operations; every write condition is honoured.
+    #[derive(Default)]
+    struct MapStore {
+        data: Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
+    }
+
+    impl MapStore {
+        fn check(
+            data: &BTreeMap<String, (Vec<u8>, u64)>,
+            key: &str,
+            cond: &WriteCondition,
+        ) -> Result<(), StateError> {
+            let current = data.get(key).map(|(_, v)| v.to_string());
+            match (cond, current) {
+                (WriteCondition::Always, _) => Ok(()),
+                (WriteCondition::MustNotExist, None) => Ok(()),
+                (WriteCondition::EtagMatches(e), Some(c)) if *e == c => Ok(()),
+                (WriteCondition::EtagMatches(e), _) if e.parse::<u64>().is_err() => {
+                    Err(StateError::EtagInvalid(e.clone()))
+                }
+                _ => Err(StateError::EtagMismatch),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl StateStore for MapStore {
+        fn features(&self) -> StateFeatures {
+            StateFeatures {
+                etag: true,
+                transactional: true,
+                ttl: false,
+                query: true,
+            }
+        }
+        async fn get(&self, r: GetRequest) -> Result<Option<StateValue>, StateError> {
+            Ok(self
+                .data
+                .lock()
+                .unwrap()
+                .get(&r.key)
+                .map(|(d, v)| StateValue {
+                    data: d.clone(),
+                    etag: Some(v.to_string()),
+                    metadata: Metadata::new(),
+                }))
+        }
+        async fn set(&self, r: SetRequest) -> Result<(), StateError> {
+            let mut data = self.data.lock().unwrap();
+            Self::check(&data, &r.key, &r.condition())?;
+            let version = data.get(&r.key).map_or(1, |(_, v)| v + 1);
+            data.insert(r.key, (r.value, version));
+            Ok(())
+        }
+        async fn delete(&self, r: DeleteRequest) -> Result<(), StateError> {
+            let mut data = self.data.lock().unwrap();
+            Self::check(&data, &r.key, &r.condition())?;
+            data.remove(&r.key);
+            Ok(())
+        }
+        async fn transact(&self, ops: Vec<Operation>) -> Result<(), StateError> {
+            for op in ops {
+                match op {
+                    Operation::Upsert(r) => self.set(r).await?,
+                    Operation::Delete(r) => self.delete(r).await?,
+                }
+            }
+            Ok(())
+        }
+        fn max_transaction_operations(&self) -> Option<usize> {
+            Some(2)
+        }
+        async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
+            let data = self.data.lock().unwrap();
+            Ok(data
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, (d, v))| {
+                    (
+                        k.clone(),
+                        StateValue {
+                            data: d.clone(),
+                            etag: Some(v.to_string()),
+                            metadata: Metadata::new(),
+                        },
+                    )
+                })
+                .collect())
+        }
+    }
+
+    /// Components with one `MapStore` per `(name, keyPrefix, scopes)`.
+    async fn components(
+        stores: &[(&str, Option<&str>, &[&str])],
+    ) -> (Arc<Components>, Vec<Arc<MapStore>>) {
+        let mut registry = ComponentRegistry::new();
+        let made: Arc<Mutex<Vec<Arc<MapStore>>>> = Arc::default();
+        let sink = made.clone();
+        registry.register_state("state.map", move |_spec| {
+            let store = Arc::new(MapStore::default());
+            sink.lock().unwrap().push(store.clone());
+            async move { Ok(store as Arc<dyn StateStore>) }
+        });
+        let specs = stores
+            .iter()
+            .map(|(name, prefix, scopes)| ComponentSpec {
+                name: name.to_string(),
+                kind: "state.map".into(),
+                version: "v1".into(),
+                metadata: prefix
+                    .iter()
+                    .map(|p| ("keyPrefix".to_string(), p.to_string()))
+                    .collect(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                source: "test.yaml".into(),
+            })
+            .collect();
+        let components = Components::load(specs, &registry).await.unwrap();
+        let made = made.lock().unwrap().clone();
+        (Arc::new(components), made)
+    }
+
+    fn runtime(app: &str, components: &Arc<Components>) -> Runtime {
+        Runtime::new(AppId::new(app).unwrap(), components.clone())
+    }
+
+    fn item(key: &str, value: &str) -> SetRequest {
+        SetRequest {
+            key: key.into(),
+            value: value.into(),
+            ..SetRequest::default()
+        }
+    }
+
+    fn keys(store: &MapStore) -> Vec<String> {
+        store.data.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Each `keyPrefix` mode stores keys as Dapr does.
+    #[tokio::test]
+    async fn key_prefixes() {
+        let (c, stores) = components(&[
+            ("a", None, &[]),
+            ("b", Some("name"), &[]),
+            ("c", Some("none"), &[]),
+            ("d", Some("shared"), &[]),
+        ])
+        .await;
+        let rt = runtime("orders", &c);
+        for store in ["a", "b", "c", "d"] {
+            rt.save_state(store, vec![item("k", "v")]).await.unwrap();
+        }
+        let all: Vec<Vec<String>> = stores.iter().map(|s| keys(s)).collect();
+        assert_eq!(
+            all,
+            [
+                vec!["orders||k"],
+                vec!["b||k"],
+                vec!["k"],
+                vec!["shared||k"]
+            ]
+        );
+        let got = rt
+            .get_state(
+                "a",
+                GetRequest {
+                    key: "k".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.unwrap().data, b"v");
+    }
+
+    /// A key that would forge another app's prefix, and an empty key, are malformed.
+    #[tokio::test]
+    async fn forged_and_empty_keys_are_refused() {
+        let (c, _) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        for key in ["other||k", ""] {
+            let err = rt.save_state("a", vec![item(key, "v")]).await.unwrap_err();
+            assert_eq!(err.code(), "ERR_MALFORMED_REQUEST", "{key}");
+        }
+    }
+
+    /// A scoped store is not found for other apps; no stores at all is "not configured".
+    #[tokio::test]
+    async fn scopes_and_missing_stores() {
+        let (c, _) = components(&[("private", None, &["billing"])]).await;
+        let get = GetRequest {
+            key: "k".into(),
+            ..Default::default()
+        };
+        let err = runtime("orders", &c)
+            .get_state("private", get.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            ("ERR_STATE_STORE_NOT_FOUND", 400)
+        );
+        assert!(err.message.contains("private"));
+        assert!(
+            runtime("billing", &c)
+                .get_state("private", get.clone())
+                .await
+                .is_ok()
+        );
+        let none = Arc::new(Components::default());
+        let err = runtime("orders", &none)
+            .get_state("x", get)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            ("ERR_STATE_STORE_NOT_CONFIGURED", 500)
+        );
+    }
+
+    /// Store errors map onto Dapr's table: mismatch 409, invalid ETag 400, per operation code.
+    #[tokio::test]
+    async fn etag_errors_map_to_dapr_codes() {
+        let (c, _) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        rt.save_state("a", vec![item("k", "1")]).await.unwrap();
+        let stale = SetRequest {
+            etag: Some("99".into()),
+            ..item("k", "2")
+        };
+        let err = rt.save_state("a", vec![stale]).await.unwrap_err();
+        assert_eq!((err.code(), err.http_status()), ("ERR_STATE_SAVE", 409));
+        let bad = SetRequest {
+            etag: Some("not-a-version".into()),
+            ..item("k", "2")
+        };
+        let err = rt.save_state("a", vec![bad]).await.unwrap_err();
+        assert_eq!((err.code(), err.http_status()), ("ERR_STATE_SAVE", 400));
+        let del = DeleteRequest {
+            key: "k".into(),
+            etag: Some("99".into()),
+            ..Default::default()
+        };
+        let err = rt.delete_state("a", del).await.unwrap_err();
+        assert_eq!((err.code(), err.http_status()), ("ERR_STATE_DELETE", 409));
+    }
+
+    /// A transaction longer than the store allows is refused before it starts.
+    #[tokio::test]
+    async fn too_many_transaction_operations() {
+        let (c, stores) = components(&[("a", None, &[])]).await;
+        let ops = (0..3)
+            .map(|i| Operation::Upsert(item(&format!("k{i}"), "v")))
+            .collect();
+        let err = runtime("orders", &c)
+            .transact_state("a", ops, Metadata::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            ("ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", 400)
+        );
+        assert!(keys(&stores[0]).is_empty());
+    }
+
+    /// Queries see only the caller's keys, returned without the prefix.
+    #[tokio::test]
+    async fn queries_see_only_own_keys() {
+        let (c, _) = components(&[("a", None, &[])]).await;
+        runtime("orders", &c)
+            .save_state("a", vec![item("mine", r#"{"n":1}"#)])
+            .await
+            .unwrap();
+        runtime("billing", &c)
+            .save_state("a", vec![item("theirs", r#"{"n":2}"#)])
+            .await
+            .unwrap();
+        let result = runtime("orders", &c)
+            .query_state("a", serde_json::json!({}), Metadata::new())
+            .await
+            .unwrap();
+        let keys: Vec<_> = result.results.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["mine"]);
+        let err = runtime("orders", &c)
+            .query_state(
+                "a",
+                serde_json::json!({"filter": {"NOPE": {}}}),
+                Metadata::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "ERR_MALFORMED_REQUEST");
+    }
+}
