@@ -1,7 +1,8 @@
 //! Compatibility, judged by real clients: the official Dapr SDKs (Python
 //! `dapr` over gRPC, `@dapr/dapr` over HTTP) run their suites against a
 //! `wasmdapr sidecar` process, once on the embedded SQLite default and once
-//! on Redis through a component file. `scripts/setup.sh` installs the SDKs.
+//! on Redis through a component file; the Rust `dapr` crate runs here.
+//! `scripts/setup.sh` installs the Python and JavaScript SDKs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,4 +86,108 @@ fn js_sdk_on_embedded_sqlite() {
 #[test]
 fn js_sdk_on_redis() {
     against(Some(REDIS), js_suite);
+}
+
+/// The Rust `dapr` crate's client (gRPC): save, read with an ETag, a stale
+/// ETag refused, bulk save, query and delete, against Redis.
+#[tokio::test]
+async fn rust_sdk_on_redis() {
+    use dapr::dapr::proto::common::v1::{Etag, StateItem};
+    let dir = tempfile::tempdir().unwrap();
+    let resources = components(dir.path(), REDIS);
+    let sidecar = start_sidecar(dir.path(), Some(&resources));
+    let mut client = dapr::Client::<dapr::client::TonicClient>::connect_with_port(
+        "http://127.0.0.1".into(),
+        sidecar.grpc.to_string(),
+    )
+    .await
+    .expect("connecting the Rust SDK");
+    let key = format!("rust-{}", std::process::id());
+
+    client
+        .save_state(
+            "statestore",
+            key.as_str(),
+            b"Death Star".to_vec(),
+            None,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let got = client
+        .get_state("statestore", key.as_str(), None)
+        .await
+        .unwrap();
+    assert_eq!(got.data, b"Death Star");
+    let stale = Etag {
+        value: got.etag.clone(),
+    };
+    client
+        .save_state(
+            "statestore",
+            key.as_str(),
+            b"v2".to_vec(),
+            Some(stale.clone()),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let refused = client
+        .save_state(
+            "statestore",
+            key.as_str(),
+            b"v3".to_vec(),
+            Some(stale),
+            None,
+            None,
+        )
+        .await;
+    assert!(refused.is_err(), "a stale etag must be refused");
+    assert_eq!(
+        client
+            .get_state("statestore", key.as_str(), None)
+            .await
+            .unwrap()
+            .data,
+        b"v2"
+    );
+
+    let team = format!("rust-team-{}", std::process::id());
+    let items: Vec<StateItem> = (0..3)
+        .map(|n| StateItem {
+            key: format!("{team}-{n}"),
+            value: format!(r#"{{"team":"{team}","n":{n}}}"#).into_bytes(),
+            ..Default::default()
+        })
+        .collect();
+    client.save_bulk_states("statestore", items).await.unwrap();
+    let query = serde_json::json!({"filter": {"EQ": {"team": team}}, "sort": [{"key": "n", "order": "DESC"}]});
+    let found = client
+        .query_state_alpha1("statestore", query, None)
+        .await
+        .unwrap();
+    let keys: Vec<_> = found.results.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(
+        keys,
+        [
+            format!("{team}-2"),
+            format!("{team}-1"),
+            format!("{team}-0")
+        ]
+    );
+
+    client
+        .delete_state("statestore", key.as_str(), None)
+        .await
+        .unwrap();
+    assert!(
+        client
+            .get_state("statestore", key.as_str(), None)
+            .await
+            .unwrap()
+            .data
+            .is_empty()
+    );
 }
