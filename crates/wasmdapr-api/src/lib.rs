@@ -21,7 +21,9 @@
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod remote;
 
 pub use config::{ApiConfig, ApiToken};
 pub use grpc::serve_grpc;
 pub use http::serve_http;
+pub use remote::RemoteDapr;

@@ -77,6 +77,43 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for looking rows up in reverse.
+    pub const ALL: [ErrorKind; 21] = {
+        use ErrorKind::*;
+        [
+            MalformedRequest,
+            StateStoreNotFound,
+            StateStoreNotConfigured,
+            StateStoreNotSupported,
+            StateStoreTooManyTransactions,
+            StateGet,
+            StateBulkGet,
+            StateSave,
+            StateDelete,
+            StateBulkDelete,
+            StateTransaction,
+            StateQuery,
+            StateSaveEtagMismatch,
+            StateDeleteEtagMismatch,
+            StateTransactionEtagMismatch,
+            StateSaveEtagInvalid,
+            StateDeleteEtagInvalid,
+            StateTransactionEtagInvalid,
+            Unauthorized,
+            BodyTooLarge,
+            NotImplemented,
+        ]
+    };
+
+    /// The kind a Dapr sidecar meant by `code` sent with `grpc` (the row
+    /// whose code and gRPC code both match, else the first row with the
+    /// code): how errors of a remote sidecar become ours again unchanged.
+    pub fn from_wire(code: &str, grpc: GrpcCode) -> Option<ErrorKind> {
+        let mut same_code = Self::ALL.iter().filter(|k| k.row().0 == code);
+        let first = same_code.clone().next().copied();
+        same_code.find(|k| k.row().2 == grpc).copied().or(first)
+    }
+
     /// `(Dapr error code, HTTP status, gRPC code)`: the one table.
     pub const fn row(self) -> (&'static str, u16, GrpcCode) {
         use ErrorKind::*;
@@ -180,5 +217,15 @@ mod tests {
         );
         assert_eq!(ErrorKind::StateStoreNotConfigured.row().1, 500);
         assert_eq!(ErrorKind::StateStoreTooManyTransactions.row().1, 400);
+    }
+
+    /// Every row reads back from its wire form, ETag rows included.
+    #[test]
+    fn rows_round_trip_from_the_wire() {
+        for kind in ErrorKind::ALL {
+            let (code, _, grpc) = kind.row();
+            assert_eq!(ErrorKind::from_wire(code, grpc), Some(kind), "{kind:?}");
+        }
+        assert_eq!(ErrorKind::from_wire("ERR_NOPE", GrpcCode::Internal), None);
     }
 }

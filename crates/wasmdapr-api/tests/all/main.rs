@@ -5,6 +5,7 @@
 
 mod grpc;
 mod http;
+mod remote;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
