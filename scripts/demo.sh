@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The demo: sets up the machine, builds wasmdapr and the hello app, and runs
-# the app with a few grants. Usage: scripts/demo.sh [extra `run` flags]
+# The demo: sets up the machine, builds wasmdapr and the state-demo app, and
+# runs it: the original prototype's scenario (save `weapon`, bulk-save
+# `planets`, read both back) through the typed Dapr imports, on the embedded
+# SQLite store unless flags say otherwise.
+# Usage: scripts/demo.sh [extra `run` flags], e.g.
+#   scripts/demo.sh --resources-path examples/components/redis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo build --release -p wasmdapr
-cargo build --release --target wasm32-wasip2 -p hello
+cargo build --release --target wasm32-wasip2 -p state-demo
 
-app=target/wasm32-wasip2/release/hello.wasm
-echo "\$ wasmdapr run --env NAME=Dapr $app -- from the demo" >&2
-exec target/release/wasmdapr run --env NAME=Dapr "$@" "$app" -- from the demo
+app=target/wasm32-wasip2/release/state-demo.wasm
+echo "\$ wasmdapr run $* $app" >&2
+exec target/release/wasmdapr run "$@" "$app"

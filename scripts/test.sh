@@ -37,3 +37,16 @@ if [[ "$out" != "$expected" ]]; then
   exit 1
 fi
 echo "examples/hello: ok" >&2
+
+# The state demo through the typed Dapr imports, on the embedded SQLite
+# default, in a scratch directory so its `.wasmdapr/` is fresh.
+cargo build --target wasm32-wasip2 -p state-demo
+root=$PWD
+demo_dir=$(mktemp -d)
+out=$(cd "$demo_dir" && "$root/target/debug/wasmdapr" run "$root/target/wasm32-wasip2/debug/state-demo.wasm")
+rm -rf "$demo_dir"
+if [[ "$out" != *"Test successfully!"* ]]; then
+  printf 'examples/state-demo printed:\n%s\n' "$out" >&2
+  exit 1
+fi
+echo "examples/state-demo: ok" >&2

@@ -17,6 +17,7 @@ use wasmdapr_runtime::AppId;
 
 use crate::artifact::{self, ArtifactCache, ArtifactSource, Compiled};
 use crate::capabilities::Capabilities;
+use crate::dapr::{self, DaprView};
 use crate::engine::{EngineConfig, ticks_for};
 use crate::error::HostError;
 use crate::limits::{Limits, MemoryLimitExceeded, MemoryLimiter};
@@ -46,6 +47,7 @@ pub(crate) struct ComponentState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    dapr: DaprView,
 }
 
 impl WasiView for ComponentState {
@@ -82,6 +84,10 @@ impl Host {
         // This includes `wasi:cli/exit.exit-with-code` (WASI 0.2.12), so a
         // component can exit with any status a preview 1 module can.
         wasmtime_wasi::p2::add_to_linker_async(&mut components).map_err(linker_error)?;
+        // The Dapr imports are always linked, granted or not, so one
+        // component loads either way; without a grant every call is an error.
+        dapr::add_to_linker(&mut components, |s: &mut ComponentState| &mut s.dapr)
+            .map_err(linker_error)?;
 
         Ok(Self {
             engine,
@@ -193,6 +199,7 @@ impl App {
                     wasi: builder.build(),
                     table: ResourceTable::new(),
                     limiter,
+                    dapr: DaprView::new(caps.dapr.clone()),
                 };
                 let mut store = self.store(state, limits.timeout);
                 store.limiter(|s| &mut s.limiter);

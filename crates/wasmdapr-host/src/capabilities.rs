@@ -1,11 +1,15 @@
 //! What a guest is granted. Deny by default: a guest sees no file, no
 //! environment variable, no argument and no socket it was not given.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use wasmdapr_runtime::DaprApi;
 
 use crate::error::HostError;
 
@@ -79,7 +83,7 @@ pub enum Output {
 }
 
 /// Everything a guest instance is granted.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Capabilities {
     /// `argv[0]`, what the guest sees as its program name.
     pub program_name: String,
@@ -95,6 +99,27 @@ pub struct Capabilities {
     pub stdout: Output,
     /// The guest's stderr.
     pub stderr: Output,
+    /// The Dapr API behind the guest's `wasmdapr:dapr` imports: the app's
+    /// own runtime, so its app id and component scopes apply. `None` (the
+    /// default, deny by default) makes every import return the error value
+    /// [`ERR_DAPR_NOT_GRANTED`](crate::dapr::ERR_DAPR_NOT_GRANTED).
+    pub dapr: Option<Arc<dyn DaprApi>>,
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // By hand because a `DaprApi` is not `Debug`; only the grant shows.
+        f.debug_struct("Capabilities")
+            .field("program_name", &self.program_name)
+            .field("args", &self.args)
+            .field("env", &self.env)
+            .field("dirs", &self.dirs)
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .field("dapr", &self.dapr.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Capabilities {

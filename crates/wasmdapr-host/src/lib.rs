@@ -13,6 +13,8 @@
 //!   precompiled `.cwasm` artifacts.
 //! - [`capabilities`]: what a guest is granted (args, env, directories, stdio);
 //!   deny by default, sockets refused.
+//! - [`dapr`]: the host side of `wit/`, the Dapr imports of guests, served
+//!   by the granted [`wasmdapr_runtime::DaprApi`].
 //! - [`limits`]: memory (a store limiter) and time limits.
 //! - `app`: [`Host`] loads and links apps into [`App`]s; [`App::run`] runs one
 //!   to completion and sorts its end into an exit code or a [`HostError`].
@@ -24,6 +26,7 @@
 mod app;
 pub mod artifact;
 pub mod capabilities;
+pub mod dapr;
 pub mod engine;
 pub mod error;
 pub mod limits;

@@ -1,10 +1,126 @@
 //! The Rust guest SDK of wasmdapr, for apps built with
 //! `cargo build --target wasm32-wasip2`: typed clients for the Dapr building
-//! blocks over the WIT imports of `wit/`, served in-process by the host.
+//! blocks over the `wasmdapr:dapr` WIT imports of `wit/`, served in-process by
+//! the host (no HTTP, no network grant, no token in the guest).
+//!
+//! ```no_run
+//! use wasmdapr_sdk::Dapr;
+//!
+//! # fn main() -> Result<(), wasmdapr_sdk::Error> {
+//! let dapr = Dapr::new();
+//! let store = dapr.state("statestore");
+//! store.save("weapon", "Death Star")?;
+//! let weapon: Option<String> = store.get("weapon")?;
+//! assert_eq!(weapon.as_deref(), Some("Death Star"));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Layout
 //!
-//! The clients arrive with the WIT package (state first); until then an app
-//! is an ordinary WASI program, like `examples/hello`.
+//! - [`Dapr`]: the entry point; one per app, cheap to create.
+//! - [`state`]: [`StateStore`] (get, save, etags, bulk, delete, query) and its
+//!   request types ([`SaveRequest`], [`Transaction`]).
+//! - [`Error`]: a Dapr error code and message, exactly what the sidecar's
+//!   HTTP API would answer; plus the SDK's own JSON errors.
+//! - `bindings` (private): the `wit-bindgen` output for `wit/`.
+//!
+//! On a native target the crate compiles (so workspace tools check it) but
+//! every call panics: the imports exist only inside a wasmdapr host.
 
 #![deny(missing_docs)]
+
+mod bindings {
+    #![allow(missing_docs)]
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "app",
+    });
+}
+
+pub mod state;
+
+use std::fmt;
+
+pub use state::{
+    BulkItem, Concurrency, Consistency, QueryItem, QueryPage, SaveRequest, StateStore, Transaction,
+    Versioned,
+};
+
+/// The Dapr building blocks of this app.
+///
+/// Holds nothing: the host already knows the app's id and which components
+/// it may use, so creating a `Dapr` is free and needs no address or token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dapr {
+    _private: (),
+}
+
+impl Dapr {
+    /// The client of this app's Dapr API.
+    pub fn new() -> Self {
+        Self { _private: () }
+    }
+
+    /// The state store named `name` (a component's `metadata.name`).
+    ///
+    /// Nothing is checked here; a store that does not exist, or is out of the
+    /// app's scope, is an `ERR_STATE_STORE_NOT_FOUND` [`Error`] on first use.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmdapr_sdk::Error> {
+    /// let store = wasmdapr_sdk::Dapr::new().state("statestore");
+    /// store.save_bytes("raw", b"\x00\x01")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn state(&self, name: &str) -> StateStore {
+        StateStore::new(name)
+    }
+}
+
+/// A failed Dapr call.
+///
+/// `code` is Dapr's stable error code (`ERR_STATE_STORE_NOT_FOUND`,
+/// `ERR_STATE_SAVE`, …), the same the sidecar's HTTP API returns, so match on
+/// it rather than on `message`. Two codes come from wasmdapr itself:
+/// [`Error::NOT_GRANTED`] and [`Error::JSON`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// Dapr's error code.
+    pub code: String,
+    /// A message for humans.
+    pub message: String,
+}
+
+impl Error {
+    /// The app was run without the Dapr grant.
+    pub const NOT_GRANTED: &'static str = "ERR_DAPR_NOT_GRANTED";
+    /// A value could not be serialized to, or deserialized from, JSON in the
+    /// guest (the host never saw it).
+    pub const JSON: &'static str = "ERR_SDK_JSON";
+
+    pub(crate) fn json(what: &str, e: serde_json::Error) -> Self {
+        Self {
+            code: Self::JSON.to_owned(),
+            message: format!("{what}: {e}"),
+        }
+    }
+}
+
+impl From<bindings::wasmdapr::dapr::types::Error> for Error {
+    fn from(e: bindings::wasmdapr::dapr::types::Error) -> Self {
+        Self {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {}

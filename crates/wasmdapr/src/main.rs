@@ -7,6 +7,7 @@ mod sidecar;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -15,7 +16,7 @@ use wasmdapr_host::{
     ArtifactCache, ByteSize, Capabilities, DirGrant, EnvVar, Host, HostConfig, HostError, Limits,
     Output,
 };
-use wasmdapr_runtime::AppId;
+use wasmdapr_runtime::{AppId, DaprApi};
 
 use crate::sidecar::{DaprArgs, Sidecar, SidecarError};
 
@@ -204,6 +205,9 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         stdin: true,
         stdout: Output::Inherit,
         stderr: Output::Inherit,
+        // Dapr is granted below, once the sidecar's runtime exists; the
+        // rest stays denied.
+        ..Capabilities::default()
     };
     let limits = Limits {
         max_memory: args.max_memory,
@@ -213,6 +217,12 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         // The sidecar serves the app's Dapr API to other processes while it runs.
         let sidecar = Sidecar::start(app.id().clone(), &args.dapr).await?;
         tracing::info!(http = %sidecar.http_addr, grpc = %sidecar.grpc_addr, "sidecar started");
+        // The guest's typed Dapr imports call the same runtime, so its app id
+        // and component scopes apply to them as to the HTTP API.
+        let caps = Capabilities {
+            dapr: Some(sidecar.runtime.clone() as Arc<dyn DaprApi>),
+            ..caps
+        };
         let code = app.run(&caps, limits).await?;
         Ok(exit_code::for_guest(code))
     })

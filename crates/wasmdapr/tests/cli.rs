@@ -231,3 +231,29 @@ fn compile_then_run_cwasm() {
     let out = run(&["compile", P1_CLI_HELLO, "-o", unwritable.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
 }
+
+/// `wasmdapr run state-demo.wasm` with no components runs the prototype's
+/// scenario through the typed Dapr imports on the embedded SQLite store,
+/// which it creates in `.wasmdapr/` of the working directory.
+#[test]
+fn state_demo_on_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = wasmdapr(&cache)
+        .args(["run", EXAMPLE_STATE_DEMO])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.contains("read weapon = Some(\"Death Star\")"),
+        "{printed}"
+    );
+    assert!(printed.ends_with("Test successfully!\n"), "{printed}");
+    assert!(
+        cache
+            .with_extension("cwd")
+            .join(".wasmdapr/state.db")
+            .exists()
+    );
+}

@@ -3,6 +3,7 @@
 //! after it; `foreach_guest!` makes a guest without a test a compile error.
 
 mod cache;
+mod dapr;
 mod guests;
 
 use std::path::Path;
