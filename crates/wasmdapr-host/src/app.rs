@@ -12,6 +12,7 @@ use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use wasmdapr_runtime::AppId;
 
@@ -21,6 +22,7 @@ use crate::dapr::{self, DaprView};
 use crate::engine::{EngineConfig, ticks_for};
 use crate::error::HostError;
 use crate::limits::{Limits, MemoryLimitExceeded, MemoryLimiter};
+use crate::outbound::OutboundHooks;
 use crate::p1_writev;
 
 /// Epoch deadline of a run without `--timeout`: far enough never to arrive,
@@ -48,6 +50,18 @@ pub(crate) struct ComponentState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     dapr: DaprView,
+    http: WasiHttpCtx,
+    http_hooks: OutboundHooks,
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
 }
 
 impl WasiView for ComponentState {
@@ -84,6 +98,10 @@ impl Host {
         // This includes `wasi:cli/exit.exit-with-code` (WASI 0.2.12), so a
         // component can exit with any status a preview 1 module can.
         wasmtime_wasi::p2::add_to_linker_async(&mut components).map_err(linker_error)?;
+        // `wasi:http` only (the rest of WASI is linked above); whom a guest
+        // may call is decided per request by its `OutboundHooks`.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut components)
+            .map_err(linker_error)?;
         // The Dapr imports are always linked, granted or not, so one
         // component loads either way; without a grant every call is an error.
         dapr::add_to_linker(&mut components, |s: &mut ComponentState| &mut s.dapr)
@@ -200,6 +218,8 @@ impl App {
                     table: ResourceTable::new(),
                     limiter,
                     dapr: DaprView::new(caps.dapr.clone()),
+                    http: WasiHttpCtx::new(),
+                    http_hooks: OutboundHooks::new(caps.outbound.clone()),
                 };
                 let mut store = self.store(state, limits.timeout);
                 store.limiter(|s| &mut s.limiter);

@@ -12,6 +12,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmdapr_runtime::DaprApi;
 
 use crate::error::HostError;
+use crate::outbound::OutboundPolicy;
 
 /// A host directory made visible to the guest: `HOST[::GUEST]`.
 ///
@@ -104,6 +105,10 @@ pub struct Capabilities {
     /// default, deny by default) makes every import return the error value
     /// [`ERR_DAPR_NOT_GRANTED`](crate::dapr::ERR_DAPR_NOT_GRANTED).
     pub dapr: Option<Arc<dyn DaprApi>>,
+    /// Outbound HTTP (`wasi:http`, preview 2 only): allowed destinations,
+    /// in-flight and time limits, the in-process sidecar. The default allows
+    /// no destination.
+    pub outbound: OutboundPolicy,
 }
 
 impl fmt::Debug for Capabilities {
@@ -118,6 +123,7 @@ impl fmt::Debug for Capabilities {
             .field("stdout", &self.stdout)
             .field("stderr", &self.stderr)
             .field("dapr", &self.dapr.is_some())
+            .field("outbound", &self.outbound)
             .finish_non_exhaustive()
     }
 }

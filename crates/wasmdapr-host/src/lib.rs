@@ -15,6 +15,11 @@
 //!   deny by default, sockets refused.
 //! - [`dapr`]: the host side of `wit/`, the Dapr imports of guests, served
 //!   by the granted [`wasmdapr_runtime::DaprApi`].
+//! - [`allowed_hosts`]: `--allow-host` entries, parsed once and matched by
+//!   scheme, host and port.
+//! - [`outbound`]: `wasi:http` outbound requests under an
+//!   [`OutboundPolicy`]: allowed hosts, in-flight and time limits, and the
+//!   embedded Dapr sidecar served in-process.
 //! - [`limits`]: memory (a store limiter) and time limits.
 //! - `app`: [`Host`] loads and links apps into [`App`]s; [`App::run`] runs one
 //!   to completion and sorts its end into an exit code or a [`HostError`].
@@ -23,6 +28,7 @@
 
 #![deny(missing_docs)]
 
+pub mod allowed_hosts;
 mod app;
 pub mod artifact;
 pub mod capabilities;
@@ -30,11 +36,14 @@ pub mod dapr;
 pub mod engine;
 pub mod error;
 pub mod limits;
+pub mod outbound;
 mod p1_writev;
 
+pub use allowed_hosts::{AllowedHost, AllowedHosts};
 pub use app::{App, Host, HostConfig};
 pub use artifact::{ArtifactCache, ArtifactSource};
 pub use capabilities::{Capabilities, DirGrant, EnvVar, Output};
 pub use engine::EngineConfig;
 pub use error::HostError;
 pub use limits::{ByteSize, Limits};
+pub use outbound::{LocalDapr, LocalHttp, OutboundPolicy};

@@ -13,8 +13,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::{
-    ArtifactCache, ByteSize, Capabilities, DirGrant, EnvVar, Host, HostConfig, HostError, Limits,
-    Output,
+    AllowedHost, ArtifactCache, ByteSize, Capabilities, DirGrant, EnvVar, Host, HostConfig,
+    HostError, Limits, OutboundPolicy, Output,
 };
 use wasmdapr_runtime::{AppId, DaprApi};
 
@@ -32,7 +32,7 @@ struct Cli {
 enum Command {
     /// Run an app (a WASI preview 1 module, a WASI preview 2 component, or a
     /// `.cwasm`) to completion; its exit code becomes ours.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the Dapr sidecar alone (like `daprd`), for apps that are not Wasm.
     Sidecar(SidecarArgs),
     /// Compile an app ahead of time into a `.cwasm` that `run` starts without compiling.
@@ -86,6 +86,21 @@ struct RunArgs {
     /// Wall-clock limit of the run (e.g. `500ms`, `10s`) [default: none].
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// Let the app send HTTP requests to `SCHEME://HOST[:PORT]` (scheme
+    /// `http`, `https` or `*`; host `*` or `*.DOMAIN` allowed; port `*` for
+    /// any, else the scheme's default). Repeatable. Nothing otherwise.
+    #[arg(long = "allow-host", value_name = "URL")]
+    allow_hosts: Vec<AllowedHost>,
+    /// Outbound HTTP requests the app may have in flight at once; more fail at once.
+    #[arg(long, default_value_t = OutboundPolicy::DEFAULT_MAX_IN_FLIGHT)]
+    max_outbound_requests: usize,
+    /// Longest connect, first-byte and between-bytes wait of an outbound request.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    outbound_timeout: Duration,
+    /// Do not let the app call the embedded sidecar's HTTP address unless an
+    /// `--allow-host` grants it (by default it may: the implicit Dapr grant).
+    #[arg(long)]
+    no_dapr_grant: bool,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -121,7 +136,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Sidecar(args) => run_sidecar(args),
         Command::Compile(args) => compile(args).map_err(Failure::Host),
     };
@@ -193,6 +208,13 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         None => default_app_id(&args.app)?,
     };
     let app = host.load(&args.app, &app_id)?;
+    let no_dapr_grant = args.no_dapr_grant;
+    let outbound = OutboundPolicy {
+        allowed: args.allow_hosts.into_iter().collect(),
+        max_in_flight: args.max_outbound_requests,
+        timeout: args.outbound_timeout,
+        local: None,
+    };
     let caps = Capabilities {
         program_name: args
             .app
@@ -221,6 +243,11 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         // and component scopes apply to them as to the HTTP API.
         let caps = Capabilities {
             dapr: Some(sidecar.runtime.clone() as Arc<dyn DaprApi>),
+            // Outbound HTTP to the sidecar's own address is served in-process.
+            outbound: OutboundPolicy {
+                local: Some(Arc::new(sidecar.local_dapr(!no_dapr_grant))),
+                ..outbound
+            },
             ..caps
         };
         let code = app.run(&caps, limits).await?;

@@ -2,14 +2,18 @@
 //! (or the embedded SQLite default), the runtime over them, and its HTTP and
 //! gRPC front doors on their ports.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use clap::Args;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use wasmdapr_api::ApiConfig;
-use wasmdapr_host::ByteSize;
+use wasmdapr_host::outbound::{BoxBody, box_body};
+use wasmdapr_host::{ByteSize, LocalDapr, LocalHttp};
 use wasmdapr_runtime::{
     AppId, ComponentError, ComponentRegistry, ComponentSpec, Components, Runtime,
 };
@@ -73,7 +77,31 @@ pub struct Sidecar {
     pub http_addr: SocketAddr,
     /// Where the gRPC API listens.
     pub grpc_addr: SocketAddr,
+    /// The HTTP API's router and settings, also served in-process to the
+    /// app's outbound requests to `http_addr` (see [`Sidecar::local_dapr`]).
+    http_router: axum::Router,
+    api_token: Option<String>,
     tasks: tokio::task::JoinSet<Result<(), SidecarError>>,
+}
+
+/// The sidecar's axum router as the host's [`LocalHttp`]: one request is one
+/// `oneshot` call, with no socket in between.
+struct InProcessHttp(axum::Router);
+
+impl LocalHttp for InProcessHttp {
+    fn handle(
+        &self,
+        request: axum::http::Request<BoxBody>,
+    ) -> Pin<Box<dyn Future<Output = axum::http::Response<BoxBody>> + Send + 'static>> {
+        let router = self.0.clone();
+        Box::pin(async move {
+            let request = request.map(axum::body::Body::new);
+            match router.oneshot(request).await {
+                Ok(response) => response.map(box_body),
+                Err(never) => match never {},
+            }
+        })
+    }
 }
 
 /// The registry of every component type this binary has.
@@ -122,6 +150,8 @@ impl Sidecar {
         };
         let http_addr = local("HTTP", &http, args.dapr_http_port)?;
         let grpc_addr = local("gRPC", &grpc, args.dapr_grpc_port)?;
+        let http_router = wasmdapr_api::http::router(runtime.clone(), config.clone());
+        let api_token = config.api_token.clone().filter(|t| !t.is_empty());
         let mut tasks = tokio::task::JoinSet::new();
         let stop = runtime.clone();
         let (rt, cfg): (Arc<dyn wasmdapr_runtime::DaprApi>, _) = (runtime.clone(), config.clone());
@@ -159,8 +189,23 @@ impl Sidecar {
             runtime,
             http_addr,
             grpc_addr,
+            http_router,
+            api_token,
             tasks,
         })
+    }
+
+    /// The sidecar's HTTP API served in-process to a guest's outbound
+    /// requests to [`Sidecar::http_addr`]: the same router as on the socket,
+    /// with `dapr-api-token` added by the host. `implicit_grant` lets the
+    /// app call it without an `--allow-host` for that address.
+    pub fn local_dapr(&self, implicit_grant: bool) -> LocalDapr {
+        LocalDapr {
+            addr: self.http_addr,
+            api_token: self.api_token.clone(),
+            implicit_grant,
+            handler: Arc::new(InProcessHttp(self.http_router.clone())),
+        }
     }
 
     /// Runs until the shutdown API is called, Ctrl-C or SIGTERM arrives, or

@@ -257,3 +257,110 @@ fn state_demo_on_the_embedded_default() {
             .exists()
     );
 }
+
+/// A free TCP port on 127.0.0.1 (free when this returns).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `--allow-host` grants the sidecar's live address to `http_get`: its
+/// request reaches the Dapr HTTP API with the host-added `dapr-api-token`
+/// (a missing key is 204, not 401), while another port of the same host is
+/// refused and named in a warning. Without a grant (`--no-dapr-grant`) the
+/// sidecar is refused too.
+#[test]
+fn outbound_http_to_the_sidecar_needs_a_grant() {
+    let port = free_port();
+    let other = free_port();
+    let sidecar_url = format!("http://127.0.0.1:{port}/v1.0/state/statestore/missing");
+    let other_url = format!("http://127.0.0.1:{other}/");
+    let cache = tempfile::tempdir().unwrap();
+    let port_arg = port.to_string();
+    let allow = format!("http://127.0.0.1:{port}");
+    let out = wasmdapr(&cache.path().join("cache"))
+        .env("DAPR_API_TOKEN", "cli-secret")
+        .args([
+            "run",
+            "--dapr-http-port",
+            &port_arg,
+            "--no-dapr-grant",
+            "--allow-host",
+            &allow,
+            P2_HTTP_GET,
+            "--",
+            &sidecar_url,
+            &other_url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.contains(&format!("GET {sidecar_url} -> 204")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "GET {other_url} -> error ErrorCode::HttpRequestDenied"
+        )),
+        "{printed}"
+    );
+    assert!(
+        stderr(&out).contains(&format!("http://127.0.0.1:{other}")),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = wasmdapr(&cache.path().join("cache"))
+        .args([
+            "run",
+            "--dapr-http-port",
+            &port_arg,
+            "--no-dapr-grant",
+            P2_HTTP_GET,
+            "--",
+            &sidecar_url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("HttpRequestDenied"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// By default (the implicit Dapr grant) an app reaches its own sidecar
+/// without any `--allow-host`; a bad `--allow-host` is a usage error naming it.
+#[test]
+fn implicit_dapr_grant_and_bad_allow_host() {
+    let port = free_port();
+    let url = format!("http://localhost:{port}/v1.0/healthz");
+    let port_arg = port.to_string();
+    let out = run(&[
+        "run",
+        "--dapr-http-port",
+        &port_arg,
+        P2_HTTP_GET,
+        "--",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("GET {url} -> 204")),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = run(&["run", "--allow-host", "http://ex*ample.com", P2_HTTP_GET]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`http://ex*ample.com` is not an allowed host"),
+        "{}",
+        stderr(&out)
+    );
+}

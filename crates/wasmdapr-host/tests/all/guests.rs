@@ -353,3 +353,20 @@ async fn wat_component_no_entry() {
         other => panic!("expected NotRunnable, got {other:?}"),
     }
 }
+
+/// An allowed destination is reached through `wasi:http`: the guest prints
+/// the status and the body the local test server sent.
+#[tokio::test]
+async fn p2_http_get() {
+    let server = crate::http::TestServer::start().await;
+    let policy = crate::http::allowing(&[&format!("http://{}", server.addr)]);
+    let ran = crate::http::get(&[server.url("/hello")], policy).await;
+    assert_eq!(
+        ran.stdout,
+        format!(
+            "GET {} -> 200\nhello from the test server\n",
+            server.url("/hello")
+        )
+    );
+    assert_eq!(server.connections(), 1);
+}

@@ -5,6 +5,7 @@
 mod cache;
 mod dapr;
 mod guests;
+mod http;
 
 use std::path::Path;
 use std::time::Duration;
