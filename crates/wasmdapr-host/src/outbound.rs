@@ -1,7 +1,7 @@
 //! Outbound HTTP for preview 2 components: `wasi:http/outgoing-handler`,
 //! limited by an [`OutboundPolicy`].
 //!
-//! The policy is enforced in [`OutboundHooks::send_request`], the one place
+//! The policy is enforced in `OutboundHooks::send_request`, the one place
 //! every guest request passes through, *before* any connection is opened:
 //!
 //! 1. The destination (scheme, host, port) must be granted by
