@@ -17,7 +17,8 @@ pub const INVALID_APP: u8 = 65;
 pub const NO_APP: u8 = 66;
 /// The app imports something wasmdapr does not provide.
 pub const UNSATISFIED_IMPORT: u8 = 67;
-/// A Dapr API port could not be opened (in use, not permitted).
+/// A Dapr API port could not be opened (in use, not permitted), or the
+/// `--dapr-endpoint` sidecar cannot be reached.
 pub const UNAVAILABLE: u8 = 69;
 /// The host itself failed (the engine could not start).
 pub const HOST_FAILURE: u8 = 70;

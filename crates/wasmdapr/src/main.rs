@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use wasmdapr_api::RemoteDapr;
+use wasmdapr_api::remote::RemoteError;
 use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::{
     AllowedHost, ArtifactCache, ByteSize, Capabilities, DirGrant, EnvVar, Host, HostConfig,
@@ -101,6 +103,11 @@ struct RunArgs {
     /// `--allow-host` grants it (by default it may: the implicit Dapr grant).
     #[arg(long)]
     no_dapr_grant: bool,
+    /// Forward the app's typed Dapr imports over gRPC to this sidecar (a
+    /// real `daprd` or another `wasmdapr sidecar`, e.g.
+    /// `http://127.0.0.1:50001`) instead of starting the embedded one.
+    #[arg(long, env = "DAPR_GRPC_ENDPOINT", value_name = "URL")]
+    dapr_endpoint: Option<String>,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -163,6 +170,8 @@ enum Failure {
     Host(#[from] HostError),
     #[error(transparent)]
     Sidecar(#[from] SidecarError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
 }
 
 impl Failure {
@@ -170,9 +179,8 @@ impl Failure {
         match self {
             Failure::Host(error) => exit_code::for_error(error),
             Failure::Sidecar(SidecarError::Components(_)) => exit_code::CONFIG,
-            Failure::Sidecar(SidecarError::Listen { .. } | SidecarError::Serve { .. }) => {
-                exit_code::UNAVAILABLE
-            }
+            Failure::Sidecar(SidecarError::Listen { .. } | SidecarError::Serve { .. })
+            | Failure::Remote(_) => exit_code::UNAVAILABLE,
         }
     }
 }
@@ -236,6 +244,21 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         timeout: args.timeout,
     };
     tokio_runtime()?.block_on(async {
+        if let Some(endpoint) = &args.dapr_endpoint {
+            // A sidecar elsewhere: the guest's Dapr calls go there over gRPC
+            // (with this process's DAPR_API_TOKEN), and no local one starts.
+            let token = std::env::var("DAPR_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+            let remote = RemoteDapr::connect(endpoint, token.as_deref()).await?;
+            let caps = Capabilities {
+                dapr: Some(Arc::new(remote) as Arc<dyn DaprApi>),
+                outbound,
+                ..caps
+            };
+            let code = app.run(&caps, limits).await?;
+            return Ok(exit_code::for_guest(code));
+        }
         // The sidecar serves the app's Dapr API to other processes while it runs.
         let sidecar = Sidecar::start(app.id().clone(), &args.dapr).await?;
         tracing::info!(http = %sidecar.http_addr, grpc = %sidecar.grpc_addr, "sidecar started");

@@ -155,3 +155,69 @@ fn key_prefix_and_scopes_on_redis() {
     assert_eq!(status, 400);
     assert!(body.contains("ERR_STATE_STORE_NOT_FOUND"), "{body}");
 }
+
+/// `wasmdapr run --dapr-endpoint` forwards the guest's typed Dapr imports to
+/// another sidecar process (here a `wasmdapr sidecar` on Redis): the state
+/// demo succeeds unchanged and its keys land in Redis under the remote
+/// sidecar's app id.
+#[test]
+fn run_forwards_to_a_remote_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let resources = components(dir.path(), REDIS);
+    let remote = start_sidecar(dir.path(), Some(&resources));
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("tests||weapon")
+        .arg("tests||planets")
+        .query(&mut conn)
+        .unwrap();
+
+    let cwd = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(cwd.path())
+        .args([
+            "run",
+            "--dapr-endpoint",
+            &format!("http://127.0.0.1:{}", remote.grpc),
+        ])
+        .arg(test_programs_artifacts::EXAMPLE_STATE_DEMO)
+        .env_remove("DAPR_API_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Test successfully!"), "{stdout}");
+    let weapon: Option<String> = redis::cmd("HGET")
+        .arg("tests||weapon")
+        .arg("data")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(weapon.as_deref(), Some("\"Death Star\""));
+    // No local sidecar ran: nothing was written to an embedded store.
+    assert!(!cwd.path().join(".wasmdapr").exists());
+}
+
+/// An unreachable `--dapr-endpoint` fails at start with exit code 69, naming it.
+#[test]
+fn unreachable_dapr_endpoint_is_reported() {
+    let port = common::free_port();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(cwd.path())
+        .args([
+            "run",
+            "--dapr-endpoint",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .arg(test_programs_artifacts::EXAMPLE_STATE_DEMO)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
