@@ -11,7 +11,8 @@ CRITERION = os.path.join(ROOT, "target", "criterion", "instantiate_and_run")
 
 
 def criterion(name):
-    path = os.path.join(CRITERION, *name.split("/"), "new", "estimates.json")
+    # criterion writes `group/a/b` under the directory `a_b`.
+    path = os.path.join(CRITERION, name.replace("/", "_"), "new", "estimates.json")
     with open(path) as f:
         est = json.load(f)
     return est["median"]["point_estimate"] / 1000.0  # µs
