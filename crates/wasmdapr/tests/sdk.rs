@@ -96,10 +96,9 @@ async fn rust_sdk_on_redis() {
     let dir = tempfile::tempdir().unwrap();
     let resources = components(dir.path(), REDIS);
     let sidecar = start_sidecar(dir.path(), Some(&resources));
-    let mut client = dapr::Client::<dapr::client::TonicClient>::connect_with_address(format!(
-        "http://127.0.0.1:{}",
-        sidecar.grpc
-    ))
+    let mut client = dapr::Client::<dapr::client::TonicClientWithAuth>::connect_with_address(
+        format!("http://127.0.0.1:{}", sidecar.grpc),
+    )
     .await
     .expect("connecting the Rust SDK");
     let key = format!("rust-{}", std::process::id());
