@@ -12,6 +12,7 @@ scripts/setup.sh
 cargo build --release -p wasmdapr
 cargo build --release --target wasm32-wasip2 -p state-demo
 
-app=target/wasm32-wasip2/release/state-demo.wasm
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+app=$target/wasm32-wasip2/release/state-demo.wasm
 echo "\$ wasmdapr run $* $app" >&2
-exec target/release/wasmdapr run "$@" "$app"
+exec "$target/release/wasmdapr" run "$@" "$app"

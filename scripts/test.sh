@@ -25,8 +25,10 @@ fi
 cargo test --workspace --doc
 
 step "examples"
+# Honour CARGO_TARGET_DIR, as cargo does.
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --target wasm32-wasip2 -p hello
-out=$(target/debug/wasmdapr run --env NAME=ci target/wasm32-wasip2/debug/hello.wasm -- x)
+out=$("$target/debug/wasmdapr" run --env NAME=ci "$target/wasm32-wasip2/debug/hello.wasm" -- x)
 expected='Hello, ci, from a WebAssembly component!
 arguments granted: ["x"]
 environment granted: 1 variable(s)
@@ -41,9 +43,8 @@ echo "examples/hello: ok" >&2
 # The state demo through the typed Dapr imports, on the embedded SQLite
 # default, in a scratch directory so its `.wasmdapr/` is fresh.
 cargo build --target wasm32-wasip2 -p state-demo
-root=$PWD
 demo_dir=$(mktemp -d)
-out=$(cd "$demo_dir" && "$root/target/debug/wasmdapr" run "$root/target/wasm32-wasip2/debug/state-demo.wasm")
+out=$(cd "$demo_dir" && "$target/debug/wasmdapr" run "$target/wasm32-wasip2/debug/state-demo.wasm")
 rm -rf "$demo_dir"
 if [[ "$out" != *"Test successfully!"* ]]; then
   printf 'examples/state-demo printed:\n%s\n' "$out" >&2
