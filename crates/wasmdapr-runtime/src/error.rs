@@ -29,82 +29,80 @@ pub enum GrpcCode {
     ResourceExhausted,
 }
 
-/// The kinds of API error, each one row of Dapr's error table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+/// Declares [`ErrorKind`], its one table of `(Dapr code, HTTP status, gRPC
+/// code)` rows and the list of every kind, from one list, so no kind can
+/// lack a row or be missing from [`ErrorKind::ALL`].
+macro_rules! error_table {
+    ($($(#[doc = $doc:literal])* $kind:ident => ($code:literal, $status:literal, $grpc:ident),)*) => {
+        /// The kinds of API error, each one row of Dapr's error table.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorKind {
+            $($(#[doc = $doc])* $kind,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, for looking rows up in reverse.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$kind,)*];
+
+            /// `(Dapr error code, HTTP status, gRPC code)`: the one table.
+            pub const fn row(self) -> (&'static str, u16, GrpcCode) {
+                match self {
+                    $(ErrorKind::$kind => ($code, $status, GrpcCode::$grpc),)*
+                }
+            }
+        }
+    };
+}
+
+// Dapr keeps the operation's code for ETag problems and signals them by
+// status: 409 Conflict / ABORTED for a mismatch, 400 / INVALID_ARGUMENT for
+// an unparseable ETag.
+error_table! {
     /// The request is malformed (bad JSON, missing key, bad option).
-    MalformedRequest,
+    MalformedRequest => ("ERR_MALFORMED_REQUEST", 400, InvalidArgument),
     /// The named state store does not exist (or is out of the app's scope).
-    StateStoreNotFound,
+    StateStoreNotFound => ("ERR_STATE_STORE_NOT_FOUND", 400, InvalidArgument),
     /// No state store is configured at all.
-    StateStoreNotConfigured,
+    StateStoreNotConfigured => ("ERR_STATE_STORE_NOT_CONFIGURED", 500, FailedPrecondition),
     /// The state store lacks the feature asked for (transactions, query).
-    StateStoreNotSupported,
+    StateStoreNotSupported => ("ERR_STATE_STORE_NOT_SUPPORTED", 500, Unimplemented),
     /// A transaction has more operations than the store allows.
-    StateStoreTooManyTransactions,
+    StateStoreTooManyTransactions => ("ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", 400, InvalidArgument),
     /// Reading state failed.
-    StateGet,
+    StateGet => ("ERR_STATE_GET", 500, Internal),
     /// Reading state in bulk failed.
-    StateBulkGet,
+    StateBulkGet => ("ERR_STATE_BULK_GET", 500, Internal),
     /// Saving state failed.
-    StateSave,
+    StateSave => ("ERR_STATE_SAVE", 500, Internal),
     /// Deleting state failed.
-    StateDelete,
+    StateDelete => ("ERR_STATE_DELETE", 500, Internal),
     /// Deleting state in bulk failed.
-    StateBulkDelete,
+    StateBulkDelete => ("ERR_STATE_BULK_DELETE", 500, Internal),
     /// A state transaction failed.
-    StateTransaction,
+    StateTransaction => ("ERR_STATE_TRANSACTION", 500, Internal),
     /// A state query failed.
-    StateQuery,
+    StateQuery => ("ERR_STATE_QUERY", 500, Internal),
     /// A write's ETag does not match the stored one (save).
-    StateSaveEtagMismatch,
+    StateSaveEtagMismatch => ("ERR_STATE_SAVE", 409, Aborted),
     /// A delete's ETag does not match the stored one.
-    StateDeleteEtagMismatch,
+    StateDeleteEtagMismatch => ("ERR_STATE_DELETE", 409, Aborted),
     /// A transaction's ETag does not match.
-    StateTransactionEtagMismatch,
+    StateTransactionEtagMismatch => ("ERR_STATE_TRANSACTION", 409, Aborted),
     /// An ETag the store cannot parse (save).
-    StateSaveEtagInvalid,
+    StateSaveEtagInvalid => ("ERR_STATE_SAVE", 400, InvalidArgument),
     /// An ETag the store cannot parse (delete).
-    StateDeleteEtagInvalid,
+    StateDeleteEtagInvalid => ("ERR_STATE_DELETE", 400, InvalidArgument),
     /// An ETag the store cannot parse (transaction).
-    StateTransactionEtagInvalid,
+    StateTransactionEtagInvalid => ("ERR_STATE_TRANSACTION", 400, InvalidArgument),
     /// The request lacks the API token or carries a wrong one.
-    Unauthorized,
+    Unauthorized => ("ERR_UNAUTHORIZED", 401, Unauthenticated),
     /// The request body is larger than `--max-body-size`.
-    BodyTooLarge,
+    BodyTooLarge => ("ERR_BODY_TOO_LARGE", 413, ResourceExhausted),
     /// The API exists in Dapr but not (yet) here.
-    NotImplemented,
+    NotImplemented => ("ERR_NOT_IMPLEMENTED", 501, Unimplemented),
 }
 
 impl ErrorKind {
-    /// Every kind, for looking rows up in reverse.
-    pub const ALL: [ErrorKind; 21] = {
-        use ErrorKind::*;
-        [
-            MalformedRequest,
-            StateStoreNotFound,
-            StateStoreNotConfigured,
-            StateStoreNotSupported,
-            StateStoreTooManyTransactions,
-            StateGet,
-            StateBulkGet,
-            StateSave,
-            StateDelete,
-            StateBulkDelete,
-            StateTransaction,
-            StateQuery,
-            StateSaveEtagMismatch,
-            StateDeleteEtagMismatch,
-            StateTransactionEtagMismatch,
-            StateSaveEtagInvalid,
-            StateDeleteEtagInvalid,
-            StateTransactionEtagInvalid,
-            Unauthorized,
-            BodyTooLarge,
-            NotImplemented,
-        ]
-    };
-
     /// The kind a Dapr sidecar meant by `code` sent with `grpc` (the row
     /// whose code and gRPC code both match, else the first row with the
     /// code): how errors of a remote sidecar become ours again unchanged.
@@ -112,44 +110,6 @@ impl ErrorKind {
         let mut same_code = Self::ALL.iter().filter(|k| k.row().0 == code);
         let first = same_code.clone().next().copied();
         same_code.find(|k| k.row().2 == grpc).copied().or(first)
-    }
-
-    /// `(Dapr error code, HTTP status, gRPC code)`: the one table.
-    pub const fn row(self) -> (&'static str, u16, GrpcCode) {
-        use ErrorKind::*;
-        use GrpcCode as G;
-        match self {
-            MalformedRequest => ("ERR_MALFORMED_REQUEST", 400, G::InvalidArgument),
-            StateStoreNotFound => ("ERR_STATE_STORE_NOT_FOUND", 400, G::InvalidArgument),
-            StateStoreNotConfigured => {
-                ("ERR_STATE_STORE_NOT_CONFIGURED", 500, G::FailedPrecondition)
-            }
-            StateStoreNotSupported => ("ERR_STATE_STORE_NOT_SUPPORTED", 500, G::Unimplemented),
-            StateStoreTooManyTransactions => (
-                "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS",
-                400,
-                G::InvalidArgument,
-            ),
-            StateGet => ("ERR_STATE_GET", 500, G::Internal),
-            StateBulkGet => ("ERR_STATE_BULK_GET", 500, G::Internal),
-            StateSave => ("ERR_STATE_SAVE", 500, G::Internal),
-            StateDelete => ("ERR_STATE_DELETE", 500, G::Internal),
-            StateBulkDelete => ("ERR_STATE_BULK_DELETE", 500, G::Internal),
-            StateTransaction => ("ERR_STATE_TRANSACTION", 500, G::Internal),
-            StateQuery => ("ERR_STATE_QUERY", 500, G::Internal),
-            // Dapr keeps the operation's code and signals the ETag problem
-            // by status: 409 Conflict / ABORTED for a mismatch, 400 /
-            // INVALID_ARGUMENT for an unparseable ETag.
-            StateSaveEtagMismatch => ("ERR_STATE_SAVE", 409, G::Aborted),
-            StateDeleteEtagMismatch => ("ERR_STATE_DELETE", 409, G::Aborted),
-            StateTransactionEtagMismatch => ("ERR_STATE_TRANSACTION", 409, G::Aborted),
-            StateSaveEtagInvalid => ("ERR_STATE_SAVE", 400, G::InvalidArgument),
-            StateDeleteEtagInvalid => ("ERR_STATE_DELETE", 400, G::InvalidArgument),
-            StateTransactionEtagInvalid => ("ERR_STATE_TRANSACTION", 400, G::InvalidArgument),
-            Unauthorized => ("ERR_UNAUTHORIZED", 401, G::Unauthenticated),
-            BodyTooLarge => ("ERR_BODY_TOO_LARGE", 413, G::ResourceExhausted),
-            NotImplemented => ("ERR_NOT_IMPLEMENTED", 501, G::Unimplemented),
-        }
     }
 }
 
@@ -222,7 +182,7 @@ mod tests {
     /// Every row reads back from its wire form, ETag rows included.
     #[test]
     fn rows_round_trip_from_the_wire() {
-        for kind in ErrorKind::ALL {
+        for &kind in ErrorKind::ALL {
             let (code, _, grpc) = kind.row();
             assert_eq!(ErrorKind::from_wire(code, grpc), Some(kind), "{kind:?}");
         }
