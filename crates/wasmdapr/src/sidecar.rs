@@ -152,38 +152,24 @@ impl Sidecar {
         let grpc_addr = local("gRPC", &grpc, args.dapr_grpc_port)?;
         let http_router = wasmdapr_api::http::router(runtime.clone(), config.clone());
         let api_token = config.api_token.clone().filter(|t| !t.is_empty());
+        // Both servers stop when the runtime is asked to shut down.
+        let stopped = |rt: &Arc<Runtime>| {
+            let rt = rt.clone();
+            async move { rt.shutdown_requested().await }
+        };
+        let failed = |api: &'static str| {
+            move |e: std::io::Error| SidecarError::Serve {
+                api,
+                message: e.to_string(),
+            }
+        };
+        let api: Arc<dyn wasmdapr_runtime::DaprApi> = runtime.clone();
         let mut tasks = tokio::task::JoinSet::new();
-        let stop = runtime.clone();
-        let (rt, cfg): (Arc<dyn wasmdapr_runtime::DaprApi>, _) = (runtime.clone(), config.clone());
-        tasks.spawn(async move {
-            wasmdapr_api::serve_http(
-                http,
-                rt,
-                cfg,
-                async move { stop.shutdown_requested().await },
-            )
-            .await
-            .map_err(|e| SidecarError::Serve {
-                api: "HTTP",
-                message: e.to_string(),
-            })
-        });
-        let stop2 = runtime.clone();
-        let rt: Arc<dyn wasmdapr_runtime::DaprApi> = runtime.clone();
-        tasks.spawn(async move {
-            let stop = stop2;
-            wasmdapr_api::serve_grpc(
-                grpc,
-                rt,
-                config,
-                async move { stop.shutdown_requested().await },
-            )
-            .await
-            .map_err(|e| SidecarError::Serve {
-                api: "gRPC",
-                message: e.to_string(),
-            })
-        });
+        let http_server =
+            wasmdapr_api::serve_http(http, api.clone(), config.clone(), stopped(&runtime));
+        tasks.spawn(async move { http_server.await.map_err(failed("HTTP")) });
+        let grpc_server = wasmdapr_api::serve_grpc(grpc, api, config, stopped(&runtime));
+        tasks.spawn(async move { grpc_server.await.map_err(failed("gRPC")) });
         tracing::info!(%http_addr, %grpc_addr, app = %runtime.app_id(), "Dapr APIs listening");
         Ok(Self {
             runtime,
