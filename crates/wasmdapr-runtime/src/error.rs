@@ -98,6 +98,9 @@ error_table! {
     Unauthorized => ("ERR_UNAUTHORIZED", 401, Unauthenticated),
     /// The request body is larger than `--max-body-size`.
     BodyTooLarge => ("ERR_BODY_TOO_LARGE", 413, ResourceExhausted),
+    /// A service invocation could not be delivered (unknown app id, app
+    /// unreachable, app failed or timed out).
+    DirectInvoke => ("ERR_DIRECT_INVOKE", 500, Internal),
     /// The API exists in Dapr but not (yet) here.
     NotImplemented => ("ERR_NOT_IMPLEMENTED", 501, Unimplemented),
 }

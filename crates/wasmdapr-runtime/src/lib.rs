@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`api`]: [`DaprApi`], the trait every front door calls.
+//! - [`app_channel`]: [`AppChannel`], how the runtime delivers requests to its app.
 //! - [`runtime`]: [`Runtime`], the local implementation over loaded
 //!   [`Components`]: store lookup, scopes, key prefixing, error mapping.
 //! - [`error`]: [`ApiError`], Dapr's error table (code, HTTP status, gRPC code).
@@ -17,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod app_channel;
 pub mod app_id;
 pub mod component;
 pub mod error;
@@ -25,6 +27,7 @@ pub mod runtime;
 pub mod state;
 
 pub use api::DaprApi;
+pub use app_channel::{AppChannel, AppRequest, AppResponse, ChannelError};
 pub use app_id::AppId;
 pub use component::{ComponentError, ComponentSpec};
 pub use error::{ApiError, ErrorKind, GrpcCode};
