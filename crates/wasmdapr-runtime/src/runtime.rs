@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
 use crate::api::{BulkStateItem, ComponentInfo, DaprApi, RuntimeMetadata};
+use crate::app_channel::AppChannel;
 use crate::app_id::AppId;
 use crate::component::{ComponentError, ComponentSpec};
 use crate::error::{ApiError, ErrorKind};
@@ -132,6 +133,10 @@ pub struct Runtime {
     app_id: AppId,
     components: Arc<Components>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The app this runtime delivers to. Set once, after start, because the
+    /// app (a Wasm component, or a process on `--app-port`) is usually
+    /// brought up after its sidecar.
+    app_channel: std::sync::OnceLock<Arc<dyn AppChannel>>,
 }
 
 impl Runtime {
@@ -141,7 +146,19 @@ impl Runtime {
             app_id,
             components,
             shutdown: tokio::sync::watch::Sender::new(false),
+            app_channel: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Connects the app this runtime serves. A runtime has at most one app:
+    /// a second call returns the channel it was given back as the error.
+    pub fn set_app_channel(&self, channel: Arc<dyn AppChannel>) -> Result<(), Arc<dyn AppChannel>> {
+        self.app_channel.set(channel)
+    }
+
+    /// The app this runtime serves, once connected.
+    pub fn app_channel(&self) -> Option<&Arc<dyn AppChannel>> {
+        self.app_channel.get()
     }
 
     /// The app id.
