@@ -43,3 +43,16 @@ if [[ ! -d "$sdk/js/node_modules/@dapr/dapr" ]]; then
   log "installing the Dapr JavaScript SDK"
   (cd "$sdk/js" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# The AssemblyScript example's compiler and WASI shim, pinned by its lock
+# file; its tests build it with `npm run build`. Installed again when a
+# pinned version differs from the one in node_modules.
+example=examples/assemblyscript-state
+if ! (cd "$example" && node -e '
+  const pinned = require("./package.json").devDependencies;
+  for (const [name, version] of Object.entries(pinned)) {
+    if (require(`./node_modules/${name}/package.json`).version !== version) process.exit(1);
+  }' 2>/dev/null); then
+  log "installing the AssemblyScript toolchain of $example"
+  (cd "$example" && npm ci --no-audit --no-fund --loglevel=error)
+fi
