@@ -24,9 +24,10 @@ use tonic::{Code, Request, Response, Status};
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions,
 };
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode};
+use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest};
 
 use crate::config::{API_TOKEN_HEADER, ApiConfig, ApiToken};
+use crate::invoke::{HTTP_STATUS_METADATA, grpc_code_for_http, verb_from_grpc};
 
 /// The Dapr gRPC service over a [`DaprApi`].
 #[derive(Clone)]
@@ -118,6 +119,7 @@ fn code(code: GrpcCode) -> Code {
         GrpcCode::Aborted => Code::Aborted,
         GrpcCode::Unimplemented => Code::Unimplemented,
         GrpcCode::Internal => Code::Internal,
+        GrpcCode::PermissionDenied => Code::PermissionDenied,
         GrpcCode::Unauthenticated => Code::Unauthenticated,
         GrpcCode::ResourceExhausted => Code::ResourceExhausted,
     }
@@ -372,6 +374,79 @@ impl GrpcApi {
         })
     }
 
+    /// `InvokeService`: the verb and query come from the `HTTPExtension`,
+    /// headers from the call's metadata, the body from `data` (its bytes,
+    /// whatever the `Any`'s type). A 2xx answer is the response; any other
+    /// status is an error of the matching gRPC code carrying the status in
+    /// `dapr-http-status` metadata, as Dapr answers gRPC callers of HTTP apps.
+    async fn invoke_service(
+        &self,
+        request: Request<runtime::InvokeServiceRequest>,
+    ) -> Result<Response<common::InvokeResponse>, Status> {
+        let (metadata, _, r) = request.into_parts();
+        let message = r
+            .message
+            .ok_or_else(|| status(ApiError::malformed("InvokeService needs a message")))?;
+        let extension = message.http_extension.unwrap_or_default();
+        let verb = verb_from_grpc(extension.verb).map_err(status)?;
+        let mut headers = metadata.into_headers();
+        // gRPC's own headers describe this call, not the app's request.
+        for name in [
+            "content-type",
+            "te",
+            "user-agent",
+            "grpc-timeout",
+            "grpc-encoding",
+            "grpc-accept-encoding",
+        ] {
+            headers.remove(name);
+        }
+        if !message.content_type.is_empty()
+            && let Ok(value) = http::HeaderValue::from_str(&message.content_type)
+        {
+            headers.insert(http::header::CONTENT_TYPE, value);
+        }
+        let request = InvokeRequest {
+            method: message.method,
+            verb,
+            query: Some(extension.querystring).filter(|q| !q.is_empty()),
+            headers,
+            body: message.data.map(|d| d.value).unwrap_or_default().into(),
+        };
+        let response = self.api.invoke(&r.id, request).await.map_err(status)?;
+        let code = response.status();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if !code.is_success() {
+            let mut error = Status::new(
+                grpc_code_for_http(code.as_u16()),
+                format!(
+                    "the app answered {code}: {}",
+                    String::from_utf8_lossy(response.body())
+                ),
+            );
+            if let Ok(value) = code.as_u16().to_string().parse() {
+                error.metadata_mut().insert(HTTP_STATUS_METADATA, value);
+            }
+            return Err(error);
+        }
+        let mut answer = Response::new(common::InvokeResponse {
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: response.into_body().to_vec(),
+            }),
+            content_type,
+        });
+        if let Ok(value) = code.as_u16().to_string().parse() {
+            answer.metadata_mut().insert(HTTP_STATUS_METADATA, value);
+        }
+        Ok(answer)
+    }
+
     /// Answers first, then asks the process to stop.
     async fn shutdown(&self, _r: runtime::ShutdownRequest) -> Result<(), ApiError> {
         tracing::info!("shutdown requested through the gRPC API");
@@ -399,6 +474,7 @@ fn unimplemented(method: &str) -> Status {
 macro_rules! dapr_service {
     (
         implemented { $( $name:ident($req:ty) -> $resp:ty; )* }
+        with_metadata { $( $mname:ident($mreq:ty) -> $mresp:ty; )* }
         unimplemented { $( $uname:ident($ureq:ty) -> $uresp:ty as $method:literal; )* }
         unimplemented_streams {
             $( $sname:ident($sreq:ty) -> $assoc:ident<$item:ty> as $smethod:literal; )*
@@ -413,6 +489,11 @@ macro_rules! dapr_service {
                         .await
                         .map(Response::new)
                         .map_err(status)
+                }
+            )*
+            $(
+                async fn $mname(&self, request: Request<$mreq>) -> Result<Response<$mresp>, Status> {
+                    GrpcApi::$mname(self, request).await
                 }
             )*
             $(
@@ -442,8 +523,10 @@ dapr_service! {
         get_metadata(runtime::GetMetadataRequest) -> runtime::GetMetadataResponse;
         shutdown(runtime::ShutdownRequest) -> ();
     }
+    with_metadata {
+        invoke_service(runtime::InvokeServiceRequest) -> common::InvokeResponse;
+    }
     unimplemented {
-        invoke_service(runtime::InvokeServiceRequest) -> common::InvokeResponse as "InvokeService";
         publish_event(runtime::PublishEventRequest) -> () as "PublishEvent";
         bulk_publish_event_alpha1(runtime::BulkPublishRequest) -> runtime::BulkPublishResponse as "BulkPublishEventAlpha1";
         bulk_publish_event(runtime::BulkPublishRequest) -> runtime::BulkPublishResponse as "BulkPublishEvent";

@@ -11,6 +11,8 @@
 //! | `POST`/`PUT` | `/v1.0/state/{store}/bulk` | 200 `[{key, data, etag}]` |
 //! | `POST`/`PUT` | `/v1.0/state/{store}/transaction` | 204 |
 //! | `POST`/`PUT` | `/v1.0-alpha1/state/{store}/query` | 200 `{results, token}` |
+//! | any | `/v1.0/invoke/{app-id}/method/{method…}` | the app's own status |
+//! | any | any other path with a `dapr-app-id` header | the app's own status |
 //! | `GET` | `/v1.0/metadata` | 200 |
 //! | `GET` | `/v1.0/healthz`, `/v1.0/healthz/outbound` | 204 |
 //! | `POST` | `/v1.0/shutdown` | 204, then shutdown |
@@ -26,7 +28,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -38,7 +40,7 @@ use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
     StateOptions,
 };
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind};
+use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, InvokeRequest, InvokeResponse};
 
 use crate::config::{API_TOKEN_HEADER, ApiConfig, ApiToken};
 
@@ -82,11 +84,12 @@ pub fn router(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
             "/v1.0-alpha1/state/{store}/query",
             post(query_state).put(query_state),
         )
+        .route("/v1.0/invoke/{app_id}/method/{*method}", any(invoke))
         .route("/v1.0/metadata", get(metadata))
         .route("/v1.0/healthz", get(healthz))
         .route("/v1.0/healthz/outbound", get(healthz))
         .route("/v1.0/shutdown", post(shutdown))
-        .fallback(not_found)
+        .fallback(invoke_by_header)
         // Innermost first: chunked bodies are cut off while being read…
         .layer(DefaultBodyLimit::max(config.max_body_size))
         // …declared lengths are refused before a byte of body is read…
@@ -745,6 +748,94 @@ async fn query_state(
     let query: Value = parse_json(&body)?;
     let response = s.api.query_state(&store, query, params.metadata).await?;
     Ok(json_response(&QueryResponseJson::from(response)))
+}
+
+// ---------------------------------------------------------------- service invocation
+
+/// The header naming the target app of an invocation on any path.
+const APP_ID_HEADER: &str = "dapr-app-id";
+
+/// `/v1.0/invoke/{app-id}/method/{method…}`, every verb. The method is taken
+/// from the raw path, still percent-encoded, so the app receives exactly the
+/// path the caller wrote.
+async fn invoke(
+    State(s): State<HttpState>,
+    Path((app_id, _)): Path<(String, String)>,
+    verb: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<Response> {
+    let method = uri
+        .path()
+        .splitn(6, '/')
+        .nth(5)
+        .unwrap_or_default()
+        .to_owned();
+    let body = s.body(body)?;
+    invoke_app(&s, &app_id, verb, method, &uri, headers, body).await
+}
+
+/// Any path Dapr's API does not have, with a `dapr-app-id` header (or the
+/// `dapr-app-id:<id>@` basic-auth user Dapr also reads), is an invocation of
+/// that path on that app; without one it is a 404.
+async fn invoke_by_header(State(s): State<HttpState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let target = parts
+        .headers
+        .get(APP_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| basic_auth_app_id(&parts.headers));
+    let Some(app_id) = target else {
+        return not_found(Request::from_parts(parts, body)).await;
+    };
+    let body = match axum::body::to_bytes(body, s.max_body_size).await {
+        Ok(body) => body,
+        Err(_) => return HttpError(too_large(s.max_body_size)).into_response(),
+    };
+    let mut headers = parts.headers;
+    headers.remove(APP_ID_HEADER);
+    let method = parts.uri.path().trim_start_matches('/').to_owned();
+    invoke_app(&s, &app_id, parts.method, method, &parts.uri, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The app id of `Authorization: Basic base64("dapr-app-id:<id>")`, the
+/// form `http://dapr-app-id:<id>@localhost:3500/…` URLs produce.
+fn basic_auth_app_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, id) = text.split_once(':')?;
+    (user == APP_ID_HEADER && !id.is_empty()).then(|| id.to_owned())
+}
+
+async fn invoke_app(
+    s: &HttpState,
+    app_id: &str,
+    verb: axum::http::Method,
+    method: String,
+    uri: &axum::http::Uri,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> HttpResult<Response> {
+    if basic_auth_app_id(&headers).is_some() {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let request = InvokeRequest {
+        method,
+        verb,
+        query: uri.query().map(str::to_owned),
+        headers,
+        body,
+    };
+    let response: InvokeResponse = s.api.invoke(app_id, request).await?;
+    Ok(response.map(axum::body::Body::from))
 }
 
 // ---------------------------------------------------------------- metadata, health, shutdown

@@ -13,6 +13,12 @@
 //! - [`grpc`]: the Dapr gRPC API: [`grpc::GrpcApi`] implements the generated
 //!   `Dapr` service trait; [`grpc::service`] wraps it with the token check
 //!   and size limit; [`grpc::serve_grpc`] serves it.
+//! - [`invoke`]: service invocation on the wire: [`SidecarClient`], the
+//!   runtime's `RemoteInvoker` over HTTP, and the verb/status translations
+//!   the front doors share.
+//! - [`http_app`]: [`HttpApp`], the app channel to an ordinary process on
+//!   `--app-port`, with its readiness probe.
+//! - [`remote`]: [`RemoteDapr`], the `DaprApi` of another sidecar over gRPC.
 //!
 //! This crate depends on `wasmdapr-runtime` and knows no Wasm and no backend.
 
@@ -21,9 +27,13 @@
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod http_app;
+pub mod invoke;
 pub mod remote;
 
 pub use config::{ApiConfig, ApiToken};
 pub use grpc::serve_grpc;
 pub use http::serve_http;
+pub use http_app::HttpApp;
+pub use invoke::SidecarClient;
 pub use remote::RemoteDapr;

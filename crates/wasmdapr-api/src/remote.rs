@@ -19,9 +19,10 @@ use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
     StateOptions, StateValue,
 };
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode};
+use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest, InvokeResponse};
 
 use crate::config::API_TOKEN_HEADER;
+use crate::invoke::{HTTP_STATUS_METADATA, verb_to_grpc};
 
 /// Why the remote sidecar could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,7 @@ fn grpc_code(code: Code) -> GrpcCode {
         Code::FailedPrecondition => GrpcCode::FailedPrecondition,
         Code::Aborted => GrpcCode::Aborted,
         Code::Unimplemented => GrpcCode::Unimplemented,
+        Code::PermissionDenied => GrpcCode::PermissionDenied,
         Code::Unauthenticated => GrpcCode::Unauthenticated,
         Code::ResourceExhausted => GrpcCode::ResourceExhausted,
         _ => GrpcCode::Internal,
@@ -341,6 +343,78 @@ impl DaprApi for RemoteDapr {
                 .collect(),
             token: optional(response.token),
         })
+    }
+
+    /// Over Dapr's gRPC `InvokeService`: the verb and query travel in the
+    /// `HTTPExtension`, headers as metadata, the body as `Any` bytes. An
+    /// app's non-2xx answer arrives as a gRPC error carrying
+    /// `dapr-http-status`; it comes back as a response of that status whose
+    /// body is the error message (gRPC has no place for the app's body).
+    async fn invoke(
+        &self,
+        app_id: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, ApiError> {
+        let content_type = request
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let verb = verb_to_grpc(&request.verb)?;
+        let message = runtime::InvokeServiceRequest {
+            id: app_id.to_owned(),
+            message: Some(common::InvokeRequest {
+                method: request.method,
+                data: Some(prost_types::Any {
+                    type_url: String::new(),
+                    value: request.body.to_vec(),
+                }),
+                content_type,
+                http_extension: Some(common::HttpExtension {
+                    verb: verb as i32,
+                    querystring: request.query.unwrap_or_default(),
+                }),
+            }),
+        };
+        let mut grpc_request = self.request(message);
+        let headers = std::mem::take(grpc_request.metadata_mut()).into_headers();
+        let mut all = request.headers;
+        all.extend(headers);
+        *grpc_request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(all);
+        match self.client.clone().invoke_service(grpc_request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let mut answer = http::Response::new(bytes::Bytes::from(
+                    response.data.unwrap_or_default().value,
+                ));
+                if let Ok(value) = http::HeaderValue::from_str(&response.content_type)
+                    && !response.content_type.is_empty()
+                {
+                    answer
+                        .headers_mut()
+                        .insert(http::header::CONTENT_TYPE, value);
+                }
+                Ok(answer)
+            }
+            Err(status) => {
+                let app_status = status
+                    .metadata()
+                    .get(HTTP_STATUS_METADATA)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u16>().ok())
+                    .and_then(|v| http::StatusCode::from_u16(v).ok());
+                match app_status {
+                    Some(code) => {
+                        let mut answer =
+                            http::Response::new(bytes::Bytes::from(status.message().to_owned()));
+                        *answer.status_mut() = code;
+                        Ok(answer)
+                    }
+                    None => Err(api_error(status, ErrorKind::DirectInvoke)),
+                }
+            }
+        }
     }
 
     async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 
 use crate::error::ApiError;
+use crate::invoke::{InvokeRequest, InvokeResponse};
 use crate::state::query::QueryResponse;
 use crate::state::{DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateValue};
 
@@ -95,6 +96,16 @@ pub trait DaprApi: Send + Sync + 'static {
         query: serde_json::Value,
         metadata: Metadata,
     ) -> Result<QueryResponse, ApiError>;
+
+    /// Invokes `request` on the app `app_id` (service invocation): this
+    /// runtime's own app through its app channel, another app through its
+    /// sidecar. The app's answer, whatever its status, is `Ok` and unchanged;
+    /// `Err` is `ERR_DIRECT_INVOKE` when it could not be delivered.
+    async fn invoke(
+        &self,
+        app_id: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, ApiError>;
 
     /// Describes the runtime and its components.
     async fn metadata(&self) -> Result<RuntimeMetadata, ApiError>;

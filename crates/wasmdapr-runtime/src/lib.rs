@@ -14,6 +14,11 @@
 //! - [`component`]: Dapr component YAML ([`ComponentSpec`]) and its loader.
 //! - [`registry`]: [`ComponentRegistry`], component type → factory.
 //! - [`app_id`]: [`AppId`], the validated identity of an app.
+//! - [`invoke`]: service invocation: [`InvokeRequest`], routing to the own
+//!   app or to another app's sidecar ([`RemoteInvoker`]), hop-by-hop
+//!   headers and `traceparent`.
+//! - [`nameresolution`]: [`NameResolver`], app id → sidecar address.
+//! - [`configuration`]: Dapr's Configuration resource (`--config`).
 
 #![deny(missing_docs)]
 
@@ -21,7 +26,10 @@ pub mod api;
 pub mod app_channel;
 pub mod app_id;
 pub mod component;
+pub mod configuration;
 pub mod error;
+pub mod invoke;
+pub mod nameresolution;
 pub mod registry;
 pub mod runtime;
 pub mod state;
@@ -31,5 +39,7 @@ pub use app_channel::{AppChannel, AppRequest, AppResponse, ChannelError};
 pub use app_id::AppId;
 pub use component::{ComponentError, ComponentSpec};
 pub use error::{ApiError, ErrorKind, GrpcCode};
+pub use invoke::{InvokeRequest, InvokeResponse, RemoteInvocation, RemoteInvoker};
+pub use nameresolution::NameResolver;
 pub use registry::ComponentRegistry;
 pub use runtime::{Components, Runtime};

@@ -14,6 +14,7 @@ use crate::app_channel::AppChannel;
 use crate::app_id::AppId;
 use crate::component::{ComponentError, ComponentSpec};
 use crate::error::{ApiError, ErrorKind};
+use crate::invoke::{self, InvokeRequest, InvokeResponse, RemoteInvocation};
 use crate::registry::ComponentRegistry;
 use crate::state::query::{self, Query, QueryResponse};
 use crate::state::{
@@ -137,6 +138,8 @@ pub struct Runtime {
     /// app (a Wasm component, or a process on `--app-port`) is usually
     /// brought up after its sidecar.
     app_channel: std::sync::OnceLock<Arc<dyn AppChannel>>,
+    /// How other apps are reached; `None`: only the own app is invocable.
+    remote: Option<RemoteInvocation>,
 }
 
 impl Runtime {
@@ -147,7 +150,15 @@ impl Runtime {
             components,
             shutdown: tokio::sync::watch::Sender::new(false),
             app_channel: std::sync::OnceLock::new(),
+            remote: None,
         }
+    }
+
+    /// Lets this runtime invoke other apps: resolved by `remote.resolver`,
+    /// called through their sidecars by `remote.invoker`.
+    pub fn with_remote_invocation(mut self, remote: RemoteInvocation) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Connects the app this runtime serves. A runtime has at most one app:
@@ -427,6 +438,21 @@ impl DaprApi for Runtime {
             .filter(|(key, _)| head.is_empty() || !key.contains(KEY_SEPARATOR))
             .collect();
         Ok(query::evaluate(&query, rows))
+    }
+
+    async fn invoke(
+        &self,
+        app_id: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, ApiError> {
+        invoke::route(
+            &self.app_id,
+            self.app_channel.get(),
+            self.remote.as_ref(),
+            app_id,
+            request,
+        )
+        .await
     }
 
     async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {

@@ -1,0 +1,207 @@
+//! [`HttpApp`]: the app channel to an ordinary process listening on
+//! `--app-port`, as `daprd --app-port --app-protocol http` talks to its app.
+//!
+//! Deliveries are plain HTTP/1.1 requests to `http://{address}{path}` over
+//! pooled keep-alive connections. When `APP_API_TOKEN` is set, every delivery
+//! carries it as `dapr-api-token`, so the app can refuse callers that are not
+//! its sidecar. Before the sidecar reports ready (and announces the app in
+//! name resolution) it waits, as Dapr does, for the app's port to accept
+//! connections and, with `--enable-app-health-check`, for the app's health
+//! path (`/healthz` by default) to answer 2xx.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderValue;
+use wasmdapr_runtime::{AppChannel, AppId, AppRequest, AppResponse, ChannelError};
+
+use crate::config::API_TOKEN_HEADER;
+
+/// Dapr's default `--app-health-check-path`.
+pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
+
+/// Dapr's app health probe settings (`--app-health-check-path`,
+/// `--app-health-probe-interval`, `--app-health-probe-timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The path probed with `GET`; 2xx is healthy.
+    pub path: String,
+    /// Time between probes.
+    pub interval: Duration,
+    /// The longest one probe may take.
+    pub timeout: Duration,
+}
+
+impl Default for HealthCheck {
+    /// Dapr's defaults: `/healthz` every 5 s with a 500 ms timeout.
+    fn default() -> Self {
+        Self {
+            path: DEFAULT_HEALTH_PATH.to_owned(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What an [`HttpApp`] needs.
+#[derive(Debug, Clone)]
+pub struct HttpAppConfig {
+    /// The app's id (for messages).
+    pub app_id: AppId,
+    /// Where it listens (`--app-channel-address`:`--app-port`).
+    pub address: SocketAddr,
+    /// `APP_API_TOKEN`: sent as `dapr-api-token` on every delivery.
+    pub app_token: Option<String>,
+    /// The health probe, when enabled.
+    pub health: Option<HealthCheck>,
+}
+
+/// An app reached over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpApp {
+    app: String,
+    base: String,
+    address: SocketAddr,
+    token: Option<HeaderValue>,
+    health: Option<HealthCheck>,
+    client: reqwest::Client,
+}
+
+impl HttpApp {
+    /// The channel described by `config`. Nothing is contacted yet.
+    pub fn new(config: HttpAppConfig) -> Result<Self, ChannelError> {
+        let app = config.app_id.to_string();
+        let failed = |reason: String| ChannelError::Failed {
+            app: app.clone(),
+            reason,
+        };
+        let token = config
+            .app_token
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                HeaderValue::from_str(&t)
+                    .map_err(|_| failed("APP_API_TOKEN is not a valid header value".into()))
+            })
+            .transpose()?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| failed(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            base: format!("http://{}", config.address),
+            address: config.address,
+            app,
+            token,
+            health: config.health,
+            client,
+        })
+    }
+
+    /// Where the app listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Waits until the app's port accepts connections and, when a health
+    /// check is configured, its health path answers 2xx; gives up after
+    /// `limit` (`None`: waits as long as it takes, logging every 5 s).
+    pub async fn wait_ready(&self, limit: Option<Duration>) -> Result<(), ChannelError> {
+        let started = Instant::now();
+        let mut last_log = started;
+        let pause = self.health.as_ref().map_or(Duration::from_millis(50), |h| {
+            h.interval.min(Duration::from_millis(250))
+        });
+        loop {
+            let why = match self.probe().await {
+                Ok(()) => {
+                    tracing::info!(app = %self.app, address = %self.address, "app is ready");
+                    return Ok(());
+                }
+                Err(reason) => reason,
+            };
+            if let Some(limit) = limit
+                && started.elapsed() >= limit
+            {
+                return Err(ChannelError::Failed {
+                    app: self.app.clone(),
+                    reason: format!("not ready at {} after {limit:?}: {why}", self.address),
+                });
+            }
+            if last_log.elapsed() >= Duration::from_secs(5) {
+                tracing::warn!(app = %self.app, address = %self.address, reason = %why, "waiting for the app");
+                last_log = Instant::now();
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One readiness check: the port, then the health path if configured.
+    async fn probe(&self) -> Result<(), String> {
+        tokio::net::TcpStream::connect(self.address)
+            .await
+            .map_err(|e| format!("port {} is not open ({e})", self.address.port()))?;
+        let Some(health) = &self.health else {
+            return Ok(());
+        };
+        let url = format!("{}{}", self.base, health.path);
+        let mut request = self.client.get(&url).timeout(health.timeout);
+        if let Some(token) = &self.token {
+            request = request.header(API_TOKEN_HEADER, token.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("GET {} failed ({e})", health.path))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "GET {} answered {}",
+                health.path,
+                response.status()
+            ))
+        }
+    }
+}
+
+#[async_trait]
+impl AppChannel for HttpApp {
+    async fn call(&self, request: AppRequest) -> Result<AppResponse, ChannelError> {
+        let (parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let mut headers = parts.headers;
+        if let Some(token) = &self.token {
+            headers.insert(API_TOKEN_HEADER, token.clone());
+        }
+        let failed = |reason: String| ChannelError::Failed {
+            app: self.app.clone(),
+            reason,
+        };
+        let response = self
+            .client
+            .request(parts.method, format!("{}{path}", self.base))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| failed(format!("cannot reach the app at {}: {e}", self.address)))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body: Bytes = response
+            .bytes()
+            .await
+            .map_err(|e| failed(format!("reading the app's answer: {e}")))?;
+        let mut answer = http::Response::new(body);
+        *answer.status_mut() = status;
+        *answer.headers_mut() = headers;
+        Ok(answer)
+    }
+}
