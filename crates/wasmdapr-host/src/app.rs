@@ -12,6 +12,7 @@ use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use wasmdapr_runtime::AppId;
@@ -52,6 +53,26 @@ pub(crate) struct ComponentState {
     dapr: DaprView,
     http: WasiHttpCtx,
     http_hooks: OutboundHooks,
+}
+
+impl ComponentState {
+    /// The store data of one component instance holding exactly `caps`,
+    /// its memory capped at `limits.max_memory`.
+    pub(crate) fn new(caps: &Capabilities, limits: Limits) -> Result<Self, HostError> {
+        Ok(Self {
+            wasi: caps.wasi_builder()?.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.max_memory),
+            dapr: DaprView::new(caps.dapr.clone()),
+            http: WasiHttpCtx::new(),
+            http_hooks: OutboundHooks::new(caps.outbound.clone()),
+        })
+    }
+
+    /// The store's memory limiter, for [`Store::limiter`].
+    pub(crate) fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
 }
 
 impl WasiHttpView for ComponentState {
@@ -137,11 +158,19 @@ impl Host {
                     .components
                     .instantiate_pre(&component)
                     .map_err(link_error)?;
-                let command = CommandPre::new(pre).map_err(|e| HostError::NotRunnable {
-                    app: app_id.to_string(),
-                    reason: format!("it does not export `wasi:cli/run` ({e:#})"),
-                })?;
-                Entry::Command(command)
+                // A handler is served even when it also exports `wasi:cli/run`
+                // (a Rust `bin` built for wasm32-wasip2 always does).
+                if let Ok(handler) = ProxyPre::new(pre.clone()) {
+                    Entry::Handler(handler)
+                } else {
+                    let command = CommandPre::new(pre).map_err(|e| HostError::NotRunnable {
+                        app: app_id.to_string(),
+                        reason: format!(
+                            "it exports neither `wasi:http/incoming-handler` nor `wasi:cli/run` ({e:#})"
+                        ),
+                    })?;
+                    Entry::Command(command)
+                }
             }
         };
         Ok(App {
@@ -165,6 +194,9 @@ enum Entry {
     Module(wasmtime::InstancePre<ModuleState>),
     /// A WASI preview 2 component exporting `wasi:cli/run`.
     Command(CommandPre<ComponentState>),
+    /// A WASI preview 2 component exporting `wasi:http/incoming-handler`:
+    /// served by a [`crate::WasmApp`], one instance per request.
+    Handler(ProxyPre<ComponentState>),
 }
 
 /// A loaded, linked app. Cheap to run many times, from many tasks at once.
@@ -192,38 +224,51 @@ impl App {
         self.source
     }
 
+    /// Whether the app is an HTTP handler (it exports
+    /// `wasi:http/incoming-handler`) to serve with a [`crate::WasmApp`]
+    /// rather than to [`App::run`].
+    pub fn is_handler(&self) -> bool {
+        matches!(self.entry, Entry::Handler(_))
+    }
+
+    /// The pre-linked handler, when the app is one.
+    pub(crate) fn handler(&self) -> Option<&ProxyPre<ComponentState>> {
+        match &self.entry {
+            Entry::Handler(pre) => Some(pre),
+            _ => None,
+        }
+    }
+
     /// Runs the app to completion in a fresh instance and returns its exit code.
     ///
     /// An exit through `proc_exit` / `wasi:cli/exit` is a normal return with
     /// that code; a `wasi:cli/run` that returns `err` is exit code 1. Traps and
     /// limits are errors.
     pub async fn run(&self, caps: &Capabilities, limits: Limits) -> Result<i32, HostError> {
-        let builder = caps.wasi_builder()?;
-        let limiter = MemoryLimiter::new(limits.max_memory);
         let outcome = match &self.entry {
             Entry::Module(pre) => {
-                let mut builder = builder;
+                let mut builder = caps.wasi_builder()?;
                 let state = ModuleState {
                     wasi: builder.build_p1(),
-                    limiter,
+                    limiter: MemoryLimiter::new(limits.max_memory),
                 };
                 let mut store = self.store(state, limits.timeout);
                 store.limiter(|s| &mut s.limiter);
                 with_timeout(limits.timeout, run_module(pre, &mut store)).await
             }
             Entry::Command(pre) => {
-                let mut builder = builder;
-                let state = ComponentState {
-                    wasi: builder.build(),
-                    table: ResourceTable::new(),
-                    limiter,
-                    dapr: DaprView::new(caps.dapr.clone()),
-                    http: WasiHttpCtx::new(),
-                    http_hooks: OutboundHooks::new(caps.outbound.clone()),
-                };
+                let state = ComponentState::new(caps, limits)?;
                 let mut store = self.store(state, limits.timeout);
                 store.limiter(|s| &mut s.limiter);
                 with_timeout(limits.timeout, run_command(pre, &mut store)).await
+            }
+            Entry::Handler(_) => {
+                return Err(HostError::NotRunnable {
+                    app: self.id.to_string(),
+                    reason: "it is an HTTP handler (`wasi:http/incoming-handler`), \
+                             which is served, not run to completion"
+                        .into(),
+                });
             }
         };
         match outcome {
@@ -244,7 +289,11 @@ impl App {
     }
 
     /// Sorts a failed run into exit, limit, or trap.
-    fn classify(&self, error: wasmtime::Error, limits: Limits) -> Result<i32, HostError> {
+    pub(crate) fn classify(
+        &self,
+        error: wasmtime::Error,
+        limits: Limits,
+    ) -> Result<i32, HostError> {
         if let Some(exit) = find::<I32Exit>(&error) {
             return Ok(exit.0);
         }

@@ -23,6 +23,9 @@
 //! - [`limits`]: memory (a store limiter) and time limits.
 //! - `app`: [`Host`] loads and links apps into [`App`]s; [`App::run`] runs one
 //!   to completion and sorts its end into an exit code or a [`HostError`].
+//! - [`wasm_app`]: [`WasmApp`] serves an app that exports
+//!   `wasi:http/incoming-handler`, a fresh instance per request, bounded in
+//!   concurrency, time and memory; it is the runtime's `AppChannel`.
 //! - `p1_writev`: a preview 1 `fd_write` that writes every buffer it is given.
 //! - [`error`]: [`HostError`], every way loading or running can fail.
 
@@ -38,6 +41,7 @@ pub mod error;
 pub mod limits;
 pub mod outbound;
 mod p1_writev;
+pub mod wasm_app;
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
 pub use app::{App, Host, HostConfig};
@@ -47,3 +51,4 @@ pub use engine::EngineConfig;
 pub use error::HostError;
 pub use limits::{ByteSize, Limits};
 pub use outbound::{LocalDapr, LocalHttp, OutboundPolicy};
+pub use wasm_app::{WasmApp, WasmAppConfig};
