@@ -13,9 +13,12 @@ const WEAPON = "\"Death Star\"";
 const PLANETS = "{\"name\":\"Tatooine\",\"test\":123}";
 const SCRATCH_KEY = "scratch";
 
-/** Prints `message` to stderr and ends the app with exit code 1. */
+/**
+ * Prints `message` to stderr and ends the app with exit code 1. (Not
+ * `console.error`: the WASI shim writes that to stdout, prefixed `Error: `.)
+ */
 function fail(message: string): void {
-  console.error("error: " + message);
+  process.stderr.write("error: " + message + "\n");
   process.exit(1);
   // proc_exit does not return; if a host let it, stop here all the same.
   unreachable();
