@@ -103,7 +103,8 @@ pub struct Capabilities {
     /// The Dapr API behind the guest's `wasmdapr:dapr` imports: the app's
     /// own runtime, so its app id and component scopes apply. `None` (the
     /// default, deny by default) makes every import return the error value
-    /// [`ERR_DAPR_NOT_GRANTED`](crate::dapr::ERR_DAPR_NOT_GRANTED).
+    /// `ERR_DAPR_NOT_GRANTED`
+    /// ([`ErrorKind::DaprNotGranted`](wasmdapr_runtime::ErrorKind::DaprNotGranted)).
     pub dapr: Option<Arc<dyn DaprApi>>,
     /// Outbound HTTP (`wasi:http`, preview 2 only): allowed destinations,
     /// in-flight and time limits, the in-process sidecar. The default allows

@@ -21,7 +21,7 @@ use wasmdapr_runtime::state::query::QueryResponse;
 use wasmdapr_runtime::state::{
     self as rt, DeleteRequest, GetRequest, SetRequest, StateOptions, StateValue,
 };
-use wasmdapr_runtime::{ApiError, DaprApi};
+use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -40,15 +40,6 @@ pub use generated::wasmdapr::dapr::state::{
 };
 pub use generated::wasmdapr::dapr::types::{Concurrency, Consistency, Error, Metadata};
 
-/// The code of the error value every import returns when the app was run
-/// without a Dapr grant ([`crate::Capabilities::dapr`] is `None`).
-///
-/// It is not in Dapr's table because a Dapr app always has its sidecar; here
-/// the grant is a capability like any other, and its absence must be an error
-/// the guest can report, not a trap or a missing import (the same component
-/// links whether or not it is granted Dapr).
-pub const ERR_DAPR_NOT_GRANTED: &str = "ERR_DAPR_NOT_GRANTED";
-
 /// What one instance sees of the Dapr API: the granted [`DaprApi`], or none.
 #[derive(Clone, Default)]
 pub struct DaprView {
@@ -56,15 +47,21 @@ pub struct DaprView {
 }
 
 impl DaprView {
-    /// A view over `api`; `None` refuses every call with [`ERR_DAPR_NOT_GRANTED`].
+    /// A view over `api`; `None` refuses every call with the
+    /// [`ErrorKind::DaprNotGranted`] error value: its absence is an error the
+    /// guest can report, not a trap or a missing import (the same component
+    /// links whether or not it is granted Dapr).
     pub fn new(api: Option<Arc<dyn DaprApi>>) -> Self {
         Self { api }
     }
 
     fn api(&self) -> Result<&dyn DaprApi, Error> {
-        self.api.as_deref().ok_or_else(|| Error {
-            code: ERR_DAPR_NOT_GRANTED.to_owned(),
-            message: "this app was not granted the Dapr API".to_owned(),
+        self.api.as_deref().ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::DaprNotGranted,
+                "this app was not granted the Dapr API",
+            )
+            .into()
         })
     }
 }

@@ -50,5 +50,5 @@ pub use capabilities::{Capabilities, DirGrant, EnvVar, Output};
 pub use engine::EngineConfig;
 pub use error::HostError;
 pub use limits::{ByteSize, Limits};
-pub use outbound::{LocalDapr, LocalHttp, OutboundPolicy};
+pub use outbound::{LocalDapr, LocalHttp, OutboundPolicy, RemoteDaprHttp};
 pub use wasm_app::{WasmApp, WasmAppConfig};

@@ -102,6 +102,61 @@ impl LocalDapr {
     }
 }
 
+/// The HTTP API of a Dapr sidecar elsewhere (`wasmdapr run --dapr-endpoint
+/// … --dapr-http-endpoint URL`), reached over the network. Like
+/// [`LocalDapr`], it is granted implicitly unless withdrawn, and the host
+/// adds `dapr-api-token` to requests to it, so the guest never holds the
+/// token.
+#[derive(Clone)]
+pub struct RemoteDaprHttp {
+    scheme: String,
+    host: String,
+    port: u16,
+    /// Added to every request to it as `dapr-api-token`, replacing any the
+    /// guest set.
+    pub api_token: Option<String>,
+    /// Whether the app may call it without an `--allow-host` for its address.
+    pub implicit_grant: bool,
+}
+
+impl RemoteDaprHttp {
+    /// The sidecar at `endpoint` (`http[s]://HOST[:PORT]`); `None` when it
+    /// has no host or its scheme is not HTTP.
+    pub fn new(
+        endpoint: &http::Uri,
+        api_token: Option<String>,
+        implicit_grant: bool,
+    ) -> Option<Self> {
+        let scheme = endpoint.scheme_str()?.to_ascii_lowercase();
+        let port = endpoint.port_u16().or_else(|| default_port(&scheme))?;
+        Some(Self {
+            host: normalize_host(endpoint.host()?),
+            scheme,
+            port,
+            api_token,
+            implicit_grant,
+        })
+    }
+
+    /// Whether `scheme://host:port` (normalized) is this sidecar.
+    fn is(&self, scheme: &str, host: &str, port: u16) -> bool {
+        scheme == self.scheme && host == self.host && port == self.port
+    }
+}
+
+impl fmt::Debug for RemoteDaprHttp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteDaprHttp")
+            .field(
+                "endpoint",
+                &format!("{}://{}:{}", self.scheme, self.host, self.port),
+            )
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("implicit_grant", &self.implicit_grant)
+            .finish()
+    }
+}
+
 /// What a guest may do over outbound HTTP.
 #[derive(Debug, Clone)]
 pub struct OutboundPolicy {
@@ -115,6 +170,8 @@ pub struct OutboundPolicy {
     pub timeout: Duration,
     /// The embedded sidecar served in-process, if any.
     pub local: Option<Arc<LocalDapr>>,
+    /// A sidecar elsewhere whose HTTP API the app may call, if any.
+    pub remote: Option<Arc<RemoteDaprHttp>>,
 }
 
 impl OutboundPolicy {
@@ -132,6 +189,7 @@ impl Default for OutboundPolicy {
             max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,
             timeout: Self::DEFAULT_TIMEOUT,
             local: None,
+            remote: None,
         }
     }
 }
@@ -157,7 +215,11 @@ type ResponseFuture = Box<
 /// Where a request goes, once the policy has let it through.
 enum Route {
     Local(Arc<LocalDapr>),
-    Network,
+    /// Over the network, with the host's `dapr-api-token` when the
+    /// destination is a [`RemoteDaprHttp`] that has one.
+    Network {
+        api_token: Option<String>,
+    },
 }
 
 impl OutboundHooks {
@@ -194,8 +256,16 @@ impl OutboundHooks {
                 return Ok(Route::Local(local.clone()));
             }
         }
+        if let Some(remote) = &self.policy.remote
+            && remote.is(&scheme, &host, port)
+            && (remote.implicit_grant || allowed.is_ok())
+        {
+            return Ok(Route::Network {
+                api_token: remote.api_token.clone(),
+            });
+        }
         match allowed {
-            Ok(()) => Ok(Route::Network),
+            Ok(()) => Ok(Route::Network { api_token: None }),
             Err(denied) => {
                 tracing::warn!(destination = %format!("{scheme}://{host}:{port}"), "{denied}");
                 Err(HttpError::HttpRequestDenied)
@@ -232,18 +302,17 @@ impl OutboundHooks {
         })?;
         let options = self.options(options);
         Ok(match route {
-            Route::Network => Box::new(async move {
-                let (response, io) =
-                    wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-                let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(io);
-                Ok((hold(response.map(BodyExt::boxed_unsync), permit), io))
-            }),
+            Route::Network { api_token } => {
+                set_api_token(&mut request, api_token.as_deref())?;
+                Box::new(async move {
+                    let (response, io) =
+                        wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                    let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(io);
+                    Ok((hold(response.map(BodyExt::boxed_unsync), permit), io))
+                })
+            }
             Route::Local(local) => {
-                if let Some(token) = &local.api_token {
-                    let value = http::HeaderValue::from_str(token)
-                        .map_err(|_| HttpError::ConfigurationError)?;
-                    request.headers_mut().insert("dapr-api-token", value);
-                }
+                set_api_token(&mut request, local.api_token.as_deref())?;
                 let request = request.map(|body| body.map_err(BoxError::from).boxed_unsync());
                 let first_byte = options.first_byte_timeout.unwrap_or(self.policy.timeout);
                 let served = local.handler.handle(request);
@@ -262,6 +331,20 @@ impl OutboundHooks {
             }
         })
     }
+}
+
+/// Puts the host's Dapr API token on a request to a sidecar, replacing any
+/// the guest set.
+fn set_api_token(
+    request: &mut http::Request<WasiBody>,
+    token: Option<&str>,
+) -> Result<(), HttpError> {
+    if let Some(token) = token {
+        let value =
+            http::HeaderValue::from_str(token).map_err(|_| HttpError::ConfigurationError)?;
+        request.headers_mut().insert("dapr-api-token", value);
+    }
+    Ok(())
 }
 
 /// Ties `permit` to the response body: the request stays in flight until

@@ -23,6 +23,8 @@ pub enum GrpcCode {
     Unimplemented,
     /// `INTERNAL` (13).
     Internal,
+    /// `PERMISSION_DENIED` (7).
+    PermissionDenied,
     /// `UNAUTHENTICATED` (16).
     Unauthenticated,
     /// `RESOURCE_EXHAUSTED` (8).
@@ -101,6 +103,10 @@ error_table! {
     /// A service invocation could not be delivered (unknown app id, app
     /// unreachable, app failed or timed out).
     DirectInvoke => ("ERR_DIRECT_INVOKE", 500, Internal),
+    /// The app was not granted the Dapr API. wasmdapr's own code (a Dapr app
+    /// always has its sidecar; here the grant is a capability): the typed
+    /// imports of a guest run without it return this error value.
+    DaprNotGranted => ("ERR_DAPR_NOT_GRANTED", 403, PermissionDenied),
     /// The API exists in Dapr but not (yet) here.
     NotImplemented => ("ERR_NOT_IMPLEMENTED", 501, Unimplemented),
 }

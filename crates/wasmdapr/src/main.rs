@@ -16,7 +16,7 @@ use wasmdapr_api::remote::RemoteError;
 use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::{
     AllowedHost, ArtifactCache, ByteSize, Capabilities, DirGrant, EnvVar, Host, HostConfig,
-    HostError, Limits, OutboundPolicy, Output,
+    HostError, Limits, OutboundPolicy, Output, RemoteDaprHttp,
 };
 use wasmdapr_runtime::{AppId, DaprApi};
 
@@ -108,6 +108,17 @@ struct RunArgs {
     /// `http://127.0.0.1:50001`) instead of starting the embedded one.
     #[arg(long, env = "DAPR_GRPC_ENDPOINT", value_name = "URL")]
     dapr_endpoint: Option<String>,
+    /// The HTTP API of that sidecar (e.g. `http://127.0.0.1:3500`): the app
+    /// is told it in `DAPR_HTTP_ENDPOINT` and may call it (the implicit
+    /// Dapr grant), with `DAPR_API_TOKEN` added by the host.
+    #[arg(
+        long,
+        env = "DAPR_HTTP_ENDPOINT",
+        value_name = "URL",
+        requires = "dapr_endpoint",
+        value_parser = parse_http_endpoint
+    )]
+    dapr_http_endpoint: Option<axum::http::Uri>,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -206,6 +217,29 @@ fn run_sidecar(args: SidecarArgs) -> Result<u8, Failure> {
     })
 }
 
+/// A `--dapr-http-endpoint`: an absolute `http` or `https` URL with a host.
+fn parse_http_endpoint(value: &str) -> Result<axum::http::Uri, String> {
+    let uri: axum::http::Uri = value.parse().map_err(|e| format!("{e}"))?;
+    match RemoteDaprHttp::new(&uri, None, false) {
+        Some(_) => Ok(uri),
+        None => Err("expected http://HOST[:PORT] or https://HOST[:PORT]".into()),
+    }
+}
+
+/// The variables `dapr run` gives an app (`APP_ID`, `DAPR_HTTP_PORT`, …),
+/// added to the guest's `--env` as part of the implicit Dapr grant; a
+/// variable the user set with `--env` wins.
+fn add_dapr_env(env: &mut Vec<EnvVar>, dapr: &[(&str, String)]) {
+    for (key, value) in dapr {
+        if !env.iter().any(|e| e.key == *key) {
+            env.push(EnvVar {
+                key: (*key).to_owned(),
+                value: value.clone(),
+            });
+        }
+    }
+}
+
 fn run(args: RunArgs) -> Result<u8, Failure> {
     let host = Host::new(HostConfig {
         cache: args.cache.cache(),
@@ -222,8 +256,9 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         max_in_flight: args.max_outbound_requests,
         timeout: args.outbound_timeout,
         local: None,
+        remote: None,
     };
-    let caps = Capabilities {
+    let mut caps = Capabilities {
         program_name: args
             .app
             .file_name()
@@ -251,9 +286,28 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
                 .ok()
                 .filter(|t| !t.is_empty());
             let remote = RemoteDapr::connect(endpoint, token.as_deref()).await?;
+            // Its HTTP API, if named, is the app's to call like a local
+            // sidecar's: announced, granted, and with the token added here.
+            let remote_http = args
+                .dapr_http_endpoint
+                .as_ref()
+                .and_then(|uri| RemoteDaprHttp::new(uri, token.clone(), !no_dapr_grant));
+            if !no_dapr_grant {
+                let mut dapr_env = Vec::new();
+                if let Some(id) = &args.app_id {
+                    dapr_env.push(("APP_ID", id.to_string()));
+                }
+                if let Some(uri) = &args.dapr_http_endpoint {
+                    dapr_env.push(("DAPR_HTTP_ENDPOINT", uri.to_string()));
+                }
+                add_dapr_env(&mut caps.env, &dapr_env);
+            }
             let caps = Capabilities {
                 dapr: Some(Arc::new(remote) as Arc<dyn DaprApi>),
-                outbound,
+                outbound: OutboundPolicy {
+                    remote: remote_http.map(Arc::new),
+                    ..outbound
+                },
                 ..caps
             };
             let code = app.run(&caps, limits).await?;
@@ -262,6 +316,23 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         // The sidecar serves the app's Dapr API to other processes while it runs.
         let sidecar = Sidecar::start(app.id().clone(), &args.dapr).await?;
         tracing::info!(http = %sidecar.http_addr, grpc = %sidecar.grpc_addr, "sidecar started");
+        if !no_dapr_grant {
+            let mut dapr_env = vec![
+                ("APP_ID", app.id().to_string()),
+                ("DAPR_HTTP_PORT", sidecar.http_addr.port().to_string()),
+                ("DAPR_GRPC_PORT", sidecar.grpc_addr.port().to_string()),
+            ];
+            // Apps (and SDKs) look for the port on 127.0.0.1; a sidecar on
+            // another address is named in full.
+            let ip = sidecar.http_addr.ip();
+            if !ip.is_loopback() && !ip.is_unspecified() {
+                dapr_env.push((
+                    "DAPR_HTTP_ENDPOINT",
+                    format!("http://{}", sidecar.http_addr),
+                ));
+            }
+            add_dapr_env(&mut caps.env, &dapr_env);
+        }
         // The guest's typed Dapr imports call the same runtime, so its app id
         // and component scopes apply to them as to the HTTP API.
         let caps = Capabilities {
