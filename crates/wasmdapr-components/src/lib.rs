@@ -9,6 +9,9 @@
 //!   [`state::sqlite`] (`state.sqlite`, the embedded default),
 //!   [`state::redis`] (`state.redis`), [`state::postgres`]
 //!   (`state.postgresql`).
+//! - [`nameresolution`]: name resolvers — [`nameresolution::sqlite`]
+//!   (`nameresolution.sqlite`, the default); [`nameresolution::open`] builds
+//!   the one a Configuration names.
 //!
 //! This crate knows no HTTP API and no Wasm, and depends only on
 //! `wasmdapr-runtime`. The conformance suite every state store passes is
@@ -16,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+pub mod nameresolution;
 pub mod state;
 
 use std::sync::Arc;

@@ -22,6 +22,7 @@ use crate::capabilities::Capabilities;
 use crate::dapr::{self, DaprView};
 use crate::engine::{EngineConfig, ticks_for};
 use crate::error::HostError;
+use crate::experimental_http::{self, ExperimentalHttp};
 use crate::limits::{Limits, MemoryLimitExceeded, MemoryLimiter};
 use crate::outbound::OutboundHooks;
 use crate::p1_writev;
@@ -43,6 +44,8 @@ pub struct HostConfig {
 pub(crate) struct ModuleState {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
+    /// The `wasi_experimental_http` ABI under the app's outbound policy.
+    http: ExperimentalHttp,
 }
 
 /// Store data of a WASI preview 2 component.
@@ -113,6 +116,8 @@ impl Host {
         wasmtime_wasi::p1::add_to_linker_async(&mut modules, |s: &mut ModuleState| &mut s.wasi)
             .map_err(linker_error)?;
         p1_writev::add_to_linker(&mut modules, |s: &mut ModuleState| &mut s.wasi)
+            .map_err(linker_error)?;
+        experimental_http::add_to_linker(&mut modules, |s: &mut ModuleState| &mut s.http)
             .map_err(linker_error)?;
 
         let mut components = wasmtime::component::Linker::new(&engine);
@@ -251,6 +256,7 @@ impl App {
                 let state = ModuleState {
                     wasi: builder.build_p1(),
                     limiter: MemoryLimiter::new(limits.max_memory),
+                    http: ExperimentalHttp::new(caps.outbound.clone()),
                 };
                 let mut store = self.store(state, limits.timeout);
                 store.limiter(|s| &mut s.limiter);

@@ -20,6 +20,9 @@
 //! - [`outbound`]: `wasi:http` outbound requests under an
 //!   [`OutboundPolicy`]: allowed hosts, in-flight and time limits, and the
 //!   embedded Dapr sidecar served in-process.
+//! - [`experimental_http`]: the legacy `wasi_experimental_http` ABI of
+//!   preview 1 modules (the prototype's AssemblyScript apps), over the same
+//!   outbound policy.
 //! - [`limits`]: memory (a store limiter) and time limits.
 //! - `app`: [`Host`] loads and links apps into [`App`]s; [`App::run`] runs one
 //!   to completion and sorts its end into an exit code or a [`HostError`].
@@ -38,6 +41,7 @@ pub mod capabilities;
 pub mod dapr;
 pub mod engine;
 pub mod error;
+pub mod experimental_http;
 pub mod limits;
 pub mod outbound;
 mod p1_writev;

@@ -1,16 +1,20 @@
-//! Outbound HTTP for preview 2 components: `wasi:http/outgoing-handler`,
-//! limited by an [`OutboundPolicy`].
+//! Outbound HTTP of guests, limited by an [`OutboundPolicy`].
 //!
-//! The policy is enforced in `OutboundHooks::send_request`, the one place
-//! every guest request passes through, *before* any connection is opened:
+//! Both ways a guest sends a request go through one door,
+//! `Outbound::send`: `wasi:http/outgoing-handler` for preview 2 components
+//! (through the `WasiHttpHooks` impl of `OutboundHooks`) and the legacy
+//! [`wasi_experimental_http`](crate::experimental_http) ABI of preview 1
+//! modules. There, *before* any connection is opened:
 //!
 //! 1. The destination (scheme, host, port) must be granted by
-//!    [`AllowedHosts`]; otherwise the guest gets `HTTP-request-denied` and
-//!    the host logs a warning naming the destination.
+//!    [`AllowedHosts`]; otherwise the guest gets `HTTP-request-denied`
+//!    (`wasi:http`) or error 7 (the legacy ABI) and the host logs a warning
+//!    naming the destination.
 //! 2. At most [`OutboundPolicy::max_in_flight`] requests of one instance are
 //!    in flight (from the call until the response body is dropped); one more
-//!    fails at once with `connection-limit-reached` rather than queueing, so a
-//!    guest cannot pile up unbounded host work.
+//!    fails at once with `connection-limit-reached` (error 13 of the legacy
+//!    ABI) rather than queueing, so a guest cannot pile up unbounded host
+//!    work.
 //! 3. Connect, first-byte and between-bytes timeouts are capped at
 //!    [`OutboundPolicy::timeout`] (a guest may ask for less, never more).
 //! 4. A request to the embedded Dapr sidecar's HTTP address ([`LocalDapr`])
@@ -194,13 +198,18 @@ impl Default for OutboundPolicy {
     }
 }
 
-/// The per-instance [`WasiHttpHooks`] enforcing an [`OutboundPolicy`].
-pub(crate) struct OutboundHooks {
+/// One instance's outbound HTTP: its [`OutboundPolicy`] and the count of
+/// its requests in flight. Every request of the instance, whichever ABI it
+/// came through, is sent by [`Outbound::send`].
+pub(crate) struct Outbound {
     policy: OutboundPolicy,
     in_flight: Arc<Semaphore>,
 }
 
-type ResponseFuture = Box<
+/// What [`Outbound::send`] resolves to: the response (its body holding the
+/// in-flight permit) and the connection's I/O driver, which the caller must
+/// keep polling (spawn it) for the body to arrive.
+pub(crate) type ResponseFuture = Box<
     dyn Future<
             Output = Result<
                 (
@@ -222,7 +231,7 @@ enum Route {
     },
 }
 
-impl OutboundHooks {
+impl Outbound {
     pub(crate) fn new(policy: OutboundPolicy) -> Self {
         let in_flight = Arc::new(Semaphore::new(
             policy.max_in_flight.min(Semaphore::MAX_PERMITS),
@@ -286,8 +295,14 @@ impl OutboundHooks {
         }
     }
 
-    fn send(
-        &mut self,
+    /// Sends `request` (an absolute URI, its `host` header already set)
+    /// under the policy. It is refused at once, with nothing sent, when its
+    /// destination is not granted (`HttpRequestDenied`,
+    /// `HttpRequestUriInvalid`) or the instance has too many requests in
+    /// flight (`ConnectionLimitReached`); otherwise it is served in-process
+    /// by the local sidecar or sent over the network.
+    pub(crate) fn send(
+        &self,
         mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<ResponseFuture, HttpError> {
@@ -333,6 +348,15 @@ impl OutboundHooks {
     }
 }
 
+/// The per-instance [`WasiHttpHooks`] of a component: its [`Outbound`].
+pub(crate) struct OutboundHooks(Outbound);
+
+impl OutboundHooks {
+    pub(crate) fn new(policy: OutboundPolicy) -> Self {
+        Self(Outbound::new(policy))
+    }
+}
+
 /// Puts the host's Dapr API token on a request to a sidecar, replacing any
 /// the guest set.
 fn set_api_token(
@@ -370,7 +394,7 @@ impl WasiHttpHooks for OutboundHooks {
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> ResponseFuture {
         drop(fut);
-        match self.send(request, options) {
+        match self.0.send(request, options) {
             Ok(future) => future,
             Err(error) => Box::new(async move { Err(error) }),
         }

@@ -17,6 +17,9 @@ macro_rules! assert_guest_has_test {
     };
 }
 test_programs_artifacts::foreach_guest!(assert_guest_has_test);
+// The `xhttp_*` guests' tests live with the other ABI tests.
+#[allow(unused_imports)]
+use crate::experimental_http::*;
 
 async fn hello(path: &str) {
     let host = host();

@@ -4,6 +4,7 @@
 
 mod cache;
 mod dapr;
+mod experimental_http;
 mod guests;
 mod http;
 
