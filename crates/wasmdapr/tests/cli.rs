@@ -364,3 +364,45 @@ fn implicit_dapr_grant_and_bad_allow_host() {
         stderr(&out)
     );
 }
+
+/// A preview 1 module written for `wasi_experimental_http`, its whole
+/// program in the start section like the prototype's AssemblyScript apps,
+/// POSTs state to the embedded sidecar and GETs it back under
+/// `--allow-host http://127.0.0.1:PORT` (the implicit grant withdrawn, the
+/// API token added by the host: the guest sends none). The same module
+/// aimed at another port of that host gets error 7 and exits 1.
+#[test]
+fn experimental_http_module_saves_and_reads_state() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/v1.0/state/statestore");
+    let get = format!("{base}/weapon");
+    let port_arg = port.to_string();
+    let allow = format!("http://127.0.0.1:{port}");
+    let cache = tempfile::tempdir().unwrap();
+    let run_with = |urls: [&str; 2]| {
+        wasmdapr(&cache.path().join("cache"))
+            .env("DAPR_API_TOKEN", "cli-secret")
+            .args([
+                "run",
+                "--dapr-http-port",
+                &port_arg,
+                "--no-dapr-grant",
+                "--allow-host",
+                &allow,
+                XHTTP_START_SECTION,
+                "--",
+                urls[0],
+                urls[1],
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run_with([&base, &get]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "204\n\n200\n\"Death Star\"\n");
+
+    let other = format!("http://127.0.0.1:{}/v1.0/state/statestore", free_port());
+    let out = run_with([&other, &get]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "error 7\n");
+}
