@@ -1,19 +1,70 @@
-//! The typed Dapr imports (`wit/`) end to end: the built `examples/state-demo`
-//! component, through the SDK and the host's `bindgen!` site, against a real
-//! `wasmdapr_runtime::Runtime` over the real backends of
+//! The Dapr API of guests end to end: the built `examples/state-demo`
+//! component runs its scenario through the typed imports (`wit/`, the SDK
+//! and the host's `bindgen!` site) and then through `wasi:http` to the Dapr
+//! HTTP API, served in-process by the real `wasmdapr-api` router, against a
+//! real `wasmdapr_runtime::Runtime` over the real backends of
 //! `wasmdapr-components` (Redis is the server at 127.0.0.1:6379; when it is
 //! down the test fails, it never skips).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use test_programs_artifacts::EXAMPLE_STATE_DEMO;
-use wasmdapr_host::{Capabilities, Limits};
+use tower::ServiceExt;
+use wasmdapr_api::ApiConfig;
+use wasmdapr_host::capabilities::EnvVar;
+use wasmdapr_host::outbound::{BoxBody, box_body};
+use wasmdapr_host::{Capabilities, Limits, LocalDapr, LocalHttp, OutboundPolicy};
 use wasmdapr_runtime::state::GetRequest;
-use wasmdapr_runtime::{ComponentRegistry, ComponentSpec, Components, DaprApi, Runtime};
+use wasmdapr_runtime::{ComponentRegistry, ComponentSpec, Components, DaprApi, ErrorKind, Runtime};
 
 use crate::{Ran, app_id, host, load, run_with};
+
+/// The token the in-process sidecar of these tests demands; the host adds
+/// it, the guest never sees it.
+const API_TOKEN: &str = "host-held-token";
+
+/// The real Dapr HTTP API router, answering in-process.
+struct Router(axum::Router);
+
+impl LocalHttp for Router {
+    fn handle(
+        &self,
+        request: http::Request<BoxBody>,
+    ) -> BoxFuture<'static, http::Response<BoxBody>> {
+        let router = self.0.clone();
+        Box::pin(async move {
+            match router.oneshot(request.map(axum::body::Body::new)).await {
+                Ok(response) => response.map(box_body),
+                Err(never) => match never {},
+            }
+        })
+    }
+}
+
+/// The sidecar of `api` as the host serves it to guests: its HTTP API at
+/// 127.0.0.1 on a port where nothing listens (so only the in-process route
+/// can answer), requiring [`API_TOKEN`], which the host adds.
+fn local_dapr(api: Arc<dyn DaprApi>, implicit_grant: bool) -> LocalDapr {
+    let config = ApiConfig {
+        api_token: Some(API_TOKEN.into()),
+        ..ApiConfig::default()
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    LocalDapr {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        api_token: Some(API_TOKEN.into()),
+        implicit_grant,
+        handler: Arc::new(Router(wasmdapr_api::http::router(api, config))),
+    }
+}
 
 /// A state store component named `statestore` of `kind`.
 fn spec(kind: &str, metadata: &[(&str, &str)], scopes: &[&str]) -> ComponentSpec {
@@ -41,23 +92,53 @@ async fn components(specs: Vec<ComponentSpec>) -> Arc<Components> {
     )
 }
 
-/// Runs the state demo as `app` with `args`, granted `dapr`.
-async fn run_demo(dapr: Option<Arc<dyn DaprApi>>, args: &[&str]) -> Ran {
+/// Runs the state demo with `args`: its typed imports granted `dapr`, its
+/// HTTP requests going to `sidecar` (told the port in `DAPR_HTTP_PORT`, as
+/// `wasmdapr run` tells it).
+async fn run_demo(
+    dapr: Option<Arc<dyn DaprApi>>,
+    sidecar: Option<LocalDapr>,
+    args: &[&str],
+) -> Ran {
     let host = host();
     let app = load(&host, EXAMPLE_STATE_DEMO);
+    let env = sidecar
+        .iter()
+        .map(|local| EnvVar {
+            key: "DAPR_HTTP_PORT".into(),
+            value: local.addr.port().to_string(),
+        })
+        .collect();
     let caps = Capabilities {
         args: args.iter().map(|s| s.to_string()).collect(),
+        env,
         dapr,
+        outbound: OutboundPolicy {
+            local: sidecar.map(Arc::new),
+            ..OutboundPolicy::default()
+        },
         ..Capabilities::default()
     };
     run_with(&app, caps, Limits::default()).await
 }
 
-/// Runs the whole scenario as `app` on `components` and checks what the
-/// backend holds under the app-id prefix.
+/// Runs the state demo as `app` with `args` against one runtime on
+/// `components`, through both doors, the sidecar implicitly granted or not.
+async fn run_both(components: Arc<Components>, app: &str, grant: bool, args: &[&str]) -> Ran {
+    let runtime: Arc<dyn DaprApi> = Arc::new(Runtime::new(app_id(app), components));
+    let sidecar = local_dapr(runtime.clone(), grant);
+    run_demo(Some(runtime), Some(sidecar), args).await
+}
+
+/// How many passes of the demo succeeded.
+fn passes(ran: &Ran) -> usize {
+    ran.stdout.matches("Test successfully!").count()
+}
+
+/// Runs the whole scenario as `app` on `components`, both passes, and checks
+/// what the backend holds under the app-id prefix.
 async fn scenario(components: Arc<Components>, app: &str) {
-    let runtime = Arc::new(Runtime::new(app_id(app), components.clone()));
-    let ran = run_demo(Some(runtime), &[]).await;
+    let ran = run_both(components.clone(), app, true, &[]).await;
     assert_eq!(
         ran.result.as_ref().ok(),
         Some(&0),
@@ -66,8 +147,14 @@ async fn scenario(components: Arc<Components>, app: &str) {
         ran.stdout,
         ran.stderr
     );
-    assert!(ran.stdout.contains("Test successfully!"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("saving weapon"), "{}", ran.stdout);
+    assert_eq!(passes(&ran), 2, "{}", ran.stdout);
+    let http_pass = ran
+        .stdout
+        .split_once("pass 2: the Dapr HTTP API at http://127.0.0.1:")
+        .map(|(_, after)| after)
+        .expect("the HTTP pass ran against the port it was given");
+    assert!(http_pass.contains("saving weapon"), "{}", ran.stdout);
+    assert!(http_pass.contains("Test successfully!"), "{}", ran.stdout);
 
     let store = &components.state_stores().next().expect("a store").store;
     let get = |key: String| GetRequest {
@@ -93,14 +180,14 @@ async fn scenario(components: Arc<Components>, app: &str) {
     assert!(store.get(get("weapon".into())).await.unwrap().is_none());
 }
 
-/// The demo passes through the typed imports on the in-memory store.
+/// Both passes of the demo succeed on the in-memory store.
 #[tokio::test]
 async fn state_demo_in_memory() {
     let components = components(vec![spec("state.in-memory", &[], &[])]).await;
     scenario(components, "state-demo").await;
 }
 
-/// The demo passes on the SQLite store (the embedded default's type).
+/// Both passes succeed on the SQLite store (the embedded default's type).
 #[tokio::test]
 async fn state_demo_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +195,7 @@ async fn state_demo_sqlite() {
     scenario(components, "state-demo").await;
 }
 
-/// The demo passes on the real Redis server.
+/// Both passes succeed on the real Redis server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_demo_redis() {
     let components = components(vec![spec(
@@ -121,18 +208,33 @@ async fn state_demo_redis() {
 }
 
 /// A store that does not exist is the `ERR_STATE_STORE_NOT_FOUND` error
-/// value, which the guest reports and exits 1 on: not a trap.
+/// through both doors: the typed imports' error value (not a trap) and the
+/// HTTP API's `errorCode`, each reported by the guest, which exits 1.
 #[tokio::test]
 async fn unknown_store_is_an_error_value() {
     let components = components(vec![spec("state.in-memory", &[], &[])]).await;
-    let runtime = Arc::new(Runtime::new(app_id("state-demo"), components));
-    let ran = run_demo(Some(runtime), &["no-such-store"]).await;
-    assert_eq!(ran.result.unwrap(), 1, "{}", ran.stderr);
-    assert!(
-        ran.stderr.contains("error: ERR_STATE_STORE_NOT_FOUND"),
+    let ran = run_both(components, "state-demo", true, &["no-such-store"]).await;
+    assert_eq!(ran.result.as_ref().ok(), Some(&1), "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr
+            .matches("error: ERR_STATE_STORE_NOT_FOUND")
+            .count(),
+        2,
         "{}",
         ran.stderr
     );
+    assert_eq!(passes(&ran), 0, "{}", ran.stdout);
+}
+
+/// Without the implicit Dapr grant (`--no-dapr-grant`) the HTTP pass is
+/// refused before reaching the sidecar; the typed imports still work.
+#[tokio::test]
+async fn http_pass_needs_the_dapr_grant() {
+    let components = components(vec![spec("state.in-memory", &[], &[])]).await;
+    let ran = run_both(components, "state-demo", false, &[]).await;
+    assert_eq!(ran.result.as_ref().ok(), Some(&1), "{}", ran.stderr);
+    assert_eq!(passes(&ran), 1, "{}", ran.stdout);
+    assert!(ran.stderr.contains("HttpRequestDenied"), "{}", ran.stderr);
 }
 
 /// A store scoped to another app id is invisible: the same error as a store
@@ -140,29 +242,33 @@ async fn unknown_store_is_an_error_value() {
 #[tokio::test]
 async fn store_scoped_to_another_app_is_invisible() {
     let components = components(vec![spec("state.in-memory", &[], &["other-app"])]).await;
-    let runtime = Arc::new(Runtime::new(app_id("state-demo"), components));
-    let ran = run_demo(Some(runtime), &[]).await;
-    assert_eq!(ran.result.unwrap(), 1, "{}", ran.stderr);
-    assert!(
-        ran.stderr.contains("error: ERR_STATE_STORE_NOT_FOUND"),
+    let ran = run_both(components, "state-demo", true, &[]).await;
+    assert_eq!(ran.result.as_ref().ok(), Some(&1), "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr
+            .matches("error: ERR_STATE_STORE_NOT_FOUND")
+            .count(),
+        2,
         "{}",
         ran.stderr
     );
-    assert!(!ran.stdout.contains("Test successfully!"));
+    assert_eq!(passes(&ran), 0, "{}", ran.stdout);
 }
 
-/// Without the Dapr grant the component still links and every call is the
-/// `ERR_DAPR_NOT_GRANTED` error value.
+/// Without the Dapr grant the component still links and every typed call
+/// is the `ERR_DAPR_NOT_GRANTED` error value; with no sidecar and no
+/// outbound grant, the HTTP pass is refused too.
 #[tokio::test]
 async fn no_dapr_grant_is_an_error_value() {
-    let ran = run_demo(None, &[]).await;
-    assert_eq!(ran.result.unwrap(), 1, "{}", ran.stderr);
+    let ran = run_demo(None, None, &[]).await;
+    assert_eq!(ran.result.as_ref().ok(), Some(&1), "{}", ran.stderr);
+    let (code, _, _) = ErrorKind::DaprNotGranted.row();
+    assert_eq!(code, "ERR_DAPR_NOT_GRANTED");
     assert!(
-        ran.stderr.contains(&format!(
-            "error: {}",
-            wasmdapr_host::dapr::ERR_DAPR_NOT_GRANTED
-        )),
+        ran.stderr.contains(&format!("error: {code}")),
         "{}",
         ran.stderr
     );
+    assert!(ran.stderr.contains("HttpRequestDenied"), "{}", ran.stderr);
+    assert_eq!(passes(&ran), 0, "{}", ran.stdout);
 }
