@@ -126,7 +126,10 @@ export class Response {
   readBody(): BodyResult {
     const chunk = new ArrayBuffer(BODY_CHUNK);
     const nread = new ArrayBuffer(4);
-    let body = new Uint8Array(0);
+    // Chunks are kept and joined once at the end, so a large body is copied
+    // twice in all rather than once per chunk.
+    const parts = new Array<ArrayBuffer>();
+    let total: i32 = 0;
     while (true) {
       const code = abi_body_read(this.handle, ptr(chunk), len(chunk), ptr(nread));
       if (code != HttpError.SUCCESS) {
@@ -139,10 +142,14 @@ export class Response {
         // would read past our buffer.
         return new BodyResult(null, new CallError("body_read", HttpError.RUNTIME_ERROR));
       }
-      const grown = new Uint8Array(body.length + <i32>n);
-      grown.set(body);
-      grown.set(Uint8Array.wrap(chunk, 0, <i32>n), body.length);
-      body = grown;
+      parts.push(chunk.slice(0, <i32>n));
+      total += <i32>n;
+    }
+    const body = new Uint8Array(total);
+    let at: i32 = 0;
+    for (let i = 0; i < parts.length; i++) {
+      body.set(Uint8Array.wrap(parts[i]), at);
+      at += parts[i].byteLength;
     }
     return new BodyResult(body.buffer, null);
   }
