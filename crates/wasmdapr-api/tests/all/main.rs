@@ -5,6 +5,7 @@
 
 mod grpc;
 mod http;
+mod invoke;
 mod remote;
 
 use std::collections::HashMap;
@@ -94,6 +95,11 @@ impl Sidecar {
             AppId::new(APP_ID).expect("app id"),
             Arc::new(components),
         ));
+        Self::serve(runtime, config).await
+    }
+
+    /// Both servers over `runtime`, configured by `config`.
+    pub async fn serve(runtime: Arc<Runtime>, config: ApiConfig) -> Self {
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
         let http_addr = http.local_addr().expect("http addr");
