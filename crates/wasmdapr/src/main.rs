@@ -118,7 +118,7 @@ struct RunArgs {
         requires = "dapr_endpoint",
         value_parser = parse_http_endpoint
     )]
-    dapr_http_endpoint: Option<axum::http::Uri>,
+    dapr_http_endpoint: Option<String>,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -217,13 +217,22 @@ fn run_sidecar(args: SidecarArgs) -> Result<u8, Failure> {
     })
 }
 
-/// A `--dapr-http-endpoint`: an absolute `http` or `https` URL with a host.
-fn parse_http_endpoint(value: &str) -> Result<axum::http::Uri, String> {
-    let uri: axum::http::Uri = value.parse().map_err(|e| format!("{e}"))?;
-    match RemoteDaprHttp::new(&uri, None, false) {
-        Some(_) => Ok(uri),
-        None => Err("expected http://HOST[:PORT] or https://HOST[:PORT]".into()),
-    }
+/// A `--dapr-http-endpoint`, checked: an absolute `http` or `https` URL
+/// with a host. Kept as given, which is how the app is told it.
+fn parse_http_endpoint(value: &str) -> Result<String, String> {
+    remote_dapr_http(value, None, false)
+        .map(|_| value.to_owned())
+        .ok_or_else(|| "expected http://HOST[:PORT] or https://HOST[:PORT]".into())
+}
+
+/// The remote sidecar's HTTP API at `endpoint`, if it is an HTTP URL with a host.
+fn remote_dapr_http(
+    endpoint: &str,
+    api_token: Option<String>,
+    implicit_grant: bool,
+) -> Option<RemoteDaprHttp> {
+    let uri: axum::http::Uri = endpoint.parse().ok()?;
+    RemoteDaprHttp::new(&uri, api_token, implicit_grant)
 }
 
 /// The variables `dapr run` gives an app (`APP_ID`, `DAPR_HTTP_PORT`, …),
@@ -291,14 +300,14 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
             let remote_http = args
                 .dapr_http_endpoint
                 .as_ref()
-                .and_then(|uri| RemoteDaprHttp::new(uri, token.clone(), !no_dapr_grant));
+                .and_then(|endpoint| remote_dapr_http(endpoint, token.clone(), !no_dapr_grant));
             if !no_dapr_grant {
                 let mut dapr_env = Vec::new();
                 if let Some(id) = &args.app_id {
                     dapr_env.push(("APP_ID", id.to_string()));
                 }
-                if let Some(uri) = &args.dapr_http_endpoint {
-                    dapr_env.push(("DAPR_HTTP_ENDPOINT", uri.to_string()));
+                if let Some(endpoint) = &args.dapr_http_endpoint {
+                    dapr_env.push(("DAPR_HTTP_ENDPOINT", endpoint.clone()));
                 }
                 add_dapr_env(&mut caps.env, &dapr_env);
             }

@@ -48,12 +48,17 @@ fn runs_modules_and_components() {
 }
 
 /// Arguments after `--` and `--env` reach the guest; its exit code is ours.
+/// Beside `--env`, the guest sees only what `dapr run` gives an app (its
+/// id and its sidecar's ports, the live ones: the sidecar here is on free
+/// ports), and with `--no-dapr-grant` not even those.
 #[test]
 fn args_env_and_exit_code_pass_through() {
     let out = run(&[
         "run",
         "--env",
         "K=v",
+        "--app-id",
+        "args",
         P1_CLI_ARGS_ENV,
         "--",
         "a",
@@ -63,7 +68,23 @@ fn args_env_and_exit_code_pass_through() {
     assert_eq!(out.status.code(), Some(42));
     let text = stdout(&out);
     assert!(text.contains("arg[1]=a\n"), "{text}");
-    assert!(text.contains("env-count=1\nenv:K=v\n"), "{text}");
+    assert!(text.contains("env-count=4\nenv:APP_ID=args\n"), "{text}");
+    for key in ["DAPR_GRPC_PORT", "DAPR_HTTP_PORT"] {
+        let port = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("env:{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"));
+        assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "{text}");
+    }
+    assert!(text.contains("env:K=v\n"), "{text}");
+
+    let out = run(&["run", "--no-dapr-grant", "--env", "K=v", P1_CLI_ARGS_ENV]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("env-count=1\nenv:K=v\n"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// `--dir HOST::GUEST` grants exactly that directory.
@@ -233,28 +254,55 @@ fn compile_then_run_cwasm() {
 }
 
 /// `wasmdapr run state-demo.wasm` with no components runs the prototype's
-/// scenario through the typed Dapr imports on the embedded SQLite store,
-/// which it creates in `.wasmdapr/` of the working directory.
+/// scenario twice on the embedded SQLite store, which it creates in
+/// `.wasmdapr/` of the working directory: through the typed Dapr imports,
+/// then over HTTP to the sidecar's port that `run` hands it in
+/// `DAPR_HTTP_PORT` (a free port here, not 3500), with the implicit grant
+/// and the host's API token. With `--no-dapr-grant` the HTTP pass is
+/// refused before it is sent and the run fails.
 #[test]
 fn state_demo_on_the_embedded_default() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let out = wasmdapr(&cache)
+        .env("DAPR_API_TOKEN", "cli-secret")
         .args(["run", EXAMPLE_STATE_DEMO])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let printed = stdout(&out);
+    let (typed, http) = printed
+        .split_once("pass 2: the Dapr HTTP API at http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("no HTTP pass in {printed}"));
     assert!(
-        printed.contains("read weapon = Some(\"Death Star\")"),
+        !http.starts_with("3500,") && !http.starts_with("0,"),
         "{printed}"
     );
-    assert!(printed.ends_with("Test successfully!\n"), "{printed}");
+    for pass in [typed, http] {
+        assert!(pass.contains("read weapon = \"Death Star\""), "{printed}");
+        assert!(
+            pass.contains(r#"read planets = {"name":"Tatooine","test":123}"#),
+            "{printed}"
+        );
+        assert!(pass.ends_with("Test successfully!\n"), "{printed}");
+    }
     assert!(
         cache
             .with_extension("cwd")
             .join(".wasmdapr/state.db")
             .exists()
+    );
+
+    let out = wasmdapr(&cache)
+        .args(["run", "--no-dapr-grant", EXAMPLE_STATE_DEMO])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out).matches("Test successfully!").count(), 1);
+    assert!(
+        stderr(&out).contains("failed: ErrorCode::HttpRequestDenied"),
+        "{}",
+        stderr(&out)
     );
 }
 

@@ -156,50 +156,136 @@ fn key_prefix_and_scopes_on_redis() {
     assert!(body.contains("ERR_STATE_STORE_NOT_FOUND"), "{body}");
 }
 
-/// `wasmdapr run --dapr-endpoint` forwards the guest's typed Dapr imports to
-/// another sidecar process (here a `wasmdapr sidecar` on Redis): the state
-/// demo succeeds unchanged and its keys land in Redis under the remote
-/// sidecar's app id.
+/// `wasmdapr run --dapr-endpoint … --dapr-http-endpoint …` uses another
+/// sidecar process (here a `wasmdapr sidecar` on Redis that demands an API
+/// token) for both doors of the state demo: the typed imports are forwarded
+/// over gRPC, and the guest's plain HTTP calls reach the remote's HTTP API,
+/// which `run` names in `DAPR_HTTP_ENDPOINT`, grants implicitly, and adds
+/// the token to (the guest never holds it). Both passes succeed unchanged
+/// and the keys land in Redis under the remote sidecar's app id. With
+/// `--no-dapr-grant` the HTTP pass is refused.
 #[test]
 fn run_forwards_to_a_remote_sidecar() {
+    const TOKEN: &str = "remote-secret";
     let dir = tempfile::tempdir().unwrap();
     let resources = components(dir.path(), REDIS);
-    let remote = start_sidecar(dir.path(), Some(&resources));
+    let (mut cmd, http_port, grpc) = sidecar_command(dir.path(), Some(&resources));
+    let mut child = cmd.env("DAPR_API_TOKEN", TOKEN).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(http_port, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        assert!(child.try_wait().unwrap().is_none(), "the sidecar exited");
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _remote = common::Sidecar {
+        child,
+        http: http_port,
+        grpc,
+    };
+    // The token is enforced: a request without it is refused.
+    let (status, _) = http(http_port, "GET", "/v1.0/state/statestore/weapon", "").unwrap();
+    assert_eq!(status, 401);
+
     let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
     let mut conn = client.get_connection().unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg("tests||weapon")
-        .arg("tests||planets")
-        .query(&mut conn)
-        .unwrap();
+    let keys = ["tests||weapon", "tests||planets"];
+    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
 
     let cwd = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
-        .current_dir(cwd.path())
-        .args([
-            "run",
-            "--dapr-endpoint",
-            &format!("http://127.0.0.1:{}", remote.grpc),
-        ])
-        .arg(test_programs_artifacts::EXAMPLE_STATE_DEMO)
-        .env_remove("DAPR_API_TOKEN")
-        .output()
-        .unwrap();
+    let http_endpoint = format!("http://127.0.0.1:{http_port}");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+            .current_dir(cwd.path())
+            .args([
+                "run",
+                "--dapr-endpoint",
+                &format!("http://127.0.0.1:{grpc}"),
+            ])
+            .args(["--dapr-http-endpoint", &http_endpoint])
+            .args(extra)
+            .arg(test_programs_artifacts::EXAMPLE_STATE_DEMO)
+            .env("DAPR_API_TOKEN", TOKEN)
+            .env_remove("DAPR_HTTP_ENDPOINT")
+            .env_remove("DAPR_GRPC_ENDPOINT")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (_, http_pass) = stdout
+        .split_once(&format!("pass 2: the Dapr HTTP API at {http_endpoint},"))
+        .unwrap_or_else(|| panic!("the HTTP pass did not use DAPR_HTTP_ENDPOINT: {stdout}"));
     assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        http_pass.contains("read weapon = \"Death Star\""),
+        "{stdout}"
     );
-    assert!(stdout.contains("Test successfully!"), "{stdout}");
-    let weapon: Option<String> = redis::cmd("HGET")
-        .arg("tests||weapon")
-        .arg("data")
-        .query(&mut conn)
+    assert_eq!(
+        stdout.matches("Test successfully!").count(),
+        2,
+        "{stdout}\n{stderr}"
+    );
+    let stored: Vec<Option<String>> = keys
+        .iter()
+        .map(|key| redis::cmd("HGET").arg(key).arg("data").query(&mut conn))
+        .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(weapon.as_deref(), Some("\"Death Star\""));
+    assert_eq!(
+        stored,
+        [
+            Some("\"Death Star\"".to_owned()),
+            Some(r#"{"name":"Tatooine","test":123}"#.to_owned())
+        ]
+    );
     // No local sidecar ran: nothing was written to an embedded store.
     assert!(!cwd.path().join(".wasmdapr").exists());
+
+    let out = run(&["--no-dapr-grant"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("Test successfully!").count(), 1, "{stdout}");
+    assert!(stderr.contains("HttpRequestDenied"), "{stderr}");
+    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
+}
+
+/// `--dapr-http-endpoint` without `--dapr-endpoint`, or not an HTTP URL, is
+/// a usage error (exit code 2) naming the flag.
+#[test]
+fn dapr_http_endpoint_needs_a_remote_and_a_url() {
+    let cwd = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+            .current_dir(cwd.path())
+            .arg("run")
+            .args(args)
+            .arg(test_programs_artifacts::EXAMPLE_STATE_DEMO)
+            .env_remove("DAPR_HTTP_ENDPOINT")
+            .env_remove("DAPR_GRPC_ENDPOINT")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--dapr-http-endpoint", "http://127.0.0.1:3500"][..],
+        &[
+            "--dapr-endpoint",
+            "http://127.0.0.1:50001",
+            "--dapr-http-endpoint",
+            "ftp://127.0.0.1",
+        ],
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--dapr-http-endpoint"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 /// An unreachable `--dapr-endpoint` fails at start with exit code 69, naming it.
