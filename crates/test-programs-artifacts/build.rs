@@ -14,6 +14,11 @@ use std::process::Command;
 /// all for wasm32-wasip2.
 const EXAMPLES: [(&str, &str); 1] = [("state-demo", "examples/state-demo")];
 
+/// Prefixes of the `test-programs` binaries built only for wasm32-wasip2:
+/// `http_*` send requests through `wasi:http`, `serve_*` are
+/// `wasi:http/incoming-handler` components.
+const P2_ONLY: [&str; 2] = ["http_", "serve_"];
+
 const TARGETS: [(&str, &str); 2] = [("p1", "wasm32-wasip1"), ("p2", "wasm32-wasip2")];
 
 fn main() {
@@ -47,9 +52,9 @@ fn main() {
              run `scripts/setup.sh` (it runs `rustup target add {target}`)"
         );
         for bin in &bins {
-            // `wasi:http` exists only for components: `http_*` programs
-            // have no preview 1 build worth testing.
-            if prefix == "p1" && bin.starts_with("http_") {
+            // `wasi:http` exists only for components: programs that send
+            // or serve HTTP have no preview 1 build worth testing.
+            if prefix == "p1" && P2_ONLY.iter().any(|p2| bin.starts_with(p2)) {
                 continue;
             }
             let wasm = target_dir

@@ -288,22 +288,24 @@ impl WasmApp {
             ended = &mut guest => (Some(ended), answer.await),
             // A complete answer ends the request: whatever the handler would
             // still do is dropped with its instance.
+            // An oversized body ends it too: the handler's further writes
+            // would only fail.
             answer = &mut answer => match answer {
-                Answer::Complete(response) => return Ok(response),
+                Answer::Complete(_) | Answer::BodyTooLarge => (None, answer),
                 other => (Some(guest.await), other),
             },
         };
         match (ended, answer) {
             (_, Answer::Complete(response)) => Ok(response),
+            (_, Answer::BodyTooLarge) => Err(self.failed(format!(
+                "the response body is larger than {} bytes",
+                self.config.max_body_size
+            ))),
             (Some(Err(error)), _) => Err(self.guest_failure(error)),
             (_, Answer::NotSet) => Err(self.failed("the handler returned without a response")),
             (_, Answer::Refused(code)) => {
                 Err(self.failed(format!("the handler answered with error {code:?}")))
             }
-            (_, Answer::BodyTooLarge) => Err(self.failed(format!(
-                "the response body is larger than {} bytes",
-                self.config.max_body_size
-            ))),
             (_, Answer::BodyFailed(reason)) => {
                 Err(self.failed(format!("the response body failed: {reason}")))
             }

@@ -20,6 +20,9 @@ test_programs_artifacts::foreach_guest!(assert_guest_has_test);
 // The `xhttp_*` guests' tests live with the other ABI tests.
 #[allow(unused_imports)]
 use crate::experimental_http::*;
+// The `serve_*` guests' tests live with the other serving tests.
+#[allow(unused_imports)]
+use crate::wasm_app::*;
 
 async fn hello(path: &str) {
     let host = host();
