@@ -28,10 +28,12 @@ step "examples"
 # Honour CARGO_TARGET_DIR, as cargo does.
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --target wasm32-wasip2 -p hello
+# Its environment: NAME, and APP_ID, DAPR_HTTP_PORT and DAPR_GRPC_PORT of
+# the implicit Dapr grant.
 out=$("$target/debug/wasmdapr" run --env NAME=ci "$target/wasm32-wasip2/debug/hello.wasm" -- x)
 expected='Hello, ci, from a WebAssembly component!
 arguments granted: ["x"]
-environment granted: 1 variable(s)
+environment granted: 4 variable(s)
 files: none granted
 network: denied'
 if [[ "$out" != "$expected" ]]; then
@@ -40,13 +42,17 @@ if [[ "$out" != "$expected" ]]; then
 fi
 echo "examples/hello: ok" >&2
 
-# The state demo through the typed Dapr imports, on the embedded SQLite
-# default, in a scratch directory so its `.wasmdapr/` is fresh.
+# The state demo on the embedded SQLite default, in a scratch directory so
+# its `.wasmdapr/` is fresh, on a free port: both passes (the typed Dapr
+# imports, then HTTP to the sidecar's port given in DAPR_HTTP_PORT) must
+# print `Test successfully!`.
 cargo build --target wasm32-wasip2 -p state-demo
 demo_dir=$(mktemp -d)
-out=$(cd "$demo_dir" && "$target/debug/wasmdapr" run "$target/wasm32-wasip2/debug/state-demo.wasm")
+out=$(cd "$demo_dir" && "$target/debug/wasmdapr" run --dapr-http-port 0 --dapr-grpc-port 0 \
+  "$target/wasm32-wasip2/debug/state-demo.wasm") || status=$?
 rm -rf "$demo_dir"
-if [[ "$out" != *"Test successfully!"* ]]; then
+if [[ ${status:-0} -ne 0 || $(grep -c '^Test successfully!$' <<<"$out") -ne 2 \
+      || "$out" != *"pass 2: the Dapr HTTP API at"* ]]; then
   printf 'examples/state-demo printed:\n%s\n' "$out" >&2
   exit 1
 fi
