@@ -20,7 +20,7 @@ use wasmdapr_host::{
 };
 use wasmdapr_runtime::{AppId, DaprApi};
 
-use crate::sidecar::{DaprArgs, Sidecar, SidecarError};
+use crate::sidecar::{AppArgs, DaprArgs, Sidecar, SidecarError};
 
 /// Run WebAssembly apps as secure, millisecond-start services with the Dapr building blocks.
 #[derive(Parser)]
@@ -132,6 +132,8 @@ struct SidecarArgs {
     app_id: AppId,
     #[command(flatten)]
     dapr: DaprArgs,
+    #[command(flatten)]
+    app: AppArgs,
 }
 
 #[derive(Args)]
@@ -190,7 +192,12 @@ impl Failure {
         match self {
             Failure::Host(error) => exit_code::for_error(error),
             Failure::Sidecar(SidecarError::Components(_)) => exit_code::CONFIG,
-            Failure::Sidecar(SidecarError::Listen { .. } | SidecarError::Serve { .. })
+            Failure::Sidecar(
+                SidecarError::Listen { .. }
+                | SidecarError::Serve { .. }
+                | SidecarError::App(_)
+                | SidecarError::NameResolution(_),
+            )
             | Failure::Remote(_) => exit_code::UNAVAILABLE,
         }
     }
@@ -212,6 +219,7 @@ fn run_sidecar(args: SidecarArgs) -> Result<u8, Failure> {
             sidecar.http_addr,
             sidecar.grpc_addr
         );
+        sidecar.connect_http_app(&args.app).await?;
         sidecar.wait().await?;
         Ok(0)
     })

@@ -1,6 +1,8 @@
 //! The embedded Dapr sidecar: components loaded from `--resources-path`
 //! (or the embedded SQLite default), the runtime over them, and its HTTP and
-//! gRPC front doors on their ports.
+//! gRPC front doors on their ports; name resolution (`--config`, else the
+//! shared SQLite default) so it can invoke other apps and be found by them;
+//! and, for `wasmdapr sidecar --app-port`, the [`HttpApp`] it delivers to.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -11,12 +13,18 @@ use std::sync::Arc;
 use clap::Args;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use wasmdapr_api::ApiConfig;
+use wasmdapr_api::http_app::{HealthCheck, HttpAppConfig};
+use wasmdapr_api::{ApiConfig, HttpApp, SidecarClient};
+use wasmdapr_components::nameresolution::sqlite::SqliteNameResolver;
+use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::outbound::{BoxBody, box_body};
 use wasmdapr_host::{ByteSize, LocalDapr, LocalHttp};
+use wasmdapr_runtime::configuration::Configuration;
+use wasmdapr_runtime::nameresolution::NameResolutionError;
 use wasmdapr_runtime::{
     AppId, ComponentError, ComponentRegistry, ComponentSpec, Components, Runtime,
 };
+use wasmdapr_runtime::{ChannelError, NameResolver, RemoteInvocation};
 
 /// Where the default state store keeps its file, relative to the working directory.
 pub const EMBEDDED_DIR: &str = ".wasmdapr";
@@ -40,6 +48,41 @@ pub struct DaprArgs {
     /// Largest request body the APIs accept; larger ones get 413.
     #[arg(long, default_value = "4MiB")]
     pub max_body_size: ByteSize,
+    /// A Dapr Configuration resource (YAML); its `spec.nameResolution`
+    /// chooses how app ids are resolved for service invocation. Without
+    /// one, every wasmdapr process of the user shares a SQLite file
+    /// (`$XDG_DATA_HOME/wasmdapr/nameresolution.db`, else
+    /// `~/.local/share/wasmdapr/nameresolution.db`).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// How `wasmdapr sidecar` reaches its app, named as `daprd`'s flags.
+#[derive(Args, Clone, Debug)]
+pub struct AppArgs {
+    /// The port the app listens on; without it the sidecar has no app
+    /// (it can still invoke others).
+    #[arg(long, env = "APP_PORT")]
+    pub app_port: Option<u16>,
+    /// The app's protocol; only `http` is supported.
+    #[arg(long, default_value = "http", value_parser = ["http"])]
+    pub app_protocol: String,
+    /// The address the app listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub app_channel_address: IpAddr,
+    /// Also wait for the app's health path to answer 2xx before announcing
+    /// the app (the port must accept connections in any case).
+    #[arg(long)]
+    pub enable_app_health_check: bool,
+    /// The path of the app's health check.
+    #[arg(long, default_value = wasmdapr_api::http_app::DEFAULT_HEALTH_PATH)]
+    pub app_health_check_path: String,
+    /// Time between health probes.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub app_health_probe_interval: std::time::Duration,
+    /// The longest one health probe may take.
+    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    pub app_health_probe_timeout: std::time::Duration,
 }
 
 /// Why the sidecar could not start.
@@ -59,6 +102,12 @@ pub enum SidecarError {
         #[source]
         source: std::io::Error,
     },
+    /// The app on `--app-port` could not be set up.
+    #[error("the app: {0}")]
+    App(#[from] ChannelError),
+    /// The app could not be announced in (or withdrawn from) name resolution.
+    #[error(transparent)]
+    NameResolution(#[from] NameResolutionError),
     /// A server failed while running.
     #[error("the Dapr {api} API stopped: {message}")]
     Serve {
@@ -81,6 +130,8 @@ pub struct Sidecar {
     /// app's outbound requests to `http_addr` (see [`Sidecar::local_dapr`]).
     http_router: axum::Router,
     api_token: Option<String>,
+    /// Where this sidecar announces its app and resolves others.
+    name_resolver: Option<Arc<dyn NameResolver>>,
     tasks: tokio::task::JoinSet<Result<(), SidecarError>>,
 }
 
@@ -104,6 +155,36 @@ impl LocalHttp for InProcessHttp {
     }
 }
 
+/// The name resolver of `--config`'s `spec.nameResolution`, else the
+/// SQLite default shared by every wasmdapr process of the user. A configured
+/// resolver that cannot be opened is a configuration error; the default
+/// failing (no home directory, read-only disk) only disables invoking other
+/// apps, with a warning.
+async fn name_resolver(
+    config: Option<&std::path::Path>,
+) -> Result<Option<Arc<dyn NameResolver>>, SidecarError> {
+    let configured = match config {
+        Some(path) => Configuration::load(path)?.name_resolution,
+        None => None,
+    };
+    if let Some(spec) = configured {
+        return Ok(Some(
+            wasmdapr_components::nameresolution::open(&spec).await?,
+        ));
+    }
+    let Some(dir) = SqliteNameResolver::default_dir() else {
+        tracing::warn!("no home directory: other apps cannot be invoked (pass --config)");
+        return Ok(None);
+    };
+    match SqliteNameResolver::open(&SqliteNameResolver::default_spec(&dir)).await {
+        Ok(resolver) => Ok(Some(Arc::new(resolver))),
+        Err(error) => {
+            tracing::warn!(%error, "default name resolution unavailable: other apps cannot be invoked");
+            Ok(None)
+        }
+    }
+}
+
 /// The registry of every component type this binary has.
 fn registry() -> ComponentRegistry {
     let mut registry = ComponentRegistry::new();
@@ -122,13 +203,29 @@ impl Sidecar {
             ComponentSpec::load_dirs(&args.resources_paths)?
         };
         let components = Arc::new(Components::load(specs, &registry()).await?);
-        let runtime = Arc::new(Runtime::new(app_id, components));
         let config = ApiConfig {
             api_token: std::env::var("DAPR_API_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
             max_body_size: usize::try_from(args.max_body_size.0).unwrap_or(usize::MAX),
         };
+        let name_resolver = name_resolver(args.config.as_deref()).await?;
+        let mut runtime = Runtime::new(app_id, components);
+        if let Some(resolver) = &name_resolver {
+            // Hops present this sidecar's token: sidecars of one deployment
+            // share DAPR_API_TOKEN (or set none).
+            let invoker = SidecarClient::new(config.api_token.as_deref()).map_err(|e| {
+                SidecarError::Serve {
+                    api: "service invocation",
+                    message: e.to_string(),
+                }
+            })?;
+            runtime = runtime.with_remote_invocation(RemoteInvocation {
+                resolver: resolver.clone(),
+                invoker: Arc::new(invoker),
+            });
+        }
+        let runtime = Arc::new(runtime);
         let bind = |api: &'static str, port: u16| {
             let addr = SocketAddr::new(args.dapr_listen_address, port);
             async move {
@@ -177,8 +274,41 @@ impl Sidecar {
             grpc_addr,
             http_router,
             api_token,
+            name_resolver,
             tasks,
         })
+    }
+
+    /// Connects the app on `--app-port` (if any): waits until it is ready
+    /// (its port open and, with `--enable-app-health-check`, its health
+    /// path answering 2xx) and makes it this runtime's app channel. The
+    /// app token is `APP_API_TOKEN`, as with `daprd`.
+    pub async fn connect_http_app(&self, args: &AppArgs) -> Result<(), SidecarError> {
+        let Some(port) = args.app_port else {
+            return Ok(());
+        };
+        let app = HttpApp::new(HttpAppConfig {
+            app_id: self.runtime.app_id().clone(),
+            address: SocketAddr::new(args.app_channel_address, port),
+            app_token: std::env::var("APP_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+            health: args.enable_app_health_check.then(|| HealthCheck {
+                path: args.app_health_check_path.clone(),
+                interval: args.app_health_probe_interval,
+                timeout: args.app_health_probe_timeout,
+            }),
+        })?;
+        // Like daprd, wait as long as the app takes to come up (logging
+        // while waiting); Ctrl-C ends the wait.
+        tokio::select! {
+            ready = app.wait_ready(None) => ready?,
+            _ = self.runtime.shutdown_requested() => return Ok(()),
+        }
+        if self.runtime.set_app_channel(Arc::new(app)).is_err() {
+            tracing::warn!("an app channel was already connected; --app-port is ignored");
+        }
+        Ok(())
     }
 
     /// The sidecar's HTTP API served in-process to a guest's outbound
@@ -196,7 +326,15 @@ impl Sidecar {
 
     /// Runs until the shutdown API is called, Ctrl-C or SIGTERM arrives, or
     /// a server fails; then stops both servers gracefully.
+    ///
+    /// While it runs, the app is announced in name resolution (so other
+    /// sidecars can invoke it); on a clean stop it is withdrawn.
     pub async fn wait(mut self) -> Result<(), SidecarError> {
+        if let Some(resolver) = &self.name_resolver {
+            resolver
+                .register(self.runtime.app_id(), &self.http_addr.to_string())
+                .await?;
+        }
         let signal = async {
             #[cfg(unix)]
             {
@@ -220,6 +358,11 @@ impl Sidecar {
             done = self.tasks.join_next() => done,
         };
         wasmdapr_runtime::DaprApi::shutdown(&*self.runtime);
+        if let Some(resolver) = &self.name_resolver
+            && let Err(error) = resolver.deregister().await
+        {
+            tracing::warn!(%error, "could not withdraw the app from name resolution");
+        }
         if let Some(Ok(Err(error))) = first {
             return Err(error);
         }

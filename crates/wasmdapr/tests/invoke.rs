@@ -1,0 +1,224 @@
+//! Service invocation between processes: two `wasmdapr sidecar` processes
+//! sharing an isolated name-resolution SQLite file (through `--config`),
+//! one with an ordinary HTTP app on `--app-port`, invoked by a client
+//! through the other one.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use common::{free_port, http};
+
+/// A `wasmdapr sidecar` process, terminated on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the app saw: method, path and query, its `dapr-api-token`, body.
+type Seen = Arc<Mutex<Vec<(String, String, Option<String>, String)>>>;
+
+/// An HTTP app on a free port: `/healthz` answers 200; any other path is
+/// recorded and answered 200 `billed: <body>`, or 401 without the app
+/// token, or `/status/<n>` with that status.
+async fn start_app(token: &'static str) -> (u16, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    async fn handle(State((seen, token)): State<(Seen, &'static str)>, r: Request) -> Response {
+        let (parts, body) = r.into_parts();
+        if parts.uri.path() == "/healthz" {
+            return StatusCode::OK.into_response();
+        }
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        let given = parts
+            .headers
+            .get("dapr-api-token")
+            .map(|v| v.to_str().unwrap().to_owned());
+        seen.lock().unwrap().push((
+            parts.method.to_string(),
+            parts.uri.to_string(),
+            given.clone(),
+            String::from_utf8_lossy(&body).into_owned(),
+        ));
+        if given.as_deref() != Some(token) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        if let Some(code) = parts.uri.path().strip_prefix("/status/") {
+            return StatusCode::from_u16(code.parse().unwrap())
+                .unwrap()
+                .into_response();
+        }
+        format!("billed: {}", String::from_utf8_lossy(&body)).into_response()
+    }
+    let router = axum::Router::new()
+        .fallback(handle)
+        .with_state((seen.clone(), token));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (port, seen)
+}
+
+/// A Configuration naming `nameresolution.sqlite` on `dir/nr.db`.
+fn config(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("config.yaml");
+    let text = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: test\n\
+         spec:\n  nameResolution:\n    component: sqlite\n    version: v1\n    configuration:\n\
+         \x20     connectionString: {}\n      updateInterval: 2s\n      timeout: 1s\n",
+        dir.join("nr.db").display()
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Starts `wasmdapr sidecar --app-id <id> <extra…>` in `dir` and waits for
+/// its HTTP API.
+fn sidecar(dir: &Path, id: &str, extra: &[&str], envs: &[(&str, &str)]) -> (Process, u16) {
+    let (http_port, grpc_port) = (free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmdapr"));
+    cmd.current_dir(dir)
+        .args(["sidecar", "--app-id", id, "--config"])
+        .arg(config(dir))
+        .args(["--dapr-http-port", &http_port.to_string()])
+        .args(["--dapr-grpc-port", &grpc_port.to_string()])
+        .args(extra)
+        .env_remove("DAPR_API_TOKEN")
+        .env_remove("APP_API_TOKEN")
+        .env_remove("RUST_LOG")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let mut child = Process(cmd.spawn().expect("starting wasmdapr sidecar"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(http_port, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("the sidecar exited with {status}");
+        }
+        assert!(Instant::now() < deadline, "the sidecar did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, http_port)
+}
+
+/// `http` on a blocking thread, so the app's runtime keeps serving.
+async fn call(port: u16, method: &'static str, path: String, body: &'static str) -> (u16, String) {
+    tokio::task::spawn_blocking(move || http(port, method, &path, body))
+        .await
+        .unwrap()
+        .expect("the sidecar answered")
+}
+
+/// A client asks the `checkout` sidecar to invoke `billing`; the call is
+/// resolved through the shared SQLite file to the `billing` sidecar, which
+/// delivers it to its app on `--app-port` with `APP_API_TOKEN`; the app's
+/// answers (200 and its own 404) come back unchanged, by path and by
+/// `dapr-app-id` header. An unknown id is ERR_DIRECT_INVOKE naming it, and
+/// once `billing` stops cleanly it is unknown at once (deregistered, not
+/// left to expire).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sidecars_find_each_other_and_deliver_to_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app_port, seen) = start_app("app-secret").await;
+    let (mut billing, _) = sidecar(
+        dir.path(),
+        "billing",
+        &[
+            "--app-port",
+            &app_port.to_string(),
+            "--enable-app-health-check",
+        ],
+        &[("APP_API_TOKEN", "app-secret")],
+    );
+    let (_checkout, port) = sidecar(dir.path(), "checkout", &[], &[]);
+
+    // `billing` announces itself once its app is healthy.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let answer = call(
+            port,
+            "POST",
+            "/v1.0/invoke/billing/method/charge?amount=5".into(),
+            "card",
+        )
+        .await;
+        if answer.0 != 500 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((status, body.as_str()), (200, "billed: card"));
+    let first = seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        first,
+        (
+            "POST".to_owned(),
+            "/charge?amount=5".to_owned(),
+            Some("app-secret".to_owned()),
+            "card".to_owned()
+        )
+    );
+
+    let (status, _) = call(
+        port,
+        "GET",
+        "/v1.0/invoke/billing/method/status/404".into(),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let by_header = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "PUT /refund HTTP/1.1\r\nHost: x\r\nConnection: close\r\ndapr-app-id: billing\r\n\
+             Content-Length: 4\r\n\r\nsome"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap();
+    assert!(by_header.starts_with("HTTP/1.1 200"), "{by_header}");
+    assert!(by_header.ends_with("billed: some"), "{by_header}");
+
+    let (status, body) = call(port, "POST", "/v1.0/invoke/nobody/method/x".into(), "").await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("ERR_DIRECT_INVOKE") && body.contains("nobody"),
+        "{body}"
+    );
+
+    // A clean stop withdraws `billing` from name resolution.
+    let terminated = Command::new("kill")
+        .args(["-TERM", &billing.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let exit = tokio::task::spawn_blocking(move || billing.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+    let (status, body) = call(
+        port,
+        "POST",
+        "/v1.0/invoke/billing/method/charge".into(),
+        "",
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert!(body.contains("no app with id 'billing'"), "{body}");
+}
