@@ -21,6 +21,8 @@
 //! - [`Dapr`]: the entry point; one per app, cheap to create.
 //! - [`state`]: [`StateStore`] (get, save, etags, bulk, delete, query) and its
 //!   request types ([`SaveRequest`], [`Transaction`]).
+//! - [`invoke`]: service invocation: [`Invoker`] calls another app by id
+//!   ([`Call`] for query, headers, JSON), answering a [`Response`].
 //! - [`Error`]: a Dapr error code and message, exactly what the sidecar's
 //!   HTTP API would answer; plus the SDK's own JSON errors.
 //! - `bindings` (private): the `wit-bindgen` output for `wit/`.
@@ -38,10 +40,12 @@ mod bindings {
     });
 }
 
+pub mod invoke;
 pub mod state;
 
 use std::fmt;
 
+pub use invoke::{Call, Invoker, Response};
 pub use state::{
     BulkItem, Concurrency, Consistency, QueryItem, QueryPage, SaveRequest, StateStore, Transaction,
     Versioned,
@@ -77,14 +81,35 @@ impl Dapr {
     pub fn state(&self, name: &str) -> StateStore {
         StateStore::new(name)
     }
+
+    /// Calls methods of the app `app_id` (service invocation): this app
+    /// itself when it is its own id, else another app, found by the host
+    /// through name resolution and reached through its sidecar.
+    ///
+    /// Nothing is checked here; an app that is unknown or not running is an
+    /// `ERR_DIRECT_INVOKE` [`Error`] on the call. The app's own error
+    /// answers (404, 500, …) are [`Response`]s.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmdapr_sdk::Error> {
+    /// let dapr = wasmdapr_sdk::Dapr::new();
+    /// let response = dapr.invoke("greeter").post("hello", "Leia")?;
+    /// assert!(response.is_success());
+    /// println!("{}", response.text()?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn invoke(&self, app_id: &str) -> Invoker {
+        Invoker::new(app_id)
+    }
 }
 
 /// A failed Dapr call.
 ///
 /// `code` is Dapr's stable error code (`ERR_STATE_STORE_NOT_FOUND`,
 /// `ERR_STATE_SAVE`, …), the same the sidecar's HTTP API returns, so match on
-/// it rather than on `message`. Two codes come from wasmdapr itself:
-/// [`Error::NOT_GRANTED`] and [`Error::JSON`].
+/// it rather than on `message`. Three codes come from wasmdapr itself:
+/// [`Error::NOT_GRANTED`], [`Error::JSON`] and [`Error::UTF8`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     /// Dapr's error code.
@@ -99,6 +124,10 @@ impl Error {
     /// A value could not be serialized to, or deserialized from, JSON in the
     /// guest (the host never saw it).
     pub const JSON: &'static str = "ERR_SDK_JSON";
+    /// A body read as text is not UTF-8 (the host never saw the problem).
+    pub const UTF8: &'static str = "ERR_SDK_UTF8";
+    /// A service invocation could not be delivered (Dapr's code).
+    pub const DIRECT_INVOKE: &'static str = "ERR_DIRECT_INVOKE";
 
     pub(crate) fn json(what: &str, e: serde_json::Error) -> Self {
         Self {
