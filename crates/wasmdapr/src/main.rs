@@ -2,6 +2,7 @@
 //! host, printing errors and choosing exit codes.
 
 mod exit_code;
+mod serve;
 mod sidecar;
 
 use std::io::IsTerminal;
@@ -15,8 +16,8 @@ use wasmdapr_api::RemoteDapr;
 use wasmdapr_api::remote::RemoteError;
 use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::{
-    AllowedHost, ArtifactCache, ByteSize, Capabilities, DirGrant, EnvVar, Host, HostConfig,
-    HostError, Limits, OutboundPolicy, Output, RemoteDaprHttp,
+    AllowedHost, ArtifactCache, ByteSize, Capabilities, DirGrant, EngineConfig, EnvVar, Host,
+    HostConfig, HostError, Limits, OutboundPolicy, Output, RemoteDaprHttp,
 };
 use wasmdapr_runtime::{AppId, DaprApi};
 
@@ -120,6 +121,8 @@ struct RunArgs {
     )]
     dapr_http_endpoint: Option<String>,
     #[command(flatten)]
+    serve: serve::ServeArgs,
+    #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
     dapr: DaprArgs,
@@ -185,6 +188,8 @@ enum Failure {
     Sidecar(#[from] SidecarError),
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Serve(#[from] serve::ServeError),
 }
 
 impl Failure {
@@ -199,6 +204,8 @@ impl Failure {
                 | SidecarError::NameResolution(_),
             )
             | Failure::Remote(_) => exit_code::UNAVAILABLE,
+            Failure::Serve(serve::ServeError::Unreachable { .. }) => exit_code::USAGE,
+            Failure::Serve(_) => exit_code::UNAVAILABLE,
         }
     }
 }
@@ -258,9 +265,14 @@ fn add_dapr_env(env: &mut Vec<EnvVar>, dapr: &[(&str, String)]) {
 }
 
 fn run(args: RunArgs) -> Result<u8, Failure> {
+    let engine = EngineConfig::default();
     let host = Host::new(HostConfig {
         cache: args.cache.cache(),
-        ..HostConfig::default()
+        // A served app needs a pool slot per concurrent request.
+        engine: EngineConfig {
+            max_instances: args.serve.pool_size(engine.max_instances),
+            ..engine
+        },
     })?;
     let app_id = match args.app_id.clone() {
         Some(id) => id,
@@ -295,6 +307,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         max_memory: args.max_memory,
         timeout: args.timeout,
     };
+    let max_body_size = usize::try_from(args.dapr.max_body_size.0).unwrap_or(usize::MAX);
     tokio_runtime()?.block_on(async {
         if let Some(endpoint) = &args.dapr_endpoint {
             // A sidecar elsewhere: the guest's Dapr calls go there over gRPC
@@ -327,6 +340,9 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
                 },
                 ..caps
             };
+            if app.is_handler() {
+                return serve::serve_app(app, caps, limits, &args.serve, max_body_size, None).await;
+            }
             let code = app.run(&caps, limits).await?;
             return Ok(exit_code::for_guest(code));
         }
@@ -361,6 +377,10 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
             },
             ..caps
         };
+        if app.is_handler() {
+            let sidecar = Some(sidecar);
+            return serve::serve_app(app, caps, limits, &args.serve, max_body_size, sidecar).await;
+        }
         let code = app.run(&caps, limits).await?;
         Ok(exit_code::for_guest(code))
     })

@@ -1,0 +1,303 @@
+//! `wasmdapr run` on an HTTP handler (a component exporting
+//! `wasi:http/incoming-handler`): the app is served, not run to completion.
+//!
+//! The [`WasmApp`] becomes the runtime's app channel, so Dapr invocations
+//! reach it; `--app-listen` also serves it to the outside as a public HTTP
+//! server (as `spin up` does), where the app's own limits read as HTTP:
+//! refused over `--max-concurrency` → 503 with `Retry-After`, past
+//! `--timeout` → 504, a trap or `--max-memory` → 500, each with a short
+//! plain-text reason.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use clap::Args;
+use tokio::net::TcpListener;
+use wasmdapr_host::{App, Capabilities, Limits, WasmApp, WasmAppConfig};
+use wasmdapr_runtime::ChannelError;
+
+use crate::Failure;
+use crate::sidecar::Sidecar;
+
+/// How long a stopping server waits for the requests in flight.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves `app` (an HTTP handler) until Ctrl-C, SIGTERM or the shutdown
+/// API: as the app channel of `sidecar`'s runtime when there is one (so
+/// invocations reach it), and on `--app-listen` when given.
+pub async fn serve_app(
+    app: App,
+    caps: Capabilities,
+    limits: Limits,
+    args: &ServeArgs,
+    max_body_size: usize,
+    sidecar: Option<Sidecar>,
+) -> Result<u8, Failure> {
+    let id = app.id().to_string();
+    if sidecar.is_none() && args.app_listen.is_none() {
+        return Err(Failure::Serve(ServeError::Unreachable { app: id }));
+    }
+    let config = WasmAppConfig {
+        max_body_size,
+        ..WasmAppConfig::new(args.max_concurrency)
+    };
+    let app = Arc::new(WasmApp::new(app, caps, limits, config)?);
+    if let Some(sidecar) = &sidecar {
+        // A fresh runtime has no channel yet; the app is its one app.
+        let _ = sidecar.runtime.set_app_channel(app.clone());
+    }
+    let stop = tokio::sync::watch::channel(false);
+    let server = match args.app_listen {
+        Some(addr) => {
+            let listener = AppListener::bind(addr).await?;
+            eprintln!("wasmdapr: serving app '{id}' on http://{}", listener.addr);
+            let mut stopped = stop.1.clone();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            Some(tokio::spawn(listener.serve(app, max_body_size, shutdown)))
+        }
+        None => {
+            eprintln!("wasmdapr: serving app '{id}' to Dapr service invocation");
+            None
+        }
+    };
+    let waited = match sidecar {
+        Some(sidecar) => sidecar.wait().await.map_err(Failure::from),
+        None => {
+            termination().await;
+            Ok(())
+        }
+    };
+    let _ = stop.0.send(true);
+    if let Some(server) = server {
+        match tokio::time::timeout(DRAIN, server).await {
+            Ok(Ok(served)) => served?,
+            Ok(Err(join)) => tracing::error!(%join, "the app's HTTP server panicked"),
+            Err(_) => tracing::warn!(?DRAIN, "requests still in flight at shutdown were dropped"),
+        }
+    }
+    waited.map(|()| 0)
+}
+
+/// Ctrl-C or, on Unix, SIGTERM.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Flags of a served app.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Also serve the app's HTTP handler to the outside on this address
+    /// (e.g. `127.0.0.1:8080`; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub app_listen: Option<SocketAddr>,
+    /// Requests the app serves at once, each in its own instance; as many
+    /// more may wait, and beyond that requests get 503 with `Retry-After`.
+    /// The default is the engine's instance pool: handlers mostly wait on
+    /// I/O, so the bound that matters is memory (this times `--max-memory`).
+    #[arg(long, default_value_t = WasmAppConfig::DEFAULT_MAX_CONCURRENCY)]
+    pub max_concurrency: usize,
+}
+
+impl ServeArgs {
+    /// Instance-pool slots the engine needs to serve at this concurrency.
+    pub fn pool_size(&self, default: u32) -> u32 {
+        u32::try_from(self.max_concurrency)
+            .unwrap_or(u32::MAX)
+            .max(default)
+    }
+}
+
+/// Why the public server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be opened.
+    #[error("cannot listen on {addr} for the app (--app-listen): {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Nothing could reach the app: no sidecar of its own (it forwards to
+    /// `--dapr-endpoint`) and no `--app-listen`.
+    #[error(
+        "app '{app}' is an HTTP handler, but with --dapr-endpoint nothing delivers to it; \
+         pass --app-listen ADDR to serve it"
+    )]
+    Unreachable {
+        /// The app id.
+        app: String,
+    },
+    /// The server failed while running.
+    #[error("the app's HTTP server (--app-listen) stopped: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The public HTTP server of a Wasm app, bound and ready to serve.
+pub struct AppListener {
+    listener: TcpListener,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl AppListener {
+    /// Opens `addr`.
+    pub async fn bind(addr: SocketAddr) -> Result<Self, ServeError> {
+        let listen = |source| ServeError::Listen { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(listen)?;
+        let addr = listener.local_addr().map_err(listen)?;
+        Ok(Self { listener, addr })
+    }
+
+    /// Serves `app` until `shutdown` completes, then finishes the requests
+    /// in flight. Request bodies are read only once a request is admitted,
+    /// at most `max_body_size` bytes (else 413).
+    pub async fn serve(
+        self,
+        app: Arc<WasmApp>,
+        max_body_size: usize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let router = axum::Router::new()
+            .fallback(handle)
+            .with_state(Handler { app, max_body_size });
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServeError::Serve)
+    }
+}
+
+#[derive(Clone)]
+struct Handler {
+    app: Arc<WasmApp>,
+    max_body_size: usize,
+}
+
+/// One public request: admitted (or refused) before its body is read, then
+/// served in a fresh instance.
+async fn handle(State(handler): State<Handler>, request: Request) -> Response {
+    let admitted = match handler.app.admit() {
+        Ok(admitted) => admitted,
+        Err(error) => return channel_error(&error),
+    };
+    let (parts, body) = request.into_parts();
+    let limit = handler.max_body_size;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(body) => body,
+        Err(error) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body (at most {limit} bytes): {error}"),
+            );
+        }
+    };
+    let request = axum::http::Request::from_parts(parts, body);
+    match admitted.serve(request).await {
+        Ok(response) => response.map(Body::from),
+        Err(error) => channel_error(&error),
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
+/// The HTTP answer for an app that could not answer.
+fn channel_error(error: &ChannelError) -> Response {
+    match error {
+        ChannelError::Busy { retry_after, .. } => {
+            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_seconds(*retry_after));
+            response
+        }
+        ChannelError::Timeout { .. } => plain(StatusCode::GATEWAY_TIMEOUT, error.to_string()),
+        ChannelError::Failed { .. } => plain(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1 (RFC 9110 §10.2.3).
+fn retry_after_seconds(after: std::time::Duration) -> HeaderValue {
+    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    HeaderValue::from(seconds.max(1))
+}
+
+fn plain(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each channel error has its status; Busy carries `Retry-After`.
+    #[test]
+    fn channel_errors_map_to_statuses() {
+        let app = "a".to_owned();
+        let busy = channel_error(&ChannelError::Busy {
+            app: app.clone(),
+            retry_after: Duration::from_millis(1500),
+        });
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "2");
+        let timeout = channel_error(&ChannelError::Timeout {
+            app: app.clone(),
+            limit: Duration::from_secs(1),
+        });
+        assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        let failed = channel_error(&ChannelError::Failed {
+            app,
+            reason: "trapped".into(),
+        });
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            failed.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+    }
+
+    /// `Retry-After` never says 0 and rounds fractions up.
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), "1");
+        assert_eq!(retry_after_seconds(Duration::from_secs(3)), "3");
+        assert_eq!(retry_after_seconds(Duration::from_millis(3001)), "4");
+    }
+}

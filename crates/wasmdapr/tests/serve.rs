@@ -1,0 +1,263 @@
+//! `wasmdapr run` on an HTTP handler: the app is served (not run to
+//! completion) to Dapr service invocation through the embedded sidecar and,
+//! with `--app-listen`, to the outside; its limits read as 503 with
+//! `Retry-After`, 504 and 500; it stops on SIGTERM and on the shutdown API.
+//! Every request here is sent by a real HTTP client (reqwest).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::free_port;
+use test_programs_artifacts::{P2_SERVE_HELLO, P2_SERVE_HOSTILE, P2_SERVE_ISOLATION};
+
+/// A served app: the process (killed on drop), its public port and its
+/// sidecar's HTTP API port.
+struct Served {
+    child: Child,
+    app: u16,
+    dapr: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.app)
+    }
+
+    fn dapr_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.dapr)
+    }
+
+    /// Waits up to 30 s for the process to exit.
+    fn exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "wasmdapr did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A Configuration naming `nameresolution.sqlite` on a file in `dir`, so
+/// tests do not share the user's name-resolution file.
+fn config(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("config.yaml");
+    let text = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: test\n\
+         spec:\n  nameResolution:\n    component: sqlite\n    version: v1\n    configuration:\n\
+         \x20     connectionString: {}\n",
+        dir.join("nr.db").display()
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// `wasmdapr run --app-listen 127.0.0.1:<free> <flags…> <guest>`, waiting
+/// until both the app and the sidecar answer.
+async fn serve(guest: &str, app_id: &str, flags: &[&str]) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, dapr, grpc) = (free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(dir.path())
+        .args(["run", "--no-cache", "--app-id", app_id])
+        .args(["--app-listen", &format!("127.0.0.1:{app}")])
+        .args(["--dapr-http-port", &dapr.to_string()])
+        .args(["--dapr-grpc-port", &grpc.to_string()])
+        .arg("--config")
+        .arg(config(dir.path()))
+        .args(flags)
+        .arg(guest)
+        .env_remove("DAPR_API_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting wasmdapr run");
+    let mut served = Served {
+        child,
+        app,
+        dapr,
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let app_up = client.get(served.url("/")).send().await.is_ok();
+        let dapr_up = client
+            .get(served.dapr_url("/v1.0/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 204);
+        if app_up && dapr_up {
+            return served;
+        }
+        if let Some(status) = served.child.try_wait().unwrap() {
+            panic!("wasmdapr exited with {status} before serving");
+        }
+        assert!(Instant::now() < deadline, "the app was not served in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The public server passes method, path, query, headers and body to the
+/// handler and its answer back; concurrent requests each run in a fresh
+/// instance (the isolation guest never sees a count above 1); SIGTERM
+/// stops the process cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_listen_serves_the_handler() {
+    let mut served = serve(P2_SERVE_HELLO, "hello", &[]).await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(served.url("/orders/7?express=true"))
+        .body("two boxes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain");
+    assert_eq!(
+        response.text().await.unwrap(),
+        "POST /orders/7?express=true\ntwo boxes"
+    );
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(served.exit().success());
+
+    let served = serve(P2_SERVE_ISOLATION, "isolation", &[]).await;
+    let requests: Vec<_> = (0..24)
+        .map(|i| {
+            let client = client.clone();
+            let url = served.url("/");
+            tokio::spawn(async move {
+                let response = client
+                    .get(url)
+                    .header("x-secret", format!("s{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                response.text().await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    assert!(
+        answers.iter().all(|a| a == "count=1 previous=-"),
+        "{answers:?}"
+    );
+}
+
+/// A Dapr service invocation of the app's own id, through the embedded
+/// sidecar's HTTP API, reaches the Wasm handler; the shutdown API then ends
+/// the process with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dapr_invocations_reach_the_served_app() {
+    let mut served = serve(P2_SERVE_HELLO, "greeter", &[]).await;
+    let client = reqwest::Client::new();
+    let response = client
+        .put(served.dapr_url("/v1.0/invoke/greeter/method/greet/world?lang=en"))
+        .body("{\"n\":1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "PUT /greet/world?lang=en\n{\"n\":1}"
+    );
+    let response = client
+        .post(served.dapr_url("/v1.0/shutdown"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert!(served.exit().success());
+}
+
+/// A spinning handler gets 504 while concurrent good requests succeed; a
+/// memory bomb and a trap get 500 with a plain-text reason; the app keeps
+/// serving afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_fail_alone() {
+    let served = serve(
+        P2_SERVE_HOSTILE,
+        "hostile",
+        &["--timeout", "1s", "--max-memory", "32MiB"],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let looping = tokio::spawn(client.get(served.url("/loop")).send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        let response = client.get(served.url("/")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+    let looped = looping.await.unwrap().unwrap();
+    assert_eq!(looped.status(), 504);
+    assert!(
+        looped
+            .text()
+            .await
+            .unwrap()
+            .contains("did not answer within")
+    );
+
+    let bomb = client.get(served.url("/bomb")).send().await.unwrap();
+    assert_eq!(bomb.status(), 500);
+    assert_eq!(bomb.headers()["content-type"], "text/plain; charset=utf-8");
+    assert!(
+        bomb.text()
+            .await
+            .unwrap()
+            .contains("memory limit of 32 MiB")
+    );
+    let trap = client.get(served.url("/trap")).send().await.unwrap();
+    assert_eq!(trap.status(), 500);
+    assert!(trap.text().await.unwrap().contains("trapped"));
+
+    let response = client.get(served.url("/")).send().await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "ok");
+}
+
+/// Over `--max-concurrency` (one running, one queued) a request is refused
+/// at once with 503 and `Retry-After`; the running and queued ones finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_max_concurrency_is_503_with_retry_after() {
+    let served = serve(P2_SERVE_HOSTILE, "busy", &["--max-concurrency", "1"]).await;
+    let client = reqwest::Client::new();
+    let slow: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(client.get(served.url("/sleep?ms=1500")).send()))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = client.get(served.url("/")).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(refused.text().await.unwrap().contains("concurrency limit"));
+    for slow in slow {
+        let response = slow.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "slept");
+    }
+}
