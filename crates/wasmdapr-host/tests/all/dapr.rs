@@ -18,7 +18,7 @@ use wasmdapr_api::ApiConfig;
 use wasmdapr_host::capabilities::EnvVar;
 use wasmdapr_host::outbound::{BoxBody, box_body};
 use wasmdapr_host::{Capabilities, Limits, LocalDapr, LocalHttp, OutboundPolicy};
-use wasmdapr_runtime::state::GetRequest;
+use wasmdapr_runtime::state::{GetRequest, SetRequest};
 use wasmdapr_runtime::{ComponentRegistry, ComponentSpec, Components, DaprApi, ErrorKind, Runtime};
 
 use crate::{Ran, app_id, host, load, run_with};
@@ -271,4 +271,68 @@ async fn no_dapr_grant_is_an_error_value() {
     );
     assert!(ran.stderr.contains("HttpRequestDenied"), "{}", ran.stderr);
     assert_eq!(passes(&ran), 0, "{}", ran.stdout);
+}
+
+/// The benchmark guest reads an existing key N times through each door and
+/// reports N latencies' percentiles; a missing key is an error, not a
+/// benchmark of misses; `hold` reads once and stays alive.
+#[tokio::test]
+pub async fn p2_bench_state_get() {
+    let components = components(vec![spec("state.in-memory", &[], &[])]).await;
+    let runtime: Arc<dyn DaprApi> = Arc::new(Runtime::new(app_id("bench"), components));
+    runtime
+        .save_state(
+            "statestore",
+            vec![SetRequest {
+                key: "k".into(),
+                value: br#"{"name":"Tatooine"}"#.to_vec(),
+                ..SetRequest::default()
+            }],
+        )
+        .await
+        .unwrap();
+    let host = host();
+    let app = load(&host, test_programs_artifacts::P2_BENCH_STATE_GET);
+    let run = |args: &[&str]| {
+        let sidecar = local_dapr(runtime.clone(), true);
+        let caps = Capabilities {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![EnvVar {
+                key: "DAPR_HTTP_PORT".into(),
+                value: sidecar.addr.port().to_string(),
+            }],
+            dapr: Some(runtime.clone()),
+            outbound: OutboundPolicy {
+                local: Some(Arc::new(sidecar)),
+                ..OutboundPolicy::default()
+            },
+            ..Capabilities::default()
+        };
+        run_with(&app, caps, Limits::default())
+    };
+    for mode in ["typed", "http"] {
+        let ran = run(&[mode, "statestore", "k", "20"]).await;
+        assert_eq!(ran.result.as_ref().ok(), Some(&0), "{}", ran.stderr);
+        let line = ran.stdout.trim_end();
+        assert!(line.starts_with(&format!("{mode} n=20 ")), "{line}");
+        let field = |name: &str| -> f64 {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+        };
+        assert!(
+            field("p50_us") > 0.0 && field("p50_us") <= field("p99_us"),
+            "{line}"
+        );
+
+        let ran = run(&[mode, "statestore", "missing", "5"]).await;
+        assert_eq!(ran.result.as_ref().ok(), Some(&1), "{}", ran.stdout);
+        assert_eq!(ran.stdout, "");
+    }
+    let ran = run(&["hold", "statestore", "k", "10"]).await;
+    assert_eq!(ran.result.as_ref().ok(), Some(&0), "{}", ran.stderr);
+    let ran = run(&["typed", "statestore", "k", "many"]).await;
+    assert_eq!(ran.result.as_ref().ok(), Some(&1), "{}", ran.stderr);
+    assert!(ran.stderr.contains("not a number: many"), "{}", ran.stderr);
 }

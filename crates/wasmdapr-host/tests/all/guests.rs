@@ -23,6 +23,9 @@ use crate::experimental_http::*;
 // The `serve_*` guests' tests live with the other serving tests.
 #[allow(unused_imports)]
 use crate::wasm_app::*;
+// The `bench_*` guests' tests live with the other Dapr tests.
+#[allow(unused_imports)]
+use crate::dapr::p2_bench_state_get;
 
 async fn hello(path: &str) {
     let host = host();
