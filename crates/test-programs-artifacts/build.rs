@@ -12,12 +12,16 @@ use std::process::Command;
 
 /// The `examples/` guests the host tests run: `(binary, crate directory)`,
 /// all for wasm32-wasip2.
-const EXAMPLES: [(&str, &str); 1] = [("state-demo", "examples/state-demo")];
+const EXAMPLES: [(&str, &str); 3] = [
+    ("state-demo", "examples/state-demo"),
+    ("invoke-pair-greeter", "examples/invoke-pair"),
+    ("invoke-pair-caller", "examples/invoke-pair"),
+];
 
 /// Prefixes of the `test-programs` binaries built only for wasm32-wasip2:
 /// `http_*` send requests through `wasi:http`, `serve_*` are
-/// `wasi:http/incoming-handler` components, `bench_*` call the Dapr imports.
-const P2_ONLY: [&str; 3] = ["http_", "serve_", "bench_"];
+/// `wasi:http/incoming-handler` components.
+const P2_ONLY: [&str; 2] = ["http_", "serve_"];
 
 const TARGETS: [(&str, &str); 2] = [("p1", "wasm32-wasip1"), ("p2", "wasm32-wasip2")];
 
@@ -70,7 +74,12 @@ fn main() {
     // root workspace's lock file, named `EXAMPLE_<NAME>`. They are not in
     // `foreach_guest!` (that is for `test-programs/`); each has its own suite.
     let root = manifest_dir.join("../..").canonicalize().unwrap();
-    for dir in ["wit", "crates/wasmdapr-sdk/src", "examples/state-demo/src"] {
+    for dir in [
+        "wit",
+        "crates/wasmdapr-sdk/src",
+        "examples/state-demo/src",
+        "examples/invoke-pair/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     for (name, crate_dir) in EXAMPLES {

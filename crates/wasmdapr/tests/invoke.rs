@@ -1,7 +1,9 @@
-//! Service invocation between processes: two `wasmdapr sidecar` processes
-//! sharing an isolated name-resolution SQLite file (through `--config`),
-//! one with an ordinary HTTP app on `--app-port`, invoked by a client
-//! through the other one.
+//! Service invocation between processes, each pair sharing an isolated
+//! name-resolution SQLite file (through `--config`): two `wasmdapr sidecar`
+//! processes, one with an ordinary HTTP app on `--app-port`, invoked by a
+//! client through the other; and `examples/invoke-pair`, two `wasmdapr run`
+//! processes, a Wasm caller invoking a Wasm HTTP handler through the typed
+//! import.
 
 mod common;
 
@@ -14,6 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::{free_port, http};
+use test_programs_artifacts::{EXAMPLE_INVOKE_PAIR_CALLER, EXAMPLE_INVOKE_PAIR_GREETER};
 
 /// A `wasmdapr sidecar` process, terminated on drop.
 struct Process(Child);
@@ -221,4 +224,93 @@ async fn two_sidecars_find_each_other_and_deliver_to_the_app() {
     .await;
     assert_eq!(status, 500);
     assert!(body.contains("no app with id 'billing'"), "{body}");
+}
+
+/// `wasmdapr run` of `app` as `id` in `dir`, on free ports, with the
+/// Configuration of `dir` and the compiled-code cache under `dir`.
+fn run_command(dir: &Path, id: &str, app: &str) -> (Command, u16) {
+    let http_port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmdapr"));
+    cmd.current_dir(dir)
+        .env("WASMDAPR_CACHE_DIR", dir.join("cache"))
+        .env_remove("DAPR_API_TOKEN")
+        .env_remove("RUST_LOG")
+        .args(["run", "--app-id", id, "--config"])
+        .arg(config(dir))
+        .args(["--dapr-http-port", &http_port.to_string()])
+        .args(["--dapr-grpc-port", &free_port().to_string()])
+        .arg(app);
+    (cmd, http_port)
+}
+
+/// The invoke pair: the greeter (a `wasi:http/incoming-handler` component)
+/// served by one `wasmdapr run`, the caller (a command) run by another,
+/// invoking `greeter` by app id through the typed import; the greeting and
+/// the propagated trace id come back. A caller aimed at an unknown id gets
+/// ERR_DIRECT_INVOKE naming it and exits 1.
+#[test]
+fn invoke_pair_of_wasm_apps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut greeter, greeter_port) =
+        run_command(dir.path(), "greeter", EXAMPLE_INVOKE_PAIR_GREETER);
+    let _greeter = Process(
+        greeter
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    // The greeter answers through its own sidecar once it is served.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(
+        greeter_port,
+        "POST",
+        "/v1.0/invoke/greeter/method/hello",
+        "me",
+    )
+    .map(|r| r.0)
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "the greeter did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let caller = |extra_env: Option<&str>| {
+        let (mut cmd, _) = run_command(dir.path(), "caller", EXAMPLE_INVOKE_PAIR_CALLER);
+        if let Some(env) = extra_env {
+            cmd.args(["--env", env]);
+        }
+        cmd.args(["--", "Leia", "Luke"]).output().unwrap()
+    };
+    // Announcement follows serving by a moment; retry until it is visible.
+    let mut output = caller(None);
+    while !output.status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        output = caller(None);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, name) in lines.iter().zip(["Leia", "Luke"]) {
+        let prefix = format!("Hello, {name}! (trace ");
+        let trace = line
+            .strip_prefix(&prefix)
+            .expect(line)
+            .trim_end_matches(')');
+        assert_eq!(trace.len(), 32, "{line}");
+        assert!(trace.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+    }
+
+    let output = caller(Some("GREETER_APP_ID=nobody"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ERR_DIRECT_INVOKE") && stderr.contains("nobody"),
+        "{stderr}"
+    );
 }
