@@ -156,7 +156,6 @@ impl ErrorCode {
         match error {
             HttpError::HttpRequestDenied => Self::DestinationNotAllowed(url.to_owned()),
             HttpError::HttpRequestUriInvalid => Self::InvalidUrl(url.to_owned(), "no host"),
-            HttpError::HttpRequestMethodInvalid => Self::InvalidMethod(String::new()),
             HttpError::ConnectionLimitReached => Self::TooManySessions,
             HttpError::ConfigurationError => {
                 Self::Runtime("the host's outbound configuration is invalid".into())
@@ -624,4 +623,131 @@ fn copy_out(
     }
     data[buf.start..buf.start + bytes.len()].copy_from_slice(bytes);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines_are_split_on_newline_then_the_first_colon() {
+        let headers =
+            parse_headers("Content-Type: application/json\r\n\nx-a:b:c\nX-Empty:\nx-a: \td \n")
+                .unwrap();
+        assert_eq!(headers["content-type"], "application/json");
+        let a: Vec<_> = headers.get_all("x-a").iter().collect();
+        assert_eq!(a, ["b:c", "d"]);
+        assert_eq!(headers["x-empty"], "");
+        assert_eq!(headers.len(), 4);
+    }
+
+    #[test]
+    fn malformed_header_lines_are_invalid_encoding() {
+        for bad in ["no colon", ":value", "bad name:x", "x:a\u{7f}b", "x:a\rb"] {
+            let error = parse_headers(bad).unwrap_err();
+            assert_eq!(error.code(), 9, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn host_owned_and_hop_by_hop_headers_are_dropped() {
+        let headers =
+            parse_headers("Host:evil.example\nTransfer-Encoding:chunked\nConnection:close\nx:1\n")
+                .unwrap();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x"], "1");
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http_with_a_host() {
+        assert!(parse_url("http://127.0.0.1:3500/v1.0/state/s?x=1").is_ok());
+        assert!(parse_url("HTTPS://Example.com").is_ok());
+        for bad in [
+            "",
+            "not a url",
+            "/relative",
+            "127.0.0.1:3500/x",
+            "ftp://example.com/",
+            "http://user:pw@example.com/",
+            "http:///path",
+        ] {
+            assert_eq!(parse_url(bad).unwrap_err().code(), 10, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_host_sets_host_and_content_length() {
+        let request = build_request(
+            "http://127.0.0.1:3500/x",
+            "PUT",
+            "content-length:999\nhost:other\n",
+            Bytes::from_static(b"abc"),
+        )
+        .unwrap();
+        assert_eq!(request.method(), Method::PUT);
+        assert_eq!(request.headers()["host"], "127.0.0.1:3500");
+        assert_eq!(request.headers()["content-length"], "3");
+        let empty = build_request("http://h/", "GET", "content-length:5\n", Bytes::new()).unwrap();
+        assert!(empty.headers().get("content-length").is_none());
+    }
+
+    #[test]
+    fn methods_are_tokens() {
+        assert!(build_request("http://h/", "DELET", "", Bytes::new()).is_ok());
+        for bad in ["", "GE T", "G\u{e9}T"] {
+            let error = build_request("http://h/", bad, "", Bytes::new()).unwrap_err();
+            assert_eq!(error.code(), 8, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_checked_without_overflow() {
+        assert_eq!(range(16, (8, 8)).unwrap(), 8..16);
+        assert_eq!(range(16, (16, 0)).unwrap(), 16..16);
+        assert_eq!(range(16, (9, 8)).unwrap_err().code(), 3);
+        assert_eq!(range(16, (u32::MAX, 2)).unwrap_err().code(), 3);
+        assert_eq!(range(16, (u32::MAX, u32::MAX)).unwrap_err().code(), 3);
+    }
+
+    #[test]
+    fn a_short_buffer_gets_the_length_needed() {
+        let mut data = [0u8; 16];
+        let error = copy_out(&mut data, b"hello", 8..10, 0).unwrap_err();
+        assert_eq!(error.code(), 4);
+        assert_eq!(&data[..4], &5u32.to_le_bytes());
+        assert_eq!(&data[8..10], &[0, 0]);
+        copy_out(&mut data, b"hello", 8..16, 4).unwrap();
+        assert_eq!(&data[4..8], &5u32.to_le_bytes());
+        assert_eq!(&data[8..13], b"hello");
+    }
+
+    #[test]
+    fn handles_start_at_zero_and_are_reused() {
+        let mut state = ExperimentalHttp::new(OutboundPolicy::default());
+        assert_eq!(state.close(0).unwrap_err().code(), 1);
+        let response = || OpenResponse {
+            headers: HeaderMap::new(),
+            body: Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            pending: Bytes::new(),
+            done: false,
+            _io: wasmtime_wasi::runtime::spawn(async {}),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _enter = rt.enter();
+        assert_eq!(state.open(response()).unwrap(), 0);
+        assert_eq!(state.open(response()).unwrap(), 1);
+        assert_eq!(state.open(response()).unwrap(), 2);
+        state.close(1).unwrap();
+        assert_eq!(state.close(1).unwrap_err().code(), 1);
+        assert_eq!(state.open(response()).unwrap(), 1);
+        state.close(2).unwrap();
+        state.close(1).unwrap();
+        state.close(0).unwrap();
+        assert!(state.responses.is_empty());
+        assert_eq!(state.open(response()).unwrap(), 0);
+    }
 }

@@ -8,13 +8,16 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use test_programs_artifacts::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use wasmdapr_host::outbound::{BoxBody, box_body};
 use wasmdapr_host::{Capabilities, Limits, LocalDapr, LocalHttp, OutboundPolicy};
 use wasmtime_wasi_http::io::TokioIo;
@@ -297,13 +300,138 @@ fn sidecar(implicit_grant: bool) -> (Arc<EchoSidecar>, Arc<LocalDapr>) {
     let handler = Arc::new(EchoSidecar {
         calls: AtomicUsize::new(0),
     });
-    let local = LocalDapr {
+    (
+        handler.clone(),
+        Arc::new(local_dapr(handler, implicit_grant)),
+    )
+}
+
+/// `handler` as the sidecar on a port where nothing listens, with a token.
+fn local_dapr(handler: Arc<dyn LocalHttp>, implicit_grant: bool) -> LocalDapr {
+    LocalDapr {
         addr: SocketAddr::from(([127, 0, 0, 1], closed_port())),
         api_token: Some("s3cret".into()),
         implicit_grant,
-        handler: handler.clone(),
+        handler,
+    }
+}
+
+/// A sidecar that answers `204` only once its gate is open (and at once
+/// from then on).
+struct GatedSidecar {
+    open: watch::Receiver<bool>,
+}
+
+impl LocalHttp for GatedSidecar {
+    fn handle(&self, _: http::Request<BoxBody>) -> BoxFuture<'static, http::Response<BoxBody>> {
+        let mut open = self.open.clone();
+        Box::pin(async move {
+            // An error means the gate was dropped shut: never answer.
+            if open.wait_for(|open| *open).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            let mut response =
+                http::Response::new(box_body(Full::new(Bytes::new()).map_err(|e| match e {})));
+            *response.status_mut() = http::StatusCode::NO_CONTENT;
+            response
+        })
+    }
+}
+
+/// A request waiting for its response suspends its guest, not the thread:
+/// on this test's single-threaded runtime, a second app runs to completion
+/// while the first app's request is pending, and only then is the first
+/// answered. (A blocking host call would never let the second app run.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_pending_request_does_not_block_the_thread() {
+    let (gate, open) = watch::channel(false);
+    let slow_sidecar = local_dapr(Arc::new(GatedSidecar { open }), true);
+    let slow_url = format!("http://127.0.0.1:{}/slow", slow_sidecar.addr.port());
+    let slow_policy = OutboundPolicy {
+        local: Some(Arc::new(slow_sidecar)),
+        ..OutboundPolicy::default()
     };
-    (handler, Arc::new(local))
+    let (_, fast_sidecar) = sidecar(true);
+    let fast_url = format!("http://127.0.0.1:{}/fast", fast_sidecar.addr.port());
+    let fast_policy = OutboundPolicy {
+        local: Some(fast_sidecar),
+        ..OutboundPolicy::default()
+    };
+    let slow_request = [["GET", slow_url.as_str(), "", ""]];
+    let slow = fetch(&slow_request, slow_policy);
+    let fast = async {
+        let ran = fetch(&[["GET", &fast_url, "", ""]], fast_policy).await;
+        gate.send_replace(true);
+        ran
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    assert!(
+        fast.stdout.contains("in-process GET /fast"),
+        "{}",
+        fast.stdout
+    );
+    assert!(
+        slow.stdout
+            .starts_with(&format!("GET {slow_url} -> 204 (handle 0)\n")),
+        "{}",
+        slow.stdout
+    );
+}
+
+/// A response that does not come within `--outbound-timeout` is error 11,
+/// not a hung guest.
+#[tokio::test]
+async fn outbound_timeout_is_a_request_error() {
+    let (_shut, open) = watch::channel(false);
+    let hung = local_dapr(Arc::new(GatedSidecar { open }), true);
+    let url = format!("http://127.0.0.1:{}/hang", hung.addr.port());
+    let policy = OutboundPolicy {
+        local: Some(Arc::new(hung)),
+        timeout: Duration::from_millis(200),
+        ..OutboundPolicy::default()
+    };
+    let ran = fetch(&[["GET", &url, "", ""]], policy).await;
+    assert!(
+        ran.stdout.starts_with(&format!("GET {url} -> error 11\n")),
+        "{}",
+        ran.stdout
+    );
+}
+
+/// A body cut short by the server is error 11 from `body_read`, after the
+/// bytes that did arrive.
+#[tokio::test]
+async fn truncated_body_is_a_request_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort")
+                .await;
+        }
+    });
+    let url = format!("http://{addr}/");
+    let ran = fetch(
+        &[["GET", &url, "", ""]],
+        allowing(&[&format!("http://{addr}")]),
+    )
+    .await;
+    assert!(
+        ran.stdout.starts_with(&format!(
+            "GET {url} -> 200 (handle 0)\nshortbody error 11\n"
+        )),
+        "{}",
+        ran.stdout
+    );
 }
 
 /// The sidecar's address is served in-process (nothing listens there),
