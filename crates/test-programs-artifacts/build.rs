@@ -12,8 +12,9 @@ use std::process::Command;
 
 /// The `examples/` guests the host tests run: `(binary, crate directory)`,
 /// all for wasm32-wasip2.
-const EXAMPLES: [(&str, &str); 3] = [
+const EXAMPLES: [(&str, &str); 4] = [
     ("state-demo", "examples/state-demo"),
+    ("http-counter", "examples/http-counter"),
     ("invoke-pair-greeter", "examples/invoke-pair"),
     ("invoke-pair-caller", "examples/invoke-pair"),
 ];
@@ -79,6 +80,7 @@ fn main() {
         "crates/wasmdapr-sdk/src",
         "examples/state-demo/src",
         "examples/invoke-pair/src",
+        "examples/http-counter/src",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
