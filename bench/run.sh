@@ -32,8 +32,21 @@ hyperfine -N --warmup 3 --runs 100 \
   --export-json "$out/second-run.json" "$bin run --cache-dir $warm $app"
 
 # 3. State GET/SET through the sidecar (HTTP, gRPC) on Redis vs raw Redis,
-#    and the sidecar's RSS.
+#    and the sidecar's RSS; the same GET from inside a guest (typed import,
+#    wasi:http), and the memory of live guest instances.
 cargo bench -p wasmdapr --bench state
+
+# 4. Cold start: `wasmdapr run` of a cached app up to its first completed
+#    state call (the bench guest doing one typed GET on Redis), against the
+#    cached hello app (no state call) with the same components as baseline.
+#    The key was seeded by step 3.
+cargo build --release --target wasm32-wasip2 --manifest-path test-programs/Cargo.toml \
+  --target-dir target/bench-guests --bin bench_state_get
+guest=target/bench-guests/wasm32-wasip2/release/bench_state_get.wasm
+common="run --cache-dir $warm --resources-path examples/components/redis --dapr-http-port 0 --dapr-grpc-port 0"
+hyperfine -N --warmup 3 --runs 100 --export-json "$out/cold-start.json" \
+  -n "hello, no state call" "$bin $common $app" \
+  -n "first state GET" "$bin $common --app-id bench $guest -- typed statestore bench 1"
 
 python3 bench/report.py > bench/RESULTS.md
 cat bench/RESULTS.md

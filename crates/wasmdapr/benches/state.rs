@@ -3,18 +3,32 @@
 //! of sequential requests, requests/s with concurrent clients, and the
 //! sidecar's resident memory idle and after load.
 //!
+//! Then the same GET from inside a Wasm guest (`bench_state_get` under
+//! `wasmdapr run` on the same Redis), timed in the guest with the monotonic
+//! clock: through the typed Dapr imports and through `wasi:http` to the
+//! Dapr HTTP API (served in-process); and the resident memory each
+//! concurrently live guest instance adds, measured in this process.
+//!
 //! Run by `bench/run.sh` (release build); writes `target/bench/state.json`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use dapr::dapr::proto::runtime::v1::{GetStateRequest, SaveStateRequest};
 use redis::AsyncCommands;
+use test_programs_artifacts::P2_BENCH_STATE_GET;
+use wasmdapr_host::{Capabilities, Host, HostConfig, Limits, Output};
+use wasmdapr_runtime::{AppId, ComponentRegistry, ComponentSpec, Components, DaprApi, Runtime};
 
 const SEQUENTIAL: usize = 5_000;
+/// Guest instances alive at once when measuring memory per instance (the
+/// default pool holds 100).
+const LIVE_INSTANCES: usize = 64;
 const CONCURRENCY: usize = 32;
 const LOAD_TIME: Duration = Duration::from_secs(3);
 const VALUE: &str = r#"{"name":"Tatooine","test":123}"#;
@@ -101,6 +115,84 @@ where
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     eprintln!("{name:<16} p50 {p50:8.1} µs  p99 {p99:8.1} µs  {rps:10.0} req/s");
     serde_json::json!({"name": name, "p50_us": p50, "p99_us": p99, "rps": rps})
+}
+
+/// Runs `bench_state_get MODE` under `wasmdapr run` on the Redis store in
+/// `resources`, as app `bench` (so it reads the seeded `bench||bench`), and
+/// returns its latencies as a result row named `name`.
+fn guest_gets(resources: &Path, mode: &str, name: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .args(["run", "--app-id", "bench", "--resources-path"])
+        .arg(resources)
+        .args(["--dapr-http-port", "0", "--dapr-grpc-port", "0"])
+        .arg(P2_BENCH_STATE_GET)
+        .args(["--", mode, "statestore", "bench", &SEQUENTIAL.to_string()])
+        .output()
+        .expect("running the bench guest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench guest ({mode}) failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |key: &str| -> f64 {
+        stdout
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+    };
+    let (p50, p99) = (field("p50_us"), field("p99_us"));
+    eprintln!("{name:<16} p50 {p50:8.1} µs  p99 {p99:8.1} µs  (timed in the guest)");
+    serde_json::json!({"name": name, "p50_us": p50, "p99_us": p99, "n": field("n")})
+}
+
+/// The resident memory one more live guest instance costs: this process's
+/// RSS with [`LIVE_INSTANCES`] instances of `bench_state_get hold` alive at
+/// once (each has done one typed GET on Redis and sleeps), minus its RSS
+/// after one such instance ran and ended, divided by their number.
+async fn memory_per_instance(resources: &Path) -> serde_json::Value {
+    let mut registry = ComponentRegistry::new();
+    wasmdapr_components::register(&mut registry);
+    let specs = ComponentSpec::load_dirs(&[resources.to_path_buf()]).unwrap();
+    let components = Arc::new(Components::load(specs, &registry).await.unwrap());
+    let id = AppId::new("bench").unwrap();
+    let runtime: Arc<dyn DaprApi> = Arc::new(Runtime::new(id.clone(), components));
+    let host = Host::new(HostConfig::default()).unwrap();
+    let app = Arc::new(host.load(Path::new(P2_BENCH_STATE_GET), &id).unwrap());
+    let caps = |hold_ms: u64| Capabilities {
+        args: ["hold", "statestore", "bench", &hold_ms.to_string()]
+            .map(String::from)
+            .to_vec(),
+        dapr: Some(runtime.clone()),
+        stdout: Output::Null,
+        stderr: Output::Inherit,
+        ..Capabilities::default()
+    };
+    assert_eq!(app.run(&caps(0), Limits::default()).await.unwrap(), 0);
+    let before = rss_kib(std::process::id());
+    let hold = Duration::from_secs(3);
+    let mut live = tokio::task::JoinSet::new();
+    for _ in 0..LIVE_INSTANCES {
+        let (app, caps) = (app.clone(), caps(hold.as_millis() as u64));
+        live.spawn(async move { app.run(&caps, Limits::default()).await });
+    }
+    tokio::time::sleep(hold / 2).await;
+    let during = rss_kib(std::process::id());
+    while let Some(done) = live.join_next().await {
+        assert_eq!(done.unwrap().unwrap(), 0, "a held instance failed");
+    }
+    let per_instance = during.saturating_sub(before) as f64 / LIVE_INSTANCES as f64;
+    eprintln!(
+        "guest instances: RSS {before} KiB -> {during} KiB with {LIVE_INSTANCES} live, \
+         {per_instance:.0} KiB each"
+    );
+    serde_json::json!({
+        "live": LIVE_INSTANCES,
+        "rss_before_kib": before,
+        "rss_live_kib": during,
+        "per_instance_kib": per_instance,
+    })
 }
 
 #[tokio::main]
@@ -244,8 +336,16 @@ async fn main() {
         .await,
     );
     let loaded_rss = rss_kib(pid);
+    // From inside a guest, against the same store and key.
+    let guest = vec![
+        guest_gets(dir.path(), "typed", "guest typed GET"),
+        guest_gets(dir.path(), "http", "guest HTTP GET"),
+    ];
+    let instances = memory_per_instance(dir.path()).await;
     let report = serde_json::json!({
         "results": results,
+        "guest": guest,
+        "instances": instances,
         "idle_rss_kib": idle_rss,
         "loaded_rss_kib": loaded_rss,
         "sequential": SEQUENTIAL,
