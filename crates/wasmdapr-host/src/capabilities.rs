@@ -106,9 +106,10 @@ pub struct Capabilities {
     /// `ERR_DAPR_NOT_GRANTED`
     /// ([`ErrorKind::DaprNotGranted`](wasmdapr_runtime::ErrorKind::DaprNotGranted)).
     pub dapr: Option<Arc<dyn DaprApi>>,
-    /// Outbound HTTP (`wasi:http`, preview 2 only): allowed destinations,
-    /// in-flight and time limits, the in-process sidecar. The default allows
-    /// no destination.
+    /// Outbound HTTP (`wasi:http` for components, the legacy
+    /// [`wasi_experimental_http`](crate::experimental_http) ABI for preview
+    /// 1 modules): allowed destinations, in-flight and time limits, the
+    /// in-process sidecar. The default allows no destination.
     pub outbound: OutboundPolicy,
 }
 

@@ -94,7 +94,9 @@ struct RunArgs {
     /// any, else the scheme's default). Repeatable. Nothing otherwise.
     #[arg(long = "allow-host", value_name = "URL")]
     allow_hosts: Vec<AllowedHost>,
-    /// Outbound HTTP requests the app may have in flight at once; more fail at once.
+    /// Outbound HTTP requests the app may have in flight at once (for
+    /// `wasi_experimental_http` modules: responses not yet closed); more
+    /// fail at once.
     #[arg(long, default_value_t = OutboundPolicy::DEFAULT_MAX_IN_FLIGHT)]
     max_outbound_requests: usize,
     /// Longest connect, first-byte and between-bytes wait of an outbound request.
