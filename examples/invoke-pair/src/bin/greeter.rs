@@ -39,7 +39,7 @@ mod handler {
             let path = request.path_with_query().unwrap_or_default();
             let trace = request
                 .headers()
-                .get(&"traceparent".to_owned())
+                .get("traceparent")
                 .into_iter()
                 .next()
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
