@@ -34,7 +34,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run an app (a WASI preview 1 module, a WASI preview 2 component, or a
-    /// `.cwasm`) to completion; its exit code becomes ours.
+    /// `.cwasm`) to completion; its exit code becomes ours. A component
+    /// exporting `wasi:http/incoming-handler` is served instead, until
+    /// Ctrl-C, SIGTERM or the shutdown API.
     Run(Box<RunArgs>),
     /// Run the Dapr sidecar alone (like `daprd`), for apps that are not Wasm.
     Sidecar(SidecarArgs),
