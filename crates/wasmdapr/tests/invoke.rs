@@ -85,8 +85,8 @@ fn config(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Starts `wasmdapr sidecar --app-id <id> <extra…>` in `dir` and waits for
-/// its HTTP API.
-fn sidecar(dir: &Path, id: &str, extra: &[&str], envs: &[(&str, &str)]) -> (Process, u16) {
+/// its HTTP API; returns it with its HTTP and gRPC ports.
+fn sidecar(dir: &Path, id: &str, extra: &[&str], envs: &[(&str, &str)]) -> (Process, u16, u16) {
     let (http_port, grpc_port) = (free_port(), free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmdapr"));
     cmd.current_dir(dir)
@@ -110,7 +110,7 @@ fn sidecar(dir: &Path, id: &str, extra: &[&str], envs: &[(&str, &str)]) -> (Proc
         assert!(Instant::now() < deadline, "the sidecar did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (child, http_port)
+    (child, http_port, grpc_port)
 }
 
 /// `http` on a blocking thread, so the app's runtime keeps serving.
@@ -132,7 +132,7 @@ async fn call(port: u16, method: &'static str, path: String, body: &'static str)
 async fn two_sidecars_find_each_other_and_deliver_to_the_app() {
     let dir = tempfile::tempdir().unwrap();
     let (app_port, seen) = start_app("app-secret").await;
-    let (mut billing, _) = sidecar(
+    let (mut billing, _, _) = sidecar(
         dir.path(),
         "billing",
         &[
@@ -142,7 +142,7 @@ async fn two_sidecars_find_each_other_and_deliver_to_the_app() {
         ],
         &[("APP_API_TOKEN", "app-secret")],
     );
-    let (_checkout, port) = sidecar(dir.path(), "checkout", &[], &[]);
+    let (_checkout, port, _) = sidecar(dir.path(), "checkout", &[], &[]);
 
     // `billing` announces itself once its app is healthy.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -313,4 +313,72 @@ fn invoke_pair_of_wasm_apps() {
         stderr.contains("ERR_DIRECT_INVOKE") && stderr.contains("nobody"),
         "{stderr}"
     );
+}
+
+/// The official Python SDK's `invoke_method`, over both of its invocation
+/// clients (HTTP, and gRPC `InvokeService`), called on one sidecar, reaches
+/// the app on `--app-port` behind another with verb, query and body, and
+/// reads ERR_DIRECT_INVOKE for an unknown id. `scripts/setup.sh` installs
+/// the SDK in `.venv`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_invoke_method() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = repo.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (app_port, seen) = start_app("py-token").await;
+    let (_billing, _, _) = sidecar(
+        dir.path(),
+        "billing",
+        &["--app-port", &app_port.to_string()],
+        &[("APP_API_TOKEN", "py-token")],
+    );
+    let (_caller, http_port, grpc_port) = sidecar(dir.path(), "pycaller", &[], &[]);
+    let suites = repo.join("crates/wasmdapr/tests/sdk/python");
+    for protocol in ["http", "grpc"] {
+        let (python, suites) = (python.clone(), suites.clone());
+        let suite = move || {
+            Command::new(&python)
+                .current_dir(&suites)
+                .args(["-m", "unittest", "-v", "test_invoke"])
+                .env("DAPR_HTTP_PORT", http_port.to_string())
+                .env("DAPR_GRPC_PORT", grpc_port.to_string())
+                .env("DAPR_RUNTIME_HOST", "127.0.0.1")
+                .env("DAPR_API_METHOD_INVOCATION_PROTOCOL", protocol)
+                .env("TARGET", "billing")
+                .output()
+                .unwrap()
+        };
+        // `billing` is announced once its app is up: retry briefly.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let out = loop {
+            let out = tokio::task::spawn_blocking(suite.clone()).await.unwrap();
+            if out.status.success() || Instant::now() > deadline {
+                break out;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(
+            out.status.success(),
+            "Python SDK over {protocol} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let seen = seen.lock().unwrap().clone();
+    let delivered = seen
+        .iter()
+        .filter(|(verb, uri, token, body)| {
+            verb == "PUT"
+                && uri == "/charge?amount=5"
+                && token.as_deref() == Some("py-token")
+                && body == "card"
+        })
+        .count();
+    // Once per protocol.
+    assert_eq!(delivered, 2, "{seen:?}");
 }
