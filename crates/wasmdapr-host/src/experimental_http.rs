@@ -24,7 +24,7 @@
 //!
 //! # Differences from the original host, all on the side of safety
 //!
-//! - Requests pass the same [`OutboundPolicy`](crate::OutboundPolicy) as
+//! - Requests pass the same [`OutboundPolicy`] as
 //!   `wasi:http`, through the same `Outbound::send`: allowed hosts matched by
 //!   scheme, host **and port** (the original compared host names only), the
 //!   embedded sidecar served in-process with the host adding
@@ -233,96 +233,76 @@ impl ExperimentalHttp {
 }
 
 /// Adds the five functions to `linker`; `get` finds the state in the store.
+///
+/// `req` and `body_read` wait on the network, so they are async: the guest
+/// is suspended, not the thread. The other three only touch host memory.
+/// Parameters are the guest's `i32`s read as `u32`, as the ABI means them.
 pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut ExperimentalHttp,
 ) -> wasmtime::Result<()> {
+    type ReqArgs = (u32, u32, u32, u32, u32, u32, u32, u32, u32, u32);
     linker.func_wrap_async(
         MODULE,
         "req",
-        move |mut caller: Caller<'_, T>,
-              args: (i32, i32, i32, i32, i32, i32, i32, i32, i32, i32)| {
-            Box::new(async move {
-                let (url_ptr, url_len, method_ptr, method_len, headers_ptr, headers_len) =
-                    (args.0, args.1, args.2, args.3, args.4, args.5);
-                let (body_ptr, body_len, status_ptr, handle_ptr) = (args.6, args.7, args.8, args.9);
-                let call = RequestCall {
-                    url: (url_ptr as u32, url_len as u32),
-                    method: (method_ptr as u32, method_len as u32),
-                    headers: (headers_ptr as u32, headers_len as u32),
-                    body: (body_ptr as u32, body_len as u32),
-                    status_ptr: status_ptr as u32,
-                    handle_ptr: handle_ptr as u32,
-                };
-                outcome("req", req(&mut caller, get, call).await)
-            })
-        },
-    )?;
-    linker.func_wrap_async(
-        MODULE,
-        "close",
-        move |mut caller: Caller<'_, T>, (handle,): (i32,)| {
-            Box::new(async move { outcome("close", get(caller.data_mut()).close(handle as u32)) })
+        move |mut caller: Caller<'_, T>, args: ReqArgs| {
+            let (url_ptr, url_len, method_ptr, method_len, headers_ptr, headers_len) =
+                (args.0, args.1, args.2, args.3, args.4, args.5);
+            let call = RequestCall {
+                url: (url_ptr, url_len),
+                method: (method_ptr, method_len),
+                headers: (headers_ptr, headers_len),
+                body: (args.6, args.7),
+                status_ptr: args.8,
+                handle_ptr: args.9,
+            };
+            Box::new(async move { outcome("req", req(&mut caller, get, call).await) })
         },
     )?;
     linker.func_wrap_async(
         MODULE,
         "body_read",
         move |mut caller: Caller<'_, T>,
-              (handle, buf_ptr, buf_len, nread_ptr): (i32, i32, i32, i32)| {
+              (handle, buf_ptr, buf_len, nread_ptr): (u32, u32, u32, u32)| {
             Box::new(async move {
-                let result = body_read(
-                    &mut caller,
-                    get,
-                    handle as u32,
-                    (buf_ptr as u32, buf_len as u32),
-                    nread_ptr as u32,
-                )
-                .await;
-                outcome("body_read", result)
+                let read = body_read(&mut caller, get, handle, (buf_ptr, buf_len), nread_ptr);
+                outcome("body_read", read.await)
             })
         },
     )?;
-    linker.func_wrap_async(
+    linker.func_wrap(
+        MODULE,
+        "close",
+        move |mut caller: Caller<'_, T>, handle: u32| {
+            outcome("close", get(caller.data_mut()).close(handle))
+        },
+    )?;
+    linker.func_wrap(
         MODULE,
         "header_get",
         move |mut caller: Caller<'_, T>,
-              (handle, name_ptr, name_len, val_ptr, val_len, written_ptr): (
-            i32,
-            i32,
-            i32,
-            i32,
-            i32,
-            i32,
-        )| {
-            Box::new(async move {
-                let result = header_get(
-                    &mut caller,
-                    get,
-                    handle as u32,
-                    (name_ptr as u32, name_len as u32),
-                    (val_ptr as u32, val_len as u32),
-                    written_ptr as u32,
-                );
-                outcome("header_get", result)
-            })
+              handle: u32,
+              name_ptr: u32,
+              name_len: u32,
+              value_ptr: u32,
+              value_len: u32,
+              written_ptr: u32| {
+            let name = (name_ptr, name_len);
+            let value = (value_ptr, value_len);
+            let result = header_get(&mut caller, get, handle, name, value, written_ptr);
+            outcome("header_get", result)
         },
     )?;
-    linker.func_wrap_async(
+    linker.func_wrap(
         MODULE,
         "headers_get_all",
         move |mut caller: Caller<'_, T>,
-              (handle, buf_ptr, buf_len, written_ptr): (i32, i32, i32, i32)| {
-            Box::new(async move {
-                let result = headers_get_all(
-                    &mut caller,
-                    get,
-                    handle as u32,
-                    (buf_ptr as u32, buf_len as u32),
-                    written_ptr as u32,
-                );
-                outcome("headers_get_all", result)
-            })
+              handle: u32,
+              buf_ptr: u32,
+              buf_len: u32,
+              written_ptr: u32| {
+            let result = headers_get_all(&mut caller, get, handle, (buf_ptr, buf_len), written_ptr);
+            outcome("headers_get_all", result)
         },
     )?;
     Ok(())

@@ -22,7 +22,7 @@ use wasmdapr_host::outbound::{BoxBody, box_body};
 use wasmdapr_host::{Capabilities, Limits, LocalDapr, LocalHttp, OutboundPolicy};
 use wasmtime_wasi_http::io::TokioIo;
 
-use crate::http::allowing;
+use crate::http::{allowing, closed_port};
 use crate::{Ran, host, load, run_with};
 
 /// A real HTTP/1.1 server (hyper) on 127.0.0.1 that echoes each request as
@@ -94,15 +94,6 @@ async fn echo(
         .header("x-multi", "b")
         .body(Full::new(Bytes::from(text)))
         .unwrap())
-}
-
-/// A port on 127.0.0.1 where nothing listens.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs `guest` with `args` under `outbound`; it must exit 0.

@@ -96,7 +96,7 @@ pub async fn get(urls: &[String], outbound: OutboundPolicy) -> Ran {
 }
 
 /// A port on 127.0.0.1 where nothing listens.
-fn closed_port() -> u16 {
+pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
