@@ -106,6 +106,17 @@ function len(buffer: ArrayBuffer | null): usize {
 /** The largest header value or header block we grow a buffer to. */
 const MAX_HEADER_BYTES: i32 = 64 * 1024;
 
+/**
+ * The next buffer size after error 4: the length the host says it needs
+ * (wasmdapr writes it to `written_ptr`; other hosts may leave it 0), at
+ * least double the last size, at most `MAX_HEADER_BYTES`.
+ */
+function grow(size: i32, needed: u32): i32 {
+  let next = size * 2;
+  if (needed > <u32>next) next = needed > <u32>MAX_HEADER_BYTES ? MAX_HEADER_BYTES : <i32>needed;
+  return next > MAX_HEADER_BYTES ? MAX_HEADER_BYTES : next;
+}
+
 /** The chunk size of one `body_read`. */
 const BODY_CHUNK: i32 = 16 * 1024;
 
@@ -179,7 +190,7 @@ export class Response {
       if (code != HttpError.BUFFER_TOO_SMALL || size >= MAX_HEADER_BYTES) {
         return new HeaderResult(null, new CallError("header_get", code));
       }
-      size *= 2;
+      size = grow(size, load<u32>(ptr(written)));
     }
   }
 
@@ -203,7 +214,7 @@ export class Response {
       if (code != HttpError.BUFFER_TOO_SMALL || size >= MAX_HEADER_BYTES) {
         return new HeaderResult(null, new CallError("headers_get_all", code));
       }
-      size *= 2;
+      size = grow(size, load<u32>(ptr(written)));
     }
   }
 
