@@ -246,12 +246,11 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
         MODULE,
         "req",
         move |mut caller: Caller<'_, T>, args: ReqArgs| {
-            let (url_ptr, url_len, method_ptr, method_len, headers_ptr, headers_len) =
-                (args.0, args.1, args.2, args.3, args.4, args.5);
+            // In the ABI's order.
             let call = RequestCall {
-                url: (url_ptr, url_len),
-                method: (method_ptr, method_len),
-                headers: (headers_ptr, headers_len),
+                url: (args.0, args.1),
+                method: (args.2, args.3),
+                headers: (args.4, args.5),
                 body: (args.6, args.7),
                 status_ptr: args.8,
                 handle_ptr: args.9,

@@ -28,7 +28,8 @@ use crate::{Ran, host, load, run_with};
 /// A real HTTP/1.1 server (hyper) on 127.0.0.1 that echoes each request as
 /// `METHOD PATH host=HOST type=CONTENT-TYPE length=CONTENT-LENGTH body=BODY`,
 /// with status NNN for a path `/status/NNN` (else 200) and the headers
-/// `x-test: Hello`, `x-multi: a`, `x-multi: b`; it counts connections.
+/// `x-test: Hello`, `x-multi: a`, `x-multi: b`; `/big` is answered with
+/// [`big_body`]. It counts connections.
 struct EchoServer {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
@@ -85,6 +86,9 @@ async fn echo(
         .strip_prefix("/status/")
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    if request.uri().path() == "/big" {
+        return Ok(http::Response::new(Full::new(Bytes::from(big_body()))));
+    }
     let body = request.into_body().collect().await.unwrap().to_bytes();
     let text = format!("{line} body={}", String::from_utf8_lossy(&body));
     Ok(http::Response::builder()
@@ -94,6 +98,11 @@ async fn echo(
         .header("x-multi", "b")
         .body(Full::new(Bytes::from(text)))
         .unwrap())
+}
+
+/// What the echo server sends for `/big`: 256 KiB, many network reads.
+fn big_body() -> String {
+    "0123456789abcdef".repeat(16 * 1024)
 }
 
 /// Runs `guest` with `args` under `outbound`; it must exit 0.
@@ -154,6 +163,21 @@ pub(crate) async fn xhttp_fetch() {
         )
     );
     assert_eq!(server.connections(), 3);
+}
+
+/// A body larger than any one chunk the network delivers streams out whole,
+/// in order, through five-byte reads.
+#[tokio::test]
+async fn large_body_streams_out_whole() {
+    let server = EchoServer::start().await;
+    let url = server.url("/big");
+    let ran = fetch(&[["GET", &url, "", ""]], allowing(&[&server.url("")])).await;
+    let mut lines = ran.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("GET {url} -> 200 (handle 0)").as_str())
+    );
+    assert!(lines.next() == Some(big_body().as_str()), "body differs");
 }
 
 /// More open responses than `max_in_flight` get error 13 at once, with
