@@ -11,7 +11,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_port;
-use test_programs_artifacts::{P2_SERVE_HELLO, P2_SERVE_HOSTILE, P2_SERVE_ISOLATION};
+use test_programs_artifacts::{
+    EXAMPLE_HTTP_COUNTER, P2_SERVE_HELLO, P2_SERVE_HOSTILE, P2_SERVE_ISOLATION,
+};
 
 /// A served app: the process (killed on drop), its public port and its
 /// sidecar's HTTP API port.
@@ -260,4 +262,55 @@ async fn over_max_concurrency_is_503_with_retry_after() {
         assert_eq!(response.status(), 200);
         assert_eq!(response.text().await.unwrap(), "slept");
     }
+}
+
+/// The README's counter example: served on the embedded SQLite store, 20
+/// concurrent POSTs after a first one (answered `k`; the readiness probes
+/// counted too) are answered k+1..=k+20 (no increment lost or doubled),
+/// and the next one k+21.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counter_example_counts_every_request() {
+    let served = serve(EXAMPLE_HTTP_COUNTER, "counter", &[]).await;
+    let client = reqwest::Client::new();
+    let count = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap().parse::<u64>().unwrap()
+    };
+    let first = count(client.post(served.url("/")).send().await.unwrap()).await;
+    assert!(first >= 1);
+    let requests: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(client.post(served.url("/")).send()))
+        .collect();
+    let mut counts = Vec::new();
+    for request in requests {
+        counts.push(count(request.await.unwrap().unwrap()).await);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (first + 1..=first + 20).collect::<Vec<_>>());
+    let last = count(client.post(served.url("/")).send().await.unwrap()).await;
+    assert_eq!(last, first + 21);
+}
+
+/// An `--app-listen` address already in use is exit code 69 with a
+/// message naming the flag.
+#[test]
+fn app_listen_in_use_is_unavailable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(dir.path())
+        .args(["run", "--no-cache", "--app-listen", &addr.to_string()])
+        .args(["--dapr-http-port", "0", "--dapr-grpc-port", "0", "--config"])
+        .arg(config(dir.path()))
+        .arg(P2_SERVE_HELLO)
+        .env_remove("DAPR_API_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--app-listen"), "{stderr}");
+    drop(taken);
 }
