@@ -147,9 +147,16 @@ impl DaprHttp {
     fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, String> {
         let what = || format!("{} {}{path}", method_name(&method), self.endpoint);
         let failed = |e: ErrorCode| format!("{} failed: {e:?}", what());
-        let headers = match body {
-            Some(_) => Fields::from_list(&[("content-type".into(), b"application/json".to_vec())])
-                .map_err(|e| format!("{}: bad header: {e:?}", what()))?,
+        let body = body.map(|b| b.to_string().into_bytes());
+        let headers = match &body {
+            Some(bytes) => Fields::from_list(&[
+                ("content-type".into(), b"application/json".to_vec()),
+                (
+                    "content-length".into(),
+                    bytes.len().to_string().into_bytes(),
+                ),
+            ])
+            .map_err(|e| format!("{}: bad header: {e:?}", what()))?,
             None => Fields::new(),
         };
         let request = OutgoingRequest::new(headers);
@@ -161,22 +168,30 @@ impl DaprHttp {
         if !fields_ok {
             return Err(format!("{}: the host refused the request's URL", what()));
         }
-        let outgoing = request
-            .body()
-            .map_err(|()| format!("{}: no request body", what()))?;
-        let future = outgoing_handler::handle(request, None).map_err(failed)?;
-        if let Some(body) = body {
-            let bytes = body.to_string().into_bytes();
-            let stream = outgoing
-                .write()
-                .map_err(|()| format!("{}: no request body stream", what()))?;
-            for chunk in bytes.chunks(WRITE_CHUNK) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| format!("{}: writing the body: {}", what(), stream_error(e)))?;
+        // A request without a body never opens one: an opened body of no
+        // declared length is sent chunked, and a server that answers without
+        // reading it (as Dapr's DELETE does) may close the connection while
+        // its end is still in flight.
+        let future = match body {
+            None => outgoing_handler::handle(request, None).map_err(failed)?,
+            Some(bytes) => {
+                let outgoing = request
+                    .body()
+                    .map_err(|()| format!("{}: no request body", what()))?;
+                let future = outgoing_handler::handle(request, None).map_err(failed)?;
+                let stream = outgoing
+                    .write()
+                    .map_err(|()| format!("{}: no request body stream", what()))?;
+                for chunk in bytes.chunks(WRITE_CHUNK) {
+                    stream.blocking_write_and_flush(chunk).map_err(|e| {
+                        format!("{}: writing the body: {}", what(), stream_error(e))
+                    })?;
+                }
+                drop(stream);
+                OutgoingBody::finish(outgoing, None).map_err(failed)?;
+                future
             }
-        }
-        OutgoingBody::finish(outgoing, None).map_err(failed)?;
+        };
 
         let response = loop {
             match future.get() {

@@ -17,7 +17,7 @@ use tower::ServiceExt;
 use wasmdapr_api::ApiConfig;
 use wasmdapr_host::capabilities::EnvVar;
 use wasmdapr_host::outbound::{BoxBody, box_body};
-use wasmdapr_host::{Capabilities, Limits, LocalDapr, LocalHttp, OutboundPolicy};
+use wasmdapr_host::{Capabilities, Limits, LocalDapr, LocalHttp, OutboundPolicy, RemoteDaprHttp};
 use wasmdapr_runtime::state::{GetRequest, SetRequest};
 use wasmdapr_runtime::{ComponentRegistry, ComponentSpec, Components, DaprApi, ErrorKind, Runtime};
 
@@ -335,4 +335,99 @@ pub async fn p2_bench_state_get() {
     let ran = run(&["typed", "statestore", "k", "many"]).await;
     assert_eq!(ran.result.as_ref().ok(), Some(&1), "{}", ran.stderr);
     assert!(ran.stderr.contains("not a number: many"), "{}", ran.stderr);
+}
+
+/// A Dapr HTTP API over TCP on 127.0.0.1 demanding [`API_TOKEN`], serving
+/// `api` until the test ends; its address.
+async fn dapr_http_server(api: Arc<dyn DaprApi>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ApiConfig {
+        api_token: Some(API_TOKEN.into()),
+        ..ApiConfig::default()
+    };
+    tokio::spawn(wasmdapr_api::serve_http(
+        listener,
+        api,
+        config,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// A sidecar elsewhere (`--dapr-http-endpoint`): the demo's HTTP pass
+/// reaches its Dapr HTTP API over the network at `DAPR_HTTP_ENDPOINT`,
+/// implicitly granted, with the token added by the host (the guest has
+/// none; the server demands it). Without the implicit grant it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_sidecar_http_api_with_the_host_token() {
+    let components = components(vec![spec("state.in-memory", &[], &[])]).await;
+    let runtime: Arc<dyn DaprApi> = Arc::new(Runtime::new(app_id("state-demo"), components));
+    let addr = dapr_http_server(runtime.clone()).await;
+    let endpoint = format!("http://{addr}");
+    let run = |grant: bool| {
+        let remote =
+            RemoteDaprHttp::new(&endpoint.parse().unwrap(), Some(API_TOKEN.into()), grant).unwrap();
+        let caps = Capabilities {
+            env: vec![EnvVar {
+                key: "DAPR_HTTP_ENDPOINT".into(),
+                value: endpoint.clone(),
+            }],
+            dapr: Some(runtime.clone()),
+            outbound: OutboundPolicy {
+                remote: Some(Arc::new(remote)),
+                ..OutboundPolicy::default()
+            },
+            ..Capabilities::default()
+        };
+        async move {
+            let host = host();
+            let app = load(&host, EXAMPLE_STATE_DEMO);
+            run_with(&app, caps, Limits::default()).await
+        }
+    };
+    let ran = run(true).await;
+    assert_eq!(ran.result.as_ref().ok(), Some(&0), "{}", ran.stderr);
+    assert_eq!(passes(&ran), 2, "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains(&format!("pass 2: the Dapr HTTP API at {endpoint},")),
+        "{}",
+        ran.stdout
+    );
+
+    let ran = run(false).await;
+    assert_eq!(ran.result.as_ref().ok(), Some(&1), "{}", ran.stderr);
+    assert_eq!(passes(&ran), 1, "{}", ran.stdout);
+    assert!(ran.stderr.contains("HttpRequestDenied"), "{}", ran.stderr);
+}
+
+/// The host's token goes to the remote sidecar's address only: another
+/// allowed destination (here a second Dapr HTTP API demanding the same
+/// token) gets the guest's request without it, and answers 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_sidecar_token_goes_nowhere_else() {
+    let components = components(vec![spec("state.in-memory", &[], &[])]).await;
+    let runtime: Arc<dyn DaprApi> = Arc::new(Runtime::new(app_id("http_get"), components));
+    let remote = dapr_http_server(runtime.clone()).await;
+    let other = dapr_http_server(runtime).await;
+    let endpoint: http::Uri = format!("http://{remote}").parse().unwrap();
+    let policy = OutboundPolicy {
+        remote: Some(Arc::new(
+            RemoteDaprHttp::new(&endpoint, Some(API_TOKEN.into()), true).unwrap(),
+        )),
+        ..crate::http::allowing(&[&format!("http://{other}")])
+    };
+    let urls = [remote, other].map(|a| format!("http://{a}/v1.0/state/statestore/missing"));
+    let ran = crate::http::get(&urls, policy).await;
+    assert!(
+        ran.stdout.contains(&format!("GET {} -> 204", urls[0])),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains(&format!("GET {} -> 401", urls[1])),
+        "{}",
+        ran.stdout
+    );
 }
