@@ -96,8 +96,8 @@ impl Default for Limits {
     }
 }
 
-/// The error a memory growth past the limit traps with; [`crate::RunError`]
-/// recognises it in the trap's cause chain.
+/// The error a memory growth past the limit traps with; a run finds it in the
+/// trap's cause chain and reports [`crate::HostError::MemoryLimit`].
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("memory limit of {limit} exceeded: the guest asked for {requested} bytes")]
 pub struct MemoryLimitExceeded {
