@@ -190,7 +190,8 @@ impl WasmApp {
     }
 
     fn busy(&self) -> ChannelError {
-        tracing::warn!(
+        // Debug, not warn: under overload this fires for every refusal.
+        tracing::debug!(
             app = %self.app.id(),
             max_concurrency = self.config.max_concurrency,
             max_queued = self.config.max_queued,
