@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: sets up the machine, builds wasmdapr and the state-demo app, and
 # runs it: the original prototype's scenario (save `weapon`, bulk-save
-# `planets`, read both back) through the typed Dapr imports, on the embedded
-# SQLite store unless flags say otherwise.
+# `planets`, read both back) through the typed Dapr imports, then again over
+# plain HTTP to the Dapr HTTP API, on the embedded SQLite store unless flags
+# say otherwise.
 # Usage: scripts/demo.sh [extra `run` flags], e.g.
 #   scripts/demo.sh --resources-path examples/components/redis
 set -euo pipefail
