@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes bench/RESULTS.md from the files bench/run.sh leaves in target/."""
+"""Writes bench/RESULTS.md from the files bench/run.sh leaves in the target
+directory ($CARGO_TARGET_DIR, else target/)."""
 import json
 import os
 import platform
@@ -7,7 +8,8 @@ import subprocess
 from datetime import date
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-CRITERION = os.path.join(ROOT, "target", "criterion", "instantiate_and_run")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+CRITERION = os.path.join(TARGET, "criterion", "instantiate_and_run")
 
 
 def criterion(name):
@@ -19,7 +21,7 @@ def criterion(name):
 
 
 def hyperfine(name):
-    with open(os.path.join(ROOT, "target", "bench", name)) as f:
+    with open(os.path.join(TARGET, "bench", name)) as f:
         r = json.load(f)["results"][0]
     times = sorted(r["times"])
     return times[len(times) // 2] * 1000.0, r["mean"] * 1000.0  # ms
@@ -27,7 +29,7 @@ def hyperfine(name):
 
 def hyperfine_all(name):
     """(name, median ms, mean ms) of every command of one hyperfine run."""
-    with open(os.path.join(ROOT, "target", "bench", name)) as f:
+    with open(os.path.join(TARGET, "bench", name)) as f:
         results = json.load(f)["results"]
     rows = []
     for r in results:
@@ -79,7 +81,7 @@ print("\n## State through the sidecar on Redis, against raw Redis\n")
 print("`cargo bench -p wasmdapr --bench state`: a `wasmdapr sidecar` (release) with a `state.redis` "
       "component; the baseline is redis-rs doing the same HGET/HSET directly, in the same run. "
       "Latency: sequential requests on one connection; throughput: 32 concurrent clients for 3 s.\n")
-with open(os.path.join(ROOT, "target", "bench", "state.json")) as f:
+with open(os.path.join(TARGET, "bench", "state.json")) as f:
     state = json.load(f)
 rows = {r["name"]: r for r in state["results"]}
 print("| operation | p50 | p99 | requests/s | added p50 over raw Redis | added p99 |")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes bench/RESULTS.md. One command:
 #   bench/run.sh
-# Figures are reported against baselines measured in the same run.
+# Figures are reported against baselines measured in the same run. Honours
+# CARGO_TARGET_DIR, as cargo does (e.g. a target directory of its own, so a
+# release build does not hold the lock of the one used for development).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,24 +14,26 @@ if ! command -v hyperfine >/dev/null 2>&1; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq hyperfine
 fi
 
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+export CARGO_TARGET_DIR=$target
 cargo build --release -p wasmdapr
 cargo build --release --target wasm32-wasip2 -p hello
-app=target/wasm32-wasip2/release/hello.wasm
-bin=target/release/wasmdapr
+app=$target/wasm32-wasip2/release/hello.wasm
+bin=$target/release/wasmdapr
 
 # 1. In-process instantiate + run, pooling vs on-demand allocation (criterion).
 cargo bench -p wasmdapr-host --bench instantiate -- --noplot
 
 # 2. `wasmdapr run` of the same file: first run (compiles) vs second run
 #    (compiled code mapped from the cache).
-out=target/bench
+out=$target/bench
 mkdir -p "$out"
 cold=$(mktemp -d); warm=$(mktemp -d)
 trap 'rm -rf "$cold" "$warm"' EXIT
 hyperfine -N --warmup 2 --runs 20 --prepare "rm -rf $cold" \
-  --export-json "$out/first-run.json" "$bin run --cache-dir $cold $app"
+  --export-json "$out/first-run.json" "$bin run --cache-dir $cold --dapr-http-port 0 --dapr-grpc-port 0 $app"
 hyperfine -N --warmup 3 --runs 100 \
-  --export-json "$out/second-run.json" "$bin run --cache-dir $warm $app"
+  --export-json "$out/second-run.json" "$bin run --cache-dir $warm --dapr-http-port 0 --dapr-grpc-port 0 $app"
 
 # 3. State GET/SET through the sidecar (HTTP, gRPC) on Redis vs raw Redis,
 #    and the sidecar's RSS; the same GET from inside a guest (typed import,
@@ -41,8 +45,8 @@ cargo bench -p wasmdapr --bench state
 #    cached hello app (no state call) with the same components as baseline.
 #    The key was seeded by step 3.
 cargo build --release --target wasm32-wasip2 --manifest-path test-programs/Cargo.toml \
-  --target-dir target/bench-guests --bin bench_state_get
-guest=target/bench-guests/wasm32-wasip2/release/bench_state_get.wasm
+  --target-dir "$target/bench-guests" --bin bench_state_get
+guest=$target/bench-guests/wasm32-wasip2/release/bench_state_get.wasm
 common="run --cache-dir $warm --resources-path examples/components/redis --dapr-http-port 0 --dapr-grpc-port 0"
 hyperfine -N --warmup 3 --runs 100 --export-json "$out/cold-start.json" \
   -n "hello, no state call" "$bin $common $app" \

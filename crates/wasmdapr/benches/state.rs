@@ -9,7 +9,8 @@
 //! Dapr HTTP API (served in-process); and the resident memory each
 //! concurrently live guest instance adds, measured in this process.
 //!
-//! Run by `bench/run.sh` (release build); writes `target/bench/state.json`.
+//! Run by `bench/run.sh` (release build); writes `bench/state.json` in the
+//! target directory (`$CARGO_TARGET_DIR`, else `target/`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -353,7 +354,10 @@ async fn main() {
         "load_seconds": LOAD_TIME.as_secs(),
     });
     eprintln!("sidecar RSS: idle {idle_rss} KiB, after load {loaded_rss} KiB");
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    let out = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("bench");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(
         out.join("state.json"),
