@@ -4,6 +4,7 @@ directory ($CARGO_TARGET_DIR, else target/)."""
 import json
 import os
 import platform
+import re
 import subprocess
 from datetime import date
 
@@ -139,3 +140,14 @@ print(f"{inst['live']} instances of the bench guest alive at once in one host (e
       f"GET on Redis and sleeps): resident memory {inst['rss_before_kib'] / 1024:.1f} MiB → "
       f"{inst['rss_live_kib'] / 1024:.1f} MiB, **{inst['per_instance_kib']:.0f} KiB per instance** "
       "(pooling allocator, copy-on-write memory images: only pages an instance touches count).")
+
+# Sections written by other scripts (bench/serve.sh, bench/invoke.sh), kept
+# as they are between their markers.
+try:
+    with open(os.path.join(ROOT, "bench", "RESULTS.md")) as f:
+        previous = f.read()
+except OSError:
+    previous = ""
+for block in re.finditer(r"<!-- ([\w.-]+\.sh) -->.*?<!-- /\1 -->", previous, re.S):
+    print()
+    print(block.group(0))

@@ -52,5 +52,8 @@ hyperfine -N --warmup 3 --runs 100 --export-json "$out/cold-start.json" \
   -n "hello, no state call" "$bin $common $app" \
   -n "first state GET" "$bin $common --app-id bench $guest -- typed statestore bench 1"
 
-python3 bench/report.py > bench/RESULTS.md
+# The report replaces everything in RESULTS.md but the sections other
+# scripts keep there (between `<!-- NAME.sh -->` markers).
+python3 bench/report.py > "$out/RESULTS.md"
+mv "$out/RESULTS.md" bench/RESULTS.md
 cat bench/RESULTS.md
