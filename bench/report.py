@@ -91,8 +91,8 @@ for op in ["GET", "SET"]:
     base = rows[f"redis {op}"]
     for front in ["redis", "HTTP", "gRPC"]:
         r = rows[f"{front} {op}"]
-        added = "baseline" if front == "redis" else f"+{r['p50_us'] - base['p50_us']:.1f} µs"
-        added99 = "" if front == "redis" else f"+{r['p99_us'] - base['p99_us']:.1f} µs"
+        added = "baseline" if front == "redis" else f"{r['p50_us'] - base['p50_us']:+.1f} µs"
+        added99 = "" if front == "redis" else f"{r['p99_us'] - base['p99_us']:+.1f} µs"
         print(f"| {front} {op} | {r['p50_us']:.1f} µs | {r['p99_us']:.1f} µs | {r['rps']:.0f} | {added} | {added99} |")
 print(f"\nSidecar resident memory: idle {state['idle_rss_kib'] / 1024:.1f} MiB, "
       f"after the load {state['loaded_rss_kib'] / 1024:.1f} MiB. "
@@ -105,21 +105,30 @@ print("Same run, same Redis key. The guest rows are `bench_state_get` (a WASI p2
       "Dapr import (`wasmdapr:dapr/state.get`), and through `wasi:http` to the Dapr HTTP API "
       "(`GET /v1.0/state/statestore/bench`, served in-process). The baseline is redis-rs doing the "
       "HGET directly; the sidecar rows are the external clients above (over TCP).\n")
-print("| path | p50 | p99 | added p50 over raw Redis | added p99 |")
-print("|---|---|---|---|---|")
+print("`state.redis` reads a key with one atomic pipeline (`MULTI`, `HMGET data version`, "
+      "`PEXPIRETIME`, `EXEC`), which costs more in Redis than the baseline's `HGET`; the row "
+      "\"redis-rs, same pipeline\" measures that read directly, so the last column is what the "
+      "wasmdapr layers alone add.\n")
+print("| path | p50 | p99 | added p50 over raw `HGET` | added p99 | added p50 over the same pipeline |")
+print("|---|---|---|---|---|---|")
 base = rows["redis GET"]
-print(f"| redis-rs GET (baseline) | {base['p50_us']:.1f} µs | {base['p99_us']:.1f} µs | | |")
+pipe = rows["redis GET pipeline"]
+print(f"| redis-rs `HGET` (baseline) | {base['p50_us']:.1f} µs | {base['p99_us']:.1f} µs | | | |")
+print(f"| redis-rs, same pipeline as `state.redis` | {pipe['p50_us']:.1f} µs | {pipe['p99_us']:.1f} µs "
+      f"| {pipe['p50_us'] - base['p50_us']:+.1f} µs | {pipe['p99_us'] - base['p99_us']:+.1f} µs | |")
 guest = {r["name"]: r for r in state["guest"]}
 for label, r in [("guest → typed import → Redis", guest["guest typed GET"]),
                  ("guest → wasi:http → HTTP API (in-process) → Redis", guest["guest HTTP GET"]),
                  ("HTTP client → HTTP API (TCP) → Redis", rows["HTTP GET"]),
                  ("gRPC client → gRPC API (TCP) → Redis", rows["gRPC GET"])]:
     print(f"| {label} | {r['p50_us']:.1f} µs | {r['p99_us']:.1f} µs "
-          f"| +{r['p50_us'] - base['p50_us']:.1f} µs | +{r['p99_us'] - base['p99_us']:.1f} µs |")
-typed_added = guest["guest typed GET"]["p50_us"] - base["p50_us"]
-verdict = "met" if typed_added <= 20.0 else "missed"
+          f"| {r['p50_us'] - base['p50_us']:+.1f} µs | {r['p99_us'] - base['p99_us']:+.1f} µs "
+          f"| {r['p50_us'] - pipe['p50_us']:+.1f} µs |")
+typed = guest["guest typed GET"]["p50_us"]
+over_hget, over_pipe = typed - base["p50_us"], typed - pipe["p50_us"]
+verdict = "met" if over_hget <= 20.0 else "missed"
 print(f"\nTarget: the typed import adds ≤ 20 µs p50 over raw Redis: **{verdict}** "
-      f"(+{typed_added:.1f} µs).")
+      f"({over_hget:+.1f} µs over `HGET`; {over_pipe:+.1f} µs over the backend's own read).")
 
 print("\n## Cold start to the first state call\n")
 print("`hyperfine -N` (median of the runs), both apps cached (compiled code mapped from the cache), "
