@@ -13,11 +13,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use http::HeaderValue;
 use wasmdapr_runtime::{AppChannel, AppId, AppRequest, AppResponse, ChannelError};
 
 use crate::config::API_TOKEN_HEADER;
+use crate::invoke::read_body;
 
 /// Dapr's default `--app-health-check-path`.
 pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
@@ -56,6 +56,9 @@ pub struct HttpAppConfig {
     pub app_token: Option<String>,
     /// The health probe, when enabled.
     pub health: Option<HealthCheck>,
+    /// The largest answer accepted (`--max-body-size`); larger ones fail
+    /// the delivery instead of being buffered.
+    pub max_body_size: usize,
 }
 
 /// An app reached over HTTP.
@@ -66,6 +69,7 @@ pub struct HttpApp {
     address: SocketAddr,
     token: Option<HeaderValue>,
     health: Option<HealthCheck>,
+    max_body_size: usize,
     client: reqwest::Client,
 }
 
@@ -97,6 +101,7 @@ impl HttpApp {
             app,
             token,
             health: config.health,
+            max_body_size: config.max_body_size,
             client,
         })
     }
@@ -195,8 +200,7 @@ impl AppChannel for HttpApp {
             .map_err(|e| failed(format!("cannot reach the app at {}: {e}", self.address)))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body: Bytes = response
-            .bytes()
+        let body = read_body(response, self.max_body_size)
             .await
             .map_err(|e| failed(format!("reading the app's answer: {e}")))?;
         let mut answer = http::Response::new(body);

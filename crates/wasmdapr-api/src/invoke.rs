@@ -89,6 +89,7 @@ pub const HTTP_STATUS_METADATA: &str = "dapr-http-status";
 pub struct SidecarClient {
     client: reqwest::Client,
     api_token: Option<HeaderValue>,
+    max_body_size: usize,
 }
 
 /// Why a [`SidecarClient`] could not be built.
@@ -99,8 +100,9 @@ pub struct ClientError(String);
 impl SidecarClient {
     /// A client sending `api_token` as `dapr-api-token` on every hop: the
     /// other sidecar's HTTP API checks it like any caller's, so sidecars of
-    /// one deployment share `DAPR_API_TOKEN` (or set none).
-    pub fn new(api_token: Option<&str>) -> Result<Self, ClientError> {
+    /// one deployment share `DAPR_API_TOKEN` (or set none). Answers larger
+    /// than `max_body_size` (`--max-body-size`) are refused, not buffered.
+    pub fn new(api_token: Option<&str>, max_body_size: usize) -> Result<Self, ClientError> {
         let api_token = api_token
             .filter(|t| !t.is_empty())
             .map(|t| {
@@ -117,7 +119,11 @@ impl SidecarClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ClientError(e.to_string()))?;
-        Ok(Self { client, api_token })
+        Ok(Self {
+            client,
+            api_token,
+            max_body_size,
+        })
     }
 }
 
@@ -152,10 +158,9 @@ impl RemoteInvoker for SidecarClient {
             .map_err(|e| error(describe(&e)))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body: Bytes = response
-            .bytes()
+        let body = read_body(response, self.max_body_size)
             .await
-            .map_err(|e| error(format!("reading the answer: {}", describe(&e))))?;
+            .map_err(|e| error(format!("reading the answer: {e}")))?;
         let mut answer = http::Response::new(body);
         *answer.status_mut() = status;
         *answer.headers_mut() = headers;
@@ -163,9 +168,33 @@ impl RemoteInvoker for SidecarClient {
     }
 }
 
+/// The body of `response`, refused as soon as it is known to exceed
+/// `limit` bytes (by its `Content-Length`, or while it streams in), so a
+/// peer cannot make this process buffer an unbounded answer.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, String> {
+    let too_large = || format!("the answer is larger than the maximum of {limit} bytes");
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// reqwest's error with its causes, which say what actually failed
 /// ("connection refused").
-fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -36,6 +36,16 @@ pub const TRACESTATE: &str = "tracestate";
 /// The header with which Dapr's API token travels; never forwarded to an app.
 pub const DAPR_API_TOKEN: &str = "dapr-api-token";
 
+/// The app id of the caller, as Dapr tells the invoked app.
+pub const CALLER_APP_ID: &str = "dapr-caller-app-id";
+
+/// The app id a call is meant for, as Dapr tells the invoked app. On a hop
+/// between sidecars it also marks the call as forwarded: the receiving
+/// sidecar delivers it to its own app or refuses it, and never forwards it
+/// again, so a stale name resolution entry cannot make sidecars call each
+/// other (or themselves) in a loop.
+pub const CALLEE_APP_ID: &str = "dapr-callee-app-id";
+
 /// One invocation: an HTTP-shaped call of `method` on the target app.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvokeRequest {
@@ -155,7 +165,26 @@ pub async fn route(
 ) -> Result<InvokeResponse, ApiError> {
     let target_id = AppId::new(target).map_err(|e| invoke_error(target, e))?;
     check_method(&request.method)?;
+    // Read before the headers are prepared: a forwarded call carries the
+    // caller's id and the callee's, set by the sidecar it came from.
+    let forwarded = request.headers.contains_key(CALLEE_APP_ID);
     prepare_headers(&mut request.headers);
+    if forwarded && &target_id != own {
+        return Err(invoke_error(
+            target,
+            format!(
+                "this sidecar serves '{own}', not '{target}': the address name resolution gave for '{target}' is stale"
+            ),
+        ));
+    }
+    if !forwarded {
+        request
+            .headers
+            .insert(CALLER_APP_ID, header_value(own.as_str()));
+    }
+    request
+        .headers
+        .insert(CALLEE_APP_ID, header_value(target_id.as_str()));
     let response = if &target_id == own {
         let channel = channel
             .ok_or_else(|| invoke_error(target, format!("app '{target}' is not running")))?;
@@ -193,6 +222,12 @@ pub async fn route(
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(AppResponse::from_parts(parts, body))
+}
+
+/// An app id as a header value (ids have no whitespace or control
+/// characters, so this cannot fail; an empty value would be harmless).
+fn header_value(id: &str) -> HeaderValue {
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// Refuses a method that is not a plain path: one with `?`, `#`, spaces or
@@ -586,13 +621,75 @@ mod tests {
         assert!(sent.headers.get(TRACEPARENT).is_some());
     }
 
+    /// The app learns who called it; a forwarded call (one carrying the
+    /// callee id) keeps its original caller and is delivered only if it is
+    /// for this app, never forwarded again.
+    #[tokio::test]
+    async fn caller_and_callee_ids_and_no_second_forwarding() {
+        let app = Arc::new(Teapot::default());
+        let channel: Arc<dyn AppChannel> = app.clone();
+        let mut spoofed = request();
+        spoofed
+            .headers
+            .insert(CALLER_APP_ID, HeaderValue::from_static("someone-else"));
+        route(&own(), Some(&channel), None, "orders", spoofed)
+            .await
+            .unwrap();
+        let mut forwarded = request();
+        forwarded
+            .headers
+            .insert(CALLER_APP_ID, HeaderValue::from_static("checkout"));
+        forwarded
+            .headers
+            .insert(CALLEE_APP_ID, HeaderValue::from_static("orders"));
+        route(&own(), Some(&channel), None, "orders", forwarded.clone())
+            .await
+            .unwrap();
+        {
+            let seen = app.seen.lock().unwrap();
+            assert_eq!(seen[0].headers()[CALLER_APP_ID], "orders");
+            assert_eq!(seen[0].headers()[CALLEE_APP_ID], "orders");
+            assert_eq!(seen[1].headers()[CALLER_APP_ID], "checkout");
+        }
+
+        let hops = Arc::new(Hops::default());
+        let remote = RemoteInvocation {
+            resolver: Arc::new(OneApp),
+            invoker: hops.clone(),
+        };
+        forwarded
+            .headers
+            .insert(CALLEE_APP_ID, HeaderValue::from_static("billing"));
+        let err = route(&own(), Some(&channel), Some(&remote), "billing", forwarded)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "ERR_DIRECT_INVOKE");
+        assert!(err.message.contains("stale"), "{}", err.message);
+        assert!(hops.0.lock().unwrap().is_empty());
+
+        route(&own(), Some(&channel), Some(&remote), "billing", request())
+            .await
+            .unwrap();
+        let hops = hops.0.lock().unwrap();
+        assert_eq!(hops[0].2.headers[CALLEE_APP_ID], "billing");
+        assert_eq!(hops[0].2.headers[CALLER_APP_ID], "orders");
+    }
+
     /// Methods that would escape `/method/` on the next hop, or smuggle a
     /// query, are malformed requests that reach nobody.
     #[tokio::test]
     async fn methods_cannot_escape_their_path() {
         let app = Arc::new(Teapot::default());
         let channel: Arc<dyn AppChannel> = app.clone();
-        for method in ["../v1.0/state/s", "a/%2E%2e/b", "./x", "a?b", "a b", "", "/"] {
+        for method in [
+            "../v1.0/state/s",
+            "a/%2E%2e/b",
+            "./x",
+            "a?b",
+            "a b",
+            "",
+            "/",
+        ] {
             let request = InvokeRequest::new(http::Method::GET, method);
             let err = route(&own(), Some(&channel), None, "orders", request)
                 .await

@@ -130,6 +130,8 @@ pub struct Sidecar {
     /// app's outbound requests to `http_addr` (see [`Sidecar::local_dapr`]).
     http_router: axum::Router,
     api_token: Option<String>,
+    /// `--max-body-size`, also the largest answer taken from the app.
+    max_body_size: usize,
     /// Where this sidecar announces its app and resolves others.
     name_resolver: Option<Arc<dyn NameResolver>>,
     tasks: tokio::task::JoinSet<Result<(), SidecarError>>,
@@ -209,17 +211,17 @@ impl Sidecar {
                 .filter(|t| !t.is_empty()),
             max_body_size: usize::try_from(args.max_body_size.0).unwrap_or(usize::MAX),
         };
+        let max_body_size = config.max_body_size;
         let name_resolver = name_resolver(args.config.as_deref()).await?;
         let mut runtime = Runtime::new(app_id, components);
         if let Some(resolver) = &name_resolver {
             // Hops present this sidecar's token: sidecars of one deployment
             // share DAPR_API_TOKEN (or set none).
-            let invoker = SidecarClient::new(config.api_token.as_deref()).map_err(|e| {
-                SidecarError::Serve {
+            let invoker = SidecarClient::new(config.api_token.as_deref(), config.max_body_size)
+                .map_err(|e| SidecarError::Serve {
                     api: "service invocation",
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             runtime = runtime.with_remote_invocation(RemoteInvocation {
                 resolver: resolver.clone(),
                 invoker: Arc::new(invoker),
@@ -274,6 +276,7 @@ impl Sidecar {
             grpc_addr,
             http_router,
             api_token,
+            max_body_size,
             name_resolver,
             tasks,
         })
@@ -298,6 +301,7 @@ impl Sidecar {
                 interval: args.app_health_probe_interval,
                 timeout: args.app_health_probe_timeout,
             }),
+            max_body_size: self.max_body_size,
         })?;
         // Like daprd, wait as long as the app takes to come up (logging
         // while waiting); Ctrl-C ends the wait.

@@ -35,7 +35,8 @@ struct Seen {
 }
 
 /// A tiny HTTP app: records every request; `/healthz` answers 503 until
-/// `healthy`, `/status/<n>` answers `n` with a body, anything else 201 with
+/// `healthy`, `/status/<n>` answers `n` with a body, `/big/<n>` `n` bytes,
+/// anything else 201 with
 /// `x-app: <name>` and the body echoed.
 #[derive(Clone)]
 struct App {
@@ -77,6 +78,7 @@ impl App {
                 interval: Duration::from_millis(20),
                 ..HealthCheck::default()
             }),
+            max_body_size: 1 << 20,
         })
         .unwrap()
     }
@@ -100,6 +102,9 @@ async fn handle(State(app): State<App>, request: Request) -> Response {
         headers: parts.headers,
         body: body.clone(),
     });
+    if let Some(size) = path.strip_prefix("/big/") {
+        return vec![b'x'; size.parse().unwrap()].into_response();
+    }
     if let Some(code) = path.strip_prefix("/status/") {
         let code = StatusCode::from_u16(code.parse().unwrap()).unwrap();
         return (code, format!("app says {}", code.as_u16())).into_response();
@@ -114,7 +119,7 @@ async fn sidecar(app_id: &str, nr_dir: &std::path::Path, token: Option<&str>) ->
         .await
         .unwrap();
     let resolver: Arc<dyn NameResolver> = Arc::new(resolver);
-    let invoker = Arc::new(SidecarClient::new(token).unwrap());
+    let invoker = Arc::new(SidecarClient::new(token, 1 << 20).unwrap());
     let id = AppId::new(app_id).unwrap();
     let runtime = Runtime::new(id.clone(), Arc::new(Components::default())).with_remote_invocation(
         RemoteInvocation {
@@ -306,7 +311,8 @@ fn invoke_service(id: &str, method: &str, verb: i32, body: &[u8]) -> runtime::In
 
 /// A client calls sidecar A for app `billing`; A resolves `billing` in the
 /// shared SQLite file to sidecar B, which delivers to its app with B's app
-/// token. The trace id the client started is kept across both hops.
+/// token, naming the caller. The trace id the client started is kept
+/// across both hops.
 /// Sidecars share the API token, which the hop presents.
 #[tokio::test]
 async fn sidecar_to_sidecar_through_name_resolution() {
@@ -335,6 +341,8 @@ async fn sidecar_to_sidecar_through_name_resolution() {
     let seen = billing.last();
     assert_eq!(seen.uri, "/charge?amount=5");
     assert_eq!(seen.headers["dapr-api-token"], "billing-token");
+    assert_eq!(seen.headers["dapr-caller-app-id"], "checkout");
+    assert_eq!(seen.headers["dapr-callee-app-id"], "billing");
     let got = TraceParent::parse(seen.headers["traceparent"].to_str().unwrap()).unwrap();
     let sent = TraceParent::parse(trace).unwrap();
     assert_eq!(got.trace_id, sent.trace_id);
@@ -438,6 +446,7 @@ async fn http_app_readiness_probe() {
         address: addr,
         app_token: None,
         health: None,
+        max_body_size: 1 << 20,
     })
     .unwrap();
     let err = nobody
@@ -455,4 +464,39 @@ async fn http_app_readiness_probe() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("ghost"), "{err}");
+}
+
+/// An app's answer larger than the body limit fails the delivery
+/// (ERR_DIRECT_INVOKE naming the limit) instead of being buffered; one
+/// within the limit passes.
+#[tokio::test]
+async fn answers_over_the_body_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start("myapp").await;
+    let s = sidecar("myapp", dir.path(), None).await;
+    s.runtime
+        .set_app_channel(Arc::new(app.channel(None)))
+        .ok()
+        .unwrap();
+    let ok = s
+        .client
+        .get(s.url("/v1.0/invoke/myapp/method/big/1048576"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.bytes().await.unwrap().len(), 1 << 20);
+    let response = s
+        .client
+        .get(s.url("/v1.0/invoke/myapp/method/big/1048577"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
+    assert!(
+        body["message"].as_str().unwrap().contains("1048576 bytes"),
+        "{body}"
+    );
 }
