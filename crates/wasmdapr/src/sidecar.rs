@@ -204,7 +204,14 @@ impl Sidecar {
         } else {
             ComponentSpec::load_dirs(&args.resources_paths)?
         };
-        let components = Arc::new(Components::load(specs, &registry()).await?);
+        let registry = registry();
+        // Opening the name resolution database overlaps loading the
+        // components (both wait on I/O), so it adds little to a cold start.
+        let (components, name_resolver) = tokio::join!(
+            Components::load(specs, &registry),
+            name_resolver(args.config.as_deref())
+        );
+        let (components, name_resolver) = (Arc::new(components?), name_resolver?);
         let config = ApiConfig {
             api_token: std::env::var("DAPR_API_TOKEN")
                 .ok()
@@ -212,7 +219,6 @@ impl Sidecar {
             max_body_size: usize::try_from(args.max_body_size.0).unwrap_or(usize::MAX),
         };
         let max_body_size = config.max_body_size;
-        let name_resolver = name_resolver(args.config.as_deref()).await?;
         let mut runtime = Runtime::new(app_id, components);
         if let Some(resolver) = &name_resolver {
             // Hops present this sidecar's token: sidecars of one deployment
