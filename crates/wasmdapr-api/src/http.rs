@@ -14,7 +14,8 @@
 //! | any | `/v1.0/invoke/{app-id}/method/{method…}` | the app's own status |
 //! | any | any other path with a `dapr-app-id` header | the app's own status |
 //! | `GET` | `/v1.0/metadata` | 200 |
-//! | `GET` | `/v1.0/healthz`, `/v1.0/healthz/outbound` | 204 |
+//! | `GET` | `/v1.0/healthz` | 204, or 500 `ERR_HEALTH_NOT_READY` while the app is awaited |
+//! | `GET` | `/v1.0/healthz/outbound` | 204 |
 //! | `POST` | `/v1.0/shutdown` | 204, then shutdown |
 
 use std::collections::HashMap;
@@ -87,7 +88,7 @@ pub fn router(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
         .route("/v1.0/invoke/{app_id}/method/{*method}", any(invoke))
         .route("/v1.0/metadata", get(metadata))
         .route("/v1.0/healthz", get(healthz))
-        .route("/v1.0/healthz/outbound", get(healthz))
+        .route("/v1.0/healthz/outbound", get(healthz_outbound))
         .route("/v1.0/shutdown", post(shutdown))
         .fallback(invoke_by_header)
         // Innermost first: chunked bodies are cut off while being read…
@@ -890,7 +891,15 @@ async fn metadata(State(s): State<HttpState>) -> HttpResult<Response> {
     Ok(json_response(&body))
 }
 
-async fn healthz() -> StatusCode {
+/// 204 once the sidecar is ready, its app included (when it has one).
+async fn healthz(State(s): State<HttpState>) -> HttpResult<StatusCode> {
+    s.api.ready()?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// 204 as soon as the APIs are up: what an app calls to know it can use
+/// Dapr before it is itself ready.
+async fn healthz_outbound() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 

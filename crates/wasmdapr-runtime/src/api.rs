@@ -107,6 +107,14 @@ pub trait DaprApi: Send + Sync + 'static {
         request: InvokeRequest,
     ) -> Result<InvokeResponse, ApiError>;
 
+    /// Whether the sidecar is ready (`/v1.0/healthz`): a runtime waiting for
+    /// its app (`--app-port`) is not, until the app is connected, so
+    /// orchestrators hold traffic back as they do with Dapr. Implementations
+    /// with no app of their own are always ready.
+    fn ready(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// Describes the runtime and its components.
     async fn metadata(&self) -> Result<RuntimeMetadata, ApiError>;
 

@@ -103,6 +103,8 @@ error_table! {
     /// A service invocation could not be delivered (unknown app id, app
     /// unreachable, app failed or timed out).
     DirectInvoke => ("ERR_DIRECT_INVOKE", 500, Internal),
+    /// The sidecar is up but its app is not connected yet (`/v1.0/healthz`).
+    HealthNotReady => ("ERR_HEALTH_NOT_READY", 500, Internal),
     /// The app was not granted the Dapr API. wasmdapr's own code (a Dapr app
     /// always has its sidecar; here the grant is a capability): the typed
     /// imports of a guest run without it return this error value.

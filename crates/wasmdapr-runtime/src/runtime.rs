@@ -140,6 +140,8 @@ pub struct Runtime {
     app_channel: std::sync::OnceLock<Arc<dyn AppChannel>>,
     /// How other apps are reached; `None`: only the own app is invocable.
     remote: Option<RemoteInvocation>,
+    /// Set by [`Runtime::expect_app`]: not ready until the app is connected.
+    expects_app: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
@@ -151,6 +153,7 @@ impl Runtime {
             shutdown: tokio::sync::watch::Sender::new(false),
             app_channel: std::sync::OnceLock::new(),
             remote: None,
+            expects_app: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -165,6 +168,13 @@ impl Runtime {
     /// a second call returns the channel it was given back as the error.
     pub fn set_app_channel(&self, channel: Arc<dyn AppChannel>) -> Result<(), Arc<dyn AppChannel>> {
         self.app_channel.set(channel)
+    }
+
+    /// Declares that an app will be connected: until it is,
+    /// [`DaprApi::ready`] reports `ERR_HEALTH_NOT_READY`.
+    pub fn expect_app(&self) {
+        self.expects_app
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The app this runtime serves, once connected.
@@ -453,6 +463,21 @@ impl DaprApi for Runtime {
             request,
         )
         .await
+    }
+
+    fn ready(&self) -> Result<(), ApiError> {
+        let waiting = self.expects_app.load(std::sync::atomic::Ordering::Acquire)
+            && self.app_channel.get().is_none();
+        if waiting {
+            return Err(ApiError::new(
+                ErrorKind::HealthNotReady,
+                format!(
+                    "dapr is not ready: app '{}' is not connected yet",
+                    self.app_id
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {

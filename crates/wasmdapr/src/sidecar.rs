@@ -296,6 +296,8 @@ impl Sidecar {
         let Some(port) = args.app_port else {
             return Ok(());
         };
+        // `/v1.0/healthz` answers 500 until the app is connected, as daprd's.
+        self.runtime.expect_app();
         let app = HttpApp::new(HttpAppConfig {
             app_id: self.runtime.app_id().clone(),
             address: SocketAddr::new(args.app_channel_address, port),

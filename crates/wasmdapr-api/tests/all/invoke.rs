@@ -500,3 +500,29 @@ async fn answers_over_the_body_limit_are_refused() {
         "{body}"
     );
 }
+
+/// A sidecar told to expect its app answers `/v1.0/healthz` with 500
+/// ERR_HEALTH_NOT_READY until the app is connected (`/healthz/outbound` is
+/// 204 throughout), then 204.
+#[tokio::test]
+async fn healthz_waits_for_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start("myapp").await;
+    let s = sidecar("myapp", dir.path(), None).await;
+    let status = |path: &'static str| {
+        let (client, url) = (s.client.clone(), s.url(path));
+        async move { client.get(url).send().await.unwrap() }
+    };
+    assert_eq!(status("/v1.0/healthz").await.status(), 204);
+    s.runtime.expect_app();
+    let response = status("/v1.0/healthz").await;
+    assert_eq!(response.status(), 500);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_HEALTH_NOT_READY");
+    assert_eq!(status("/v1.0/healthz/outbound").await.status(), 204);
+    s.runtime
+        .set_app_channel(Arc::new(app.channel(None)))
+        .ok()
+        .unwrap();
+    assert_eq!(status("/v1.0/healthz").await.status(), 204);
+}
