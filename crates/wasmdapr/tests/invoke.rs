@@ -382,3 +382,53 @@ async fn python_sdk_invoke_method() {
     // Once per protocol.
     assert_eq!(delivered, 2, "{seen:?}");
 }
+
+/// A Configuration that cannot be used stops the sidecar before it
+/// listens, naming the file and the field, with the configuration exit
+/// code (78): a missing file, a name resolution component this runtime
+/// lacks, an invalid sqlite setting.
+#[test]
+fn bad_configurations_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(
+            &file,
+            format!("kind: Configuration\nmetadata:\n  name: c\nspec:\n  nameResolution:\n{body}"),
+        )
+        .unwrap();
+        file
+    };
+    let cases = [
+        (dir.path().join("missing.yaml"), "missing.yaml"),
+        (write("mdns.yaml", "    component: mdns\n"), "mdns"),
+        (
+            write(
+                "sqlite.yaml",
+                "    component: sqlite\n    configuration:\n      connectionString: nr.db\n      updateInterval: 1s\n",
+            ),
+            "updateInterval",
+        ),
+    ];
+    for (file, named) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+            .current_dir(dir.path())
+            .args([
+                "sidecar",
+                "--app-id",
+                "x",
+                "--dapr-http-port",
+                "0",
+                "--dapr-grpc-port",
+                "0",
+                "--config",
+            ])
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{named}: {stderr}");
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+}
