@@ -25,7 +25,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -791,14 +791,20 @@ async fn invoke_by_header(State(s): State<HttpState>, request: Request) -> Respo
     let Some(app_id) = target else {
         return not_found(Request::from_parts(parts, body)).await;
     };
-    let body = match axum::body::to_bytes(body, s.max_body_size).await {
+    let (method, uri, mut headers) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.clone(),
+    );
+    // The extractor, so the body limit and its errors are the other routes'.
+    let body = Bytes::from_request(Request::from_parts(parts, body), &()).await;
+    let body = match s.body(body) {
         Ok(body) => body,
-        Err(_) => return HttpError(too_large(s.max_body_size)).into_response(),
+        Err(e) => return e.into_response(),
     };
-    let mut headers = parts.headers;
     headers.remove(APP_ID_HEADER);
-    let method = parts.uri.path().trim_start_matches('/').to_owned();
-    invoke_app(&s, &app_id, parts.method, method, &parts.uri, headers, body)
+    let path = uri.path().trim_start_matches('/').to_owned();
+    invoke_app(&s, &app_id, method, path, &uri, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

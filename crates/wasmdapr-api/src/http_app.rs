@@ -17,7 +17,7 @@ use http::HeaderValue;
 use wasmdapr_runtime::{AppChannel, AppId, AppRequest, AppResponse, ChannelError};
 
 use crate::config::API_TOKEN_HEADER;
-use crate::invoke::read_body;
+use crate::invoke::{describe, read_body};
 
 /// Dapr's default `--app-health-check-path`.
 pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
@@ -197,7 +197,13 @@ impl AppChannel for HttpApp {
             .body(body)
             .send()
             .await
-            .map_err(|e| failed(format!("cannot reach the app at {}: {e}", self.address)))?;
+            .map_err(|e| {
+                failed(format!(
+                    "cannot reach the app at {}: {}",
+                    self.address,
+                    describe(&e)
+                ))
+            })?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_body(response, self.max_body_size)

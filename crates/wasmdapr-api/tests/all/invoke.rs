@@ -260,6 +260,16 @@ async fn dapr_app_id_header_forms() {
 
     let response = s.client.get(s.url("/v1/hello")).send().await.unwrap();
     assert_eq!(response.status(), 404);
+    // The body limit holds for this form as for every route.
+    let response = s
+        .client
+        .post(s.url("/v1/hello"))
+        .header("dapr-app-id", "myapp")
+        .body(vec![0u8; 5 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
     assert_eq!(app.seen().len(), 2);
 }
 
