@@ -315,13 +315,36 @@ fn invoke_pair_of_wasm_apps() {
     );
 }
 
-/// The official Python SDK's `invoke_method`, over both of its invocation
-/// clients (HTTP, and gRPC `InvokeService`), called on one sidecar, reaches
-/// the app on `--app-port` behind another with verb, query and body, and
-/// reads ERR_DIRECT_INVOKE for an unknown id. `scripts/setup.sh` installs
-/// the SDK in `.venv`.
+/// Runs an SDK suite until it passes or 30 s have gone by (the callee is
+/// announced a moment after its app is up), then asserts it passed.
+async fn run_sdk_suite(what: &str, suite: impl Fn() -> Command + Send + Sync + Clone + 'static) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let suite = suite.clone();
+        let out = tokio::task::spawn_blocking(move || suite().output())
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{what}: cannot start ({e}); run scripts/setup.sh"));
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The official SDKs, called on one sidecar, reach the app on `--app-port`
+/// behind another with verb, query and body, and read ERR_DIRECT_INVOKE for
+/// an unknown id: Python's `invoke_method` over both of its invocation
+/// clients (HTTP, and gRPC `InvokeService`), JavaScript's `invoker.invoke`
+/// (HTTP). `scripts/setup.sh` installs both SDKs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_sdk_invoke_method() {
+async fn official_sdks_invoke() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = repo.join(".venv/bin/python");
     assert!(
@@ -329,58 +352,58 @@ async fn python_sdk_invoke_method() {
         "{} is missing: run scripts/setup.sh",
         python.display()
     );
+    let js = repo.join("crates/wasmdapr/tests/sdk/js");
+    assert!(
+        js.join("node_modules/@dapr/dapr").exists(),
+        "@dapr/dapr is not installed: run scripts/setup.sh"
+    );
     let dir = tempfile::tempdir().unwrap();
-    let (app_port, seen) = start_app("py-token").await;
+    let (app_port, seen) = start_app("sdk-token").await;
     let (_billing, _, _) = sidecar(
         dir.path(),
         "billing",
         &["--app-port", &app_port.to_string()],
-        &[("APP_API_TOKEN", "py-token")],
+        &[("APP_API_TOKEN", "sdk-token")],
     );
-    let (_caller, http_port, grpc_port) = sidecar(dir.path(), "pycaller", &[], &[]);
-    let suites = repo.join("crates/wasmdapr/tests/sdk/python");
+    let (_caller, http_port, grpc_port) = sidecar(dir.path(), "sdkcaller", &[], &[]);
+    let python_suites = repo.join("crates/wasmdapr/tests/sdk/python");
     for protocol in ["http", "grpc"] {
-        let (python, suites) = (python.clone(), suites.clone());
-        let suite = move || {
-            Command::new(&python)
-                .current_dir(&suites)
+        let (python, suites) = (python.clone(), python_suites.clone());
+        run_sdk_suite(&format!("Dapr Python SDK over {protocol}"), move || {
+            let mut cmd = Command::new(&python);
+            cmd.current_dir(&suites)
                 .args(["-m", "unittest", "-v", "test_invoke"])
                 .env("DAPR_HTTP_PORT", http_port.to_string())
                 .env("DAPR_GRPC_PORT", grpc_port.to_string())
                 .env("DAPR_RUNTIME_HOST", "127.0.0.1")
                 .env("DAPR_API_METHOD_INVOCATION_PROTOCOL", protocol)
-                .env("TARGET", "billing")
-                .output()
-                .unwrap()
-        };
-        // `billing` is announced once its app is up: retry briefly.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let out = loop {
-            let out = tokio::task::spawn_blocking(suite.clone()).await.unwrap();
-            if out.status.success() || Instant::now() > deadline {
-                break out;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        assert!(
-            out.status.success(),
-            "Python SDK over {protocol} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+                .env("TARGET", "billing");
+            cmd
+        })
+        .await;
     }
+    run_sdk_suite("Dapr JavaScript SDK", move || {
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&js)
+            .args(["--test", "invoke.test.mjs"])
+            .env("DAPR_HTTP_PORT", http_port.to_string())
+            .env("DAPR_GRPC_PORT", grpc_port.to_string())
+            .env("TARGET", "billing");
+        cmd
+    })
+    .await;
     let seen = seen.lock().unwrap().clone();
     let delivered = seen
         .iter()
         .filter(|(verb, uri, token, body)| {
             verb == "PUT"
                 && uri == "/charge?amount=5"
-                && token.as_deref() == Some("py-token")
+                && token.as_deref() == Some("sdk-token")
                 && body == "card"
         })
         .count();
-    // Once per protocol.
-    assert_eq!(delivered, 2, "{seen:?}");
+    // Once per suite: Python over HTTP and gRPC, JavaScript.
+    assert_eq!(delivered, 3, "{seen:?}");
 }
 
 /// A Configuration that cannot be used stops the sidecar before it
