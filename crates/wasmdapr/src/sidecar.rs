@@ -62,7 +62,7 @@ pub struct DaprArgs {
 pub struct AppArgs {
     /// The port the app listens on; without it the sidecar has no app
     /// (it can still invoke others).
-    #[arg(long, env = "APP_PORT")]
+    #[arg(long)]
     pub app_port: Option<u16>,
     /// The app's protocol; only `http` is supported.
     #[arg(long, default_value = "http", value_parser = ["http"])]
@@ -343,8 +343,14 @@ impl Sidecar {
     /// sidecars can invoke it); on a clean stop it is withdrawn.
     pub async fn wait(mut self) -> Result<(), SidecarError> {
         if let Some(resolver) = &self.name_resolver {
+            // Listening on every address: announce loopback, which other
+            // sidecars on this machine (the SQLite resolver's scope) reach.
+            let mut announced = self.http_addr;
+            if announced.ip().is_unspecified() {
+                announced.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
             resolver
-                .register(self.runtime.app_id(), &self.http_addr.to_string())
+                .register(self.runtime.app_id(), &announced.to_string())
                 .await?;
         }
         let signal = async {
