@@ -77,11 +77,13 @@ pub struct AppArgs {
     /// The path of the app's health check.
     #[arg(long, default_value = wasmdapr_api::http_app::DEFAULT_HEALTH_PATH)]
     pub app_health_check_path: String,
-    /// Time between health probes.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    /// Time between health probes: whole seconds, as daprd's flag, or a
+    /// duration (`500ms`).
+    #[arg(long, value_parser = seconds_or_duration, default_value = "5")]
     pub app_health_probe_interval: std::time::Duration,
-    /// The longest one health probe may take.
-    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    /// The longest one health probe may take: milliseconds, as daprd's
+    /// flag, or a duration (`1s`).
+    #[arg(long, value_parser = millis_or_duration, default_value = "500")]
     pub app_health_probe_timeout: std::time::Duration,
 }
 
@@ -154,6 +156,22 @@ impl LocalHttp for InProcessHttp {
                 Err(never) => match never {},
             }
         })
+    }
+}
+
+/// daprd's whole seconds (`5`), or a duration with a unit (`1500ms`).
+fn seconds_or_duration(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) => parse_duration(value),
+    }
+}
+
+/// daprd's whole milliseconds (`500`), or a duration with a unit (`1s`).
+fn millis_or_duration(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(millis) => Ok(std::time::Duration::from_millis(millis)),
+        Err(_) => parse_duration(value),
     }
 }
 
@@ -390,5 +408,23 @@ impl Sidecar {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Bare numbers are daprd's units (seconds for the interval, milliseconds
+    /// for the timeout); durations with a unit are read as written.
+    #[test]
+    fn health_probe_flags_read_daprd_units() {
+        assert_eq!(seconds_or_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(seconds_or_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(millis_or_duration("500"), Ok(Duration::from_millis(500)));
+        assert_eq!(millis_or_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(seconds_or_duration("soon").is_err());
     }
 }
