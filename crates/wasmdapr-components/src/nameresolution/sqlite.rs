@@ -380,7 +380,10 @@ impl NameResolver for SqliteNameResolver {
         let app = app.to_string();
         let window = self.config.update_interval.as_millis() as i64;
         self.with_connection("resolve", move |c, s| {
-            c.query_row(&s.resolve, params![app, now() - window], |row| row.get(0))
+            // Every invocation of another app resolves: keep the statement
+            // prepared.
+            c.prepare_cached(&s.resolve)?
+                .query_row(params![app, now() - window], |row| row.get(0))
                 .optional()
         })
         .await
