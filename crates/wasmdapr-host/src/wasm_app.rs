@@ -34,13 +34,12 @@
 //! request runs in a new instance as if nothing happened.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -106,16 +105,16 @@ pub struct WasmApp {
     limits: Limits,
     config: WasmAppConfig,
     /// Permits for running and queued requests together: the admission test.
-    admitted: Arc<Semaphore>,
+    admitted: Semaphore,
     /// Permits for running requests: the instance slots.
-    running: Arc<Semaphore>,
+    running: Semaphore,
 }
 
 /// A request that was admitted (it holds a place among the running or queued
 /// ones) and may now be served; see [`WasmApp::admit`].
 pub struct Admitted<'a> {
     app: &'a WasmApp,
-    _place: OwnedSemaphorePermit,
+    _place: SemaphorePermit<'a>,
 }
 
 impl WasmApp {
@@ -150,10 +149,8 @@ impl WasmApp {
             caps,
             limits,
             config,
-            admitted: Arc::new(Semaphore::new(places.min(Semaphore::MAX_PERMITS))),
-            running: Arc::new(Semaphore::new(
-                config.max_concurrency.min(Semaphore::MAX_PERMITS),
-            )),
+            admitted: Semaphore::new(places.min(Semaphore::MAX_PERMITS)),
+            running: Semaphore::new(config.max_concurrency.min(Semaphore::MAX_PERMITS)),
         })
     }
 
@@ -173,11 +170,7 @@ impl WasmApp {
     /// Front doors call this *before* reading a request body, so a flood of
     /// requests is refused without buffering theirs.
     pub fn admit(&self) -> Result<Admitted<'_>, ChannelError> {
-        let place = self
-            .admitted
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| self.busy())?;
+        let place = self.admitted.try_acquire().map_err(|_| self.busy())?;
         Ok(Admitted {
             app: self,
             _place: place,
@@ -320,7 +313,7 @@ impl Admitted<'_> {
     pub async fn serve(self, request: AppRequest) -> Result<AppResponse, ChannelError> {
         let app = self.app;
         let limit = app.limits.timeout;
-        let slot = app.running.clone().acquire_owned();
+        let slot = app.running.acquire();
         let slot = match limit {
             Some(limit) => tokio::time::timeout(limit, slot)
                 .await
