@@ -314,3 +314,60 @@ fn app_listen_in_use_is_unavailable() {
     assert!(stderr.contains("--app-listen"), "{stderr}");
     drop(taken);
 }
+
+/// With `--dapr-endpoint` (no sidecar of its own) a handler is served on
+/// `--app-listen` alone, and without it the command is refused (exit 64)
+/// saying what to pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_with_a_remote_sidecar_needs_app_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = common::start_sidecar(dir.path(), None);
+    let endpoint = format!("http://127.0.0.1:{}", remote.grpc);
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmdapr"));
+        cmd.current_dir(dir.path())
+            .args(["run", "--no-cache", "--dapr-endpoint", &endpoint])
+            .args(extra)
+            .arg(P2_SERVE_HELLO)
+            .env_remove("DAPR_API_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    };
+    let output = run(&[]).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("pass --app-listen"), "{stderr}");
+
+    let port = free_port();
+    let mut served = Served {
+        child: run(&["--app-listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+        app: port,
+        dapr: remote.http,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let response = loop {
+        if let Ok(response) = client.get(served.url("/remote")).send().await {
+            break response;
+        }
+        assert!(
+            served.child.try_wait().unwrap().is_none(),
+            "wasmdapr exited"
+        );
+        assert!(Instant::now() < deadline, "the app was not served in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(response.text().await.unwrap(), "GET /remote\n");
+    let status = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(served.exit().success());
+}
