@@ -76,6 +76,9 @@ load_with_rss() { # PID URL CONNECTIONS NAME [METHOD]
   load "$@"
 }
 
+# Other work on the machine skews every row alike; the report gives the load.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # (a) the hyper baseline.
 port=$(free_port)
 "$baseline" "127.0.0.1:$port" 2>/dev/null & pids+=($!); base_pid=$!
@@ -111,6 +114,7 @@ read -r counter_rps counter_p50 counter_p99 counter_bad < <(load "http://127.0.0
 kill "$counter_pid"
 redis-cli -h 127.0.0.1 -p 6379 del "bench-counter-$$||counter" >/dev/null || true
 
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 cores=$(nproc)
 per_core=$(( wasm_rps / cores ))
 ratio=$(awk -v a="$wasm_rps" -v b="$base_rps" 'BEGIN {printf "%.2f", a / b}')
@@ -119,14 +123,15 @@ added_p50=$(awk -v h="$(to_us "$hop_p50")" -v d="$(to_us "$direct_p50")" 'BEGIN 
 added_p99=$(awk -v h="$(to_us "$hop_p99")" -v d="$(to_us "$direct_p99")" 'BEGIN {printf "%+.0f µs", h - d}')
 commit=$(git rev-parse --short HEAD)
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-wrk_version=$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')
+# `wrk -v` prints its version and usage, and exits 1.
+wrk_version=$( (wrk -v 2>&1 || true) | head -1 | awk '{print $1, $2}')
 
 section="$work/section.md"
 cat >"$section" <<EOF
 <!-- serve.sh -->
 ## Serving HTTP apps: a fresh instance per request
 
-Made by \`bench/serve.sh\` (DURATION=$DURATION) on $(date -u +%F) at commit \`$commit\` (working tree), $cores cores ($cpu), release build. Load: $wrk_version (Debian package), $THREADS threads, on loopback, sharing the $cores cores with the server. Every Wasm request runs in a new instance from the pooling allocator (\`wasmdapr run --app-listen\`, default \`--max-concurrency\`).
+Made by \`bench/serve.sh\` (DURATION=$DURATION) on $(date -u +%F) at commit \`$commit\` (working tree), $cores cores ($cpu), release build. Load: $wrk_version (Debian package), $THREADS threads, on loopback, sharing the $cores cores with the server; load average (1, 5, 15 min) $load_before before the measurements, $load_after after. Every Wasm request runs in a new instance from the pooling allocator (\`wasmdapr run --app-listen\`, default \`--max-concurrency\`).
 
 | server | connections | requests/s | p50 | p99 | non-2xx |
 |---|---|---|---|---|---|
