@@ -171,7 +171,8 @@ impl Host {
                     let command = CommandPre::new(pre).map_err(|e| HostError::NotRunnable {
                         app: app_id.to_string(),
                         reason: format!(
-                            "it exports neither `wasi:http/incoming-handler` nor `wasi:cli/run` ({e:#})"
+                            "it does not export `wasi:cli/run` (to run) \
+                             or `wasi:http/incoming-handler` (to serve) ({e:#})"
                         ),
                     })?;
                     Entry::Command(command)
