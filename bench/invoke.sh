@@ -10,15 +10,18 @@
 #   two sidecars wrk → sidecar A `/v1.0/invoke/b/method/x` → sidecar B → app
 #                (name resolution through SQLite; Dapr's "one hop")
 #
+# One connection by default: the question is the latency a hop adds, not
+# how many requests two cores push through three processes (CONNECTIONS=8
+# measures that, with queueing in every figure).
 # Writes its section of bench/RESULTS.md (between the `invoke.sh` markers).
-#   bench/invoke.sh               # 10 s per measurement, 8 connections
-#   DURATION=30s CONNECTIONS=1 bench/invoke.sh
+#   bench/invoke.sh               # 10 s per measurement, 1 connection
+#   DURATION=30s CONNECTIONS=8 THREADS=2 bench/invoke.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-8}
-THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-1}
+THREADS=${THREADS:-1}
 
 if ! command -v wrk >/dev/null 2>&1; then
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
@@ -97,7 +100,7 @@ cat >"$section" <<EOF
 <!-- invoke.sh -->
 ## Service invocation: the cost of a hop
 
-Made by \`bench/invoke.sh\` (DURATION=$DURATION, $CONNECTIONS connections) on $(date -u +%F) at commit \`$commit\` (working tree), $cores cores ($cpu), release build. Load: $wrk_version (Debian package), $THREADS threads, on loopback, sharing the $cores cores with the app and both sidecars. The app is the plain hyper hello server, an ordinary process on \`--app-port\`; name resolution is the SQLite resolver on a file of the run.
+Made by \`bench/invoke.sh\` (DURATION=$DURATION, $CONNECTIONS connection(s)) on $(date -u +%F) at commit \`$commit\` (working tree), $cores cores ($cpu), release build, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of the run. Load: $wrk_version (Debian package), $THREADS threads, on loopback, sharing the $cores cores with the app and both sidecars. The app is the plain hyper hello server, an ordinary process on \`--app-port\`; name resolution is the SQLite resolver on a file of the run.
 
 | path | requests/s | p50 | p99 | non-2xx | added p50 | added p99 |
 |---|---|---|---|---|---|---|
