@@ -17,6 +17,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use clap::Args;
 use tokio::net::TcpListener;
 use wasmdapr_host::{App, Capabilities, Limits, WasmApp, WasmAppConfig};
@@ -181,7 +182,14 @@ impl AppListener {
         let router = axum::Router::new()
             .fallback(handle)
             .with_state(Handler { app, max_body_size });
-        axum::serve(self.listener, router)
+        // Small responses on kept-alive connections must not wait on
+        // Nagle's algorithm (as on the Dapr HTTP API).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServeError::Serve)
