@@ -83,6 +83,7 @@ impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
         Error {
             code: e.code().to_owned(),
+            status: e.http_status(),
             message: e.message,
         }
     }

@@ -163,6 +163,7 @@ impl Response {
     /// The body as UTF-8 text.
     pub fn text(&self) -> Result<String, Error> {
         String::from_utf8(self.body.clone()).map_err(|e| Error {
+            status: 0,
             code: Error::UTF8.to_owned(),
             message: format!("the response body is not UTF-8: {e}"),
         })

@@ -110,12 +110,19 @@ impl Dapr {
 /// `ERR_STATE_SAVE`, …), the same the sidecar's HTTP API returns, so match on
 /// it rather than on `message`. Three codes come from wasmdapr itself:
 /// [`Error::NOT_GRANTED`], [`Error::JSON`] and [`Error::UTF8`].
+///
+/// Non-exhaustive: later fields must not break an app's `match`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Error {
     /// Dapr's error code.
     pub code: String,
     /// A message for humans.
     pub message: String,
+    /// The HTTP status Dapr answers this error with (409 for an ETag
+    /// mismatch, 400 for bad input, 500 for a failing store, …); 0 for the
+    /// errors the SDK raises itself ([`Error::JSON`], [`Error::UTF8`]).
+    pub status: u16,
 }
 
 impl Error {
@@ -129,8 +136,44 @@ impl Error {
     /// A service invocation could not be delivered (Dapr's code).
     pub const DIRECT_INVOKE: &'static str = "ERR_DIRECT_INVOKE";
 
+    /// Whether a conditional write lost to a concurrent one: the ETag it
+    /// carried no longer matches (Dapr's 409 on save, delete or
+    /// transaction). The answer to it is to read again and retry; any other
+    /// failure with the same code (an unparseable ETag, a failing store) is
+    /// not worth retrying.
+    ///
+    /// ```no_run
+    /// use wasmdapr_sdk::{Concurrency, SaveRequest};
+    /// # fn main() -> Result<(), wasmdapr_sdk::Error> {
+    /// let store = wasmdapr_sdk::Dapr::new().state("statestore");
+    /// loop {
+    ///     let (next, etag) = match store.get_with_etag::<u64>("count")? {
+    ///         Some(current) => (current.value + 1, current.etag),
+    ///         None => (1, None),
+    ///     };
+    ///     // First-write: with no ETag, the write fails if the key appeared.
+    ///     let mut write = SaveRequest::json("count", &next)?.concurrency(Concurrency::FirstWrite);
+    ///     if let Some(etag) = etag {
+    ///         write = write.etag(etag);
+    ///     }
+    ///     match store.save_many([write]) {
+    ///         Err(e) if e.is_etag_mismatch() => continue,
+    ///         other => break other,
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn is_etag_mismatch(&self) -> bool {
+        self.status == 409
+            && matches!(
+                self.code.as_str(),
+                "ERR_STATE_SAVE" | "ERR_STATE_DELETE" | "ERR_STATE_TRANSACTION"
+            )
+    }
+
     pub(crate) fn json(what: &str, e: serde_json::Error) -> Self {
         Self {
+            status: 0,
             code: Self::JSON.to_owned(),
             message: format!("{what}: {e}"),
         }
@@ -142,6 +185,7 @@ impl From<bindings::wasmdapr::dapr::types::Error> for Error {
         Self {
             code: e.code,
             message: e.message,
+            status: e.status,
         }
     }
 }

@@ -72,18 +72,10 @@ mod handler {
             }
             match store.save_many([write]) {
                 Ok(()) => return Ok(next),
-                Err(error) if is_conflict(&error) && attempts < MAX_ATTEMPTS => continue,
+                Err(error) if error.is_etag_mismatch() && attempts < MAX_ATTEMPTS => continue,
                 Err(error) => return Err(error),
             }
         }
-    }
-
-    /// Whether a failed save lost a race: Dapr answers an ETag mismatch (and
-    /// a first write onto an existing key) with `ERR_STATE_SAVE` and a
-    /// message saying "etag mismatch"; the same code with another message
-    /// (an invalid ETag, a store failure) is not retried.
-    fn is_conflict(error: &Error) -> bool {
-        error.code == "ERR_STATE_SAVE" && error.message.contains("etag mismatch")
     }
 
     fn answer(out: ResponseOutparam, status: u16, body: String) {

@@ -29,7 +29,7 @@ fn main() {
                     String::from_utf8_lossy(&response.body)
                 );
             }
-            Err(Error { code, message }) => {
+            Err(Error { code, message, .. }) => {
                 failed = true;
                 eprintln!("cannot invoke {target}: {code}: {message}");
             }
