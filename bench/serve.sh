@@ -12,8 +12,14 @@
 #
 # plus the resident memory of the serving process, idle and under load.
 # Writes its section of bench/RESULTS.md (between the `serve.sh` markers).
+# Where `wasmtime` is on PATH (or WASMTIME names it), `wasmtime serve` runs
+# the same hello guest as a peer row; INSTALL_PEERS=1 first installs
+# wasmtime-cli (the Wasmtime release wasmdapr embeds) from crates.io into
+# target/bench-tools (a long release build). Spin is not on any registry this
+# project reaches, so it is measured only where `spin` is installed by hand.
 #   bench/serve.sh            # 10 s per measurement
 #   DURATION=30s bench/serve.sh
+#   INSTALL_PEERS=1 bench/serve.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +39,14 @@ cargo build --release -p wasmdapr-host --example hello_baseline
 cargo build --release --target wasm32-wasip2 --manifest-path test-programs/Cargo.toml \
   --target-dir target/bench-guests --bin serve_hello
 cargo build --release --target wasm32-wasip2 -p http-counter
+wasmtime=${WASMTIME:-$(command -v wasmtime || true)}
+if [[ -z $wasmtime && -x target/bench-tools/bin/wasmtime ]]; then
+  wasmtime=target/bench-tools/bin/wasmtime
+fi
+if [[ -z $wasmtime && ${INSTALL_PEERS:-0} == 1 ]]; then
+  cargo install wasmtime-cli --version 48.0.8 --locked --root target/bench-tools
+  wasmtime=target/bench-tools/bin/wasmtime
+fi
 bin=target/release/wasmdapr
 baseline=target/release/examples/hello_baseline
 hello=target/bench-guests/wasm32-wasip2/release/serve_hello.wasm
@@ -104,6 +118,23 @@ read -r direct_rps direct_p50 direct_p99 direct_bad < <(load "http://127.0.0.1:$
 read -r hop_rps hop_p50 hop_p99 hop_bad < <(load "http://127.0.0.1:$dapr_port/v1.0/invoke/hello/method/x" 8 hop)
 kill "$hello_pid"
 
+# The peer: `wasmtime serve` on the same guest (also a fresh instance per
+# request, pooling allocator on), where installed.
+peer_row=""
+peer_note="\`wasmtime serve\` is not installed here (\`INSTALL_PEERS=1\` installs it), so no peer was measured."
+if [[ -n $wasmtime ]]; then
+  peer_port=$(free_port)
+  "$wasmtime" serve -S cli=y -O pooling-allocator=y --addr "127.0.0.1:$peer_port" "$hello" \
+    2>"$work/wasmtime.log" & pids+=($!); peer_pid=$!
+  wait_for "http://127.0.0.1:$peer_port/"
+  read -r peer_rps peer_p50 peer_p99 peer_bad < <(load "http://127.0.0.1:$peer_port/" "$CONNECTIONS" peer)
+  kill "$peer_pid"
+  peer_version=$("$wasmtime" --version)
+  peer_row="| \`$peer_version serve\` (peer, same guest) | $CONNECTIONS | $peer_rps | $peer_p50 | $peer_p99 | $peer_bad |"
+  peer_ratio=$(awk -v a="$wasm_rps" -v b="$peer_rps" 'BEGIN {printf "%.2f", a / b}')
+  peer_note="On the same guest, wasmdapr serves **$peer_ratio×** the requests/s of \`wasmtime serve\`."
+fi
+
 # (b) the counter on Redis.
 counter_port=$(free_port)
 (cd "$work" && exec "$OLDPWD/$bin" run --app-id "bench-counter-$$" --app-listen "127.0.0.1:$counter_port" \
@@ -140,10 +171,11 @@ Made by \`bench/serve.sh\` (DURATION=$DURATION) on $(date -u +%F) at commit \`$c
 | Wasm hello, direct (\`--app-listen\`) | 8 | $direct_rps | $direct_p50 | $direct_p99 | $direct_bad |
 | Wasm hello, one invocation hop (sidecar \`/v1.0/invoke/hello/method/x\`) | 8 | $hop_rps | $hop_p50 | $hop_p99 | $hop_bad |
 | \`examples/http-counter\` on Redis (POST, one key) | $COUNTER_CONNECTIONS | $counter_rps | $counter_p50 | $counter_p99 | $counter_bad |
+$peer_row
 
 The Wasm hello handler serves **$ratio×** the baseline's requests/s, $per_core requests/s per core. One invocation hop adds **$added_p50** p50 ($added_p99 p99) over calling the handler directly. Resident memory of the serving process (Wasm hello, with its embedded sidecar): idle $(mib "$idle_rss"), under load $(mib "$load_rss"); the hyper baseline under load: $(mib "$base_rss").
 
-\`spin\` and \`wasmtime serve\` are not installed on this machine, so the Spin comparison of the issue was not measured. The counter row is bounded by its design: every request read-modify-writes the same Redis key and retries on an ETag conflict.
+$peer_note \`spin\` is not installed on this machine (no registry this project reaches has it), so the Spin comparison of the issue was not measured. The counter row is bounded by its design: every request read-modify-writes the same Redis key and retries on an ETag conflict.
 <!-- /serve.sh -->
 EOF
 
