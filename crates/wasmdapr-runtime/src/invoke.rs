@@ -246,10 +246,12 @@ fn check_method(method: &str) -> Result<(), ApiError> {
             "method `{method}` contains `?`, `#`, whitespace or control characters"
         )));
     }
-    let dot_segment = method.split('/').any(|segment| {
-        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
-        segment == "." || segment == ".."
-    });
+    // `.`, `..` and every percent-encoded spelling of them, matched without
+    // allocating: this runs on every invocation.
+    const DOT_SEGMENTS: [&str; 6] = [".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"];
+    let dot_segment = method
+        .split('/')
+        .any(|segment| DOT_SEGMENTS.iter().any(|d| segment.eq_ignore_ascii_case(d)));
     if dot_segment {
         return Err(ApiError::malformed(format!(
             "method `{method}` contains `.` or `..` path segments"
@@ -684,6 +686,9 @@ mod tests {
         for method in [
             "../v1.0/state/s",
             "a/%2E%2e/b",
+            "a/.%2E/b",
+            "%2e./c",
+            "x/%2E",
             "./x",
             "a?b",
             "a b",
