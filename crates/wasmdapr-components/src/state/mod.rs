@@ -8,7 +8,8 @@
 //! - [`postgres`]: `state.postgresql`, one table, conditional writes in SQL.
 //!
 //! What they share lives here: the `ttlExpireTime` metadata a read returns,
-//! the SQL table-name check, and the conversion of backend faults.
+//! the SQL table-name check, the conversion of backend faults, and
+//! [`bounded`], the deadline every backend call runs under.
 
 pub mod memory;
 pub mod postgres;
@@ -16,6 +17,8 @@ pub mod redis;
 pub mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
@@ -56,6 +59,45 @@ pub(crate) fn from_unix_millis(millis: i64) -> SystemTime {
 pub(crate) fn backend_error(context: &str, error: impl std::fmt::Display) -> StateError {
     tracing::warn!(%error, "state store: {context} failed");
     StateError::Backend(format!("{context}: {error}"))
+}
+
+/// Runs one backend call under a deadline: `work` gets `deadline` to finish,
+/// else the call fails with [`StateError::Backend`] ("no answer within …").
+/// `None` means no deadline (only when the user disabled the timeout).
+///
+/// Every store's calls go through here, so a hung server (a stopped process,
+/// a lost network path: connections stay open and nothing answers) costs a
+/// caller at most the deadline, whatever the client library does while it
+/// waits — retries, backoff sleeps, a connection pool's queue. The runtime
+/// turns the error into Dapr's `ERR_STATE_GET` / `ERR_STATE_SAVE` (500).
+/// Dropping `work` at the deadline must leave the store usable: the stores
+/// below only give up on futures whose cancellation is safe (a pooled
+/// connection, a multiplexed Redis request, a wait for SQLite's lock).
+pub(crate) async fn bounded<T>(
+    what: &str,
+    deadline: Option<Duration>,
+    work: impl Future<Output = Result<T, StateError>>,
+) -> Result<T, StateError> {
+    let Some(limit) = deadline else {
+        return work.await;
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => Err(deadline_passed(what, limit)),
+    }
+}
+
+/// The error of a call that got no answer within `limit`.
+fn deadline_passed(what: &str, limit: Duration) -> StateError {
+    tracing::warn!(?limit, "state store: {what} got no answer in time");
+    StateError::Backend(format!("{what}: no answer within {limit:?}"))
+}
+
+/// When a call started under a deadline must be over, for work that cannot
+/// be cancelled from outside (a blocking SQLite statement checks it before
+/// it starts, so work its caller gave up on is never run).
+pub(crate) fn deadline_at(deadline: Option<Duration>) -> Option<Instant> {
+    deadline.map(|limit| Instant::now() + limit)
 }
 
 /// The `tableName` metadata: it is spliced into SQL text (identifiers cannot
@@ -172,6 +214,33 @@ mod tests {
         assert_eq!(d("500ms").unwrap(), Duration::from_millis(500));
         let err = d("soon").unwrap_err().to_string();
         assert!(err.contains("spec.metadata.timeout"), "{err}");
+    }
+
+    /// A call that outlives its deadline fails with a backend error naming
+    /// it; a call within its deadline, or without one, is untouched.
+    #[tokio::test]
+    async fn calls_are_bounded() {
+        let hung = bounded("Redis get", Some(Duration::from_millis(50)), async {
+            std::future::pending::<Result<(), StateError>>().await
+        })
+        .await;
+        match hung {
+            Err(StateError::Backend(message)) => {
+                assert!(
+                    message.starts_with("Redis get: no answer within 50ms"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let quick = bounded("get", Some(Duration::from_secs(1)), async { Ok(7) }).await;
+        assert_eq!(quick, Ok(7));
+        let slow = bounded("get", None, async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(8)
+        })
+        .await;
+        assert_eq!(slow, Ok(8));
     }
 
     /// Expiry metadata is RFC 3339 UTC, as Dapr reports it.

@@ -9,6 +9,13 @@
 //! are random UUIDs, so anything that is not a UUID is
 //! [`StateError::EtagInvalid`]. Expiry uses the database clock (`now()`),
 //! so the sidecar's clock cannot disagree with it.
+//!
+//! Outages: every call, including its wait for a pooled connection, runs
+//! under `timeout` ([`bounded`]); connecting is bounded by the same time.
+//! Connections the server closed are replaced on their next checkout (the
+//! pool checks `is_closed`), and those idle longer than
+//! `connectionMaxIdleTime` are dropped in the background, so a restarted
+//! server is used by the first call after it is back.
 
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -24,7 +31,7 @@ use wasmdapr_runtime::state::{
     StateValue, WriteCondition,
 };
 
-use super::{backend_error, cleanup_interval, expiry_metadata, table_name};
+use super::{backend_error, bounded, cleanup_interval, duration_or, expiry_metadata, table_name};
 
 /// The metadata of a `state.postgresql` component.
 #[derive(Debug, Clone)]
@@ -34,11 +41,15 @@ pub struct PostgresConfig {
     pub connection: tokio_postgres::Config,
     /// `tableName`, default `state` (optionally `schema.table`).
     pub table_name: String,
-    /// `timeoutInSeconds`, default 20: the longest one operation may take,
-    /// including waiting for a pooled connection.
+    /// `timeout` (or `timeoutInSeconds`, its older name), default 20 s, at
+    /// least 1 s: the longest one operation may take, including waiting for
+    /// a pooled connection, and the longest connecting may take.
     pub timeout: Duration,
     /// `maxConns`, default 16: the size of the connection pool.
     pub max_connections: usize,
+    /// `connectionMaxIdleTime`, default 30 min (pgx's default, which Dapr
+    /// keeps): pooled connections unused for longer are closed.
+    pub max_idle: Duration,
     /// `cleanupInterval`, default 1 h; `0` disables the sweep of expired rows.
     pub cleanup_interval: Option<Duration>,
 }
@@ -54,11 +65,18 @@ impl PostgresConfig {
                 format!("is not a libpq connection string or postgres:// URL: {e}"),
             )
         })?;
-        let seconds: u64 = spec.parse_or("timeoutInSeconds", 20)?;
-        if seconds == 0 {
-            return Err(spec.field_error("spec.metadata.timeoutInSeconds", "must be at least 1"));
+        let timeout_name = if spec.metadata("timeout").is_some() {
+            "timeout"
+        } else {
+            "timeoutInSeconds"
+        };
+        let timeout = duration_or(spec, timeout_name, Duration::from_secs(20))?;
+        if timeout < Duration::from_secs(1) {
+            return Err(spec.field_error(
+                format!("spec.metadata.{timeout_name}"),
+                "must be at least 1s",
+            ));
         }
-        let timeout = Duration::from_secs(seconds);
         if connection.get_connect_timeout().is_none() {
             connection.connect_timeout(timeout);
         }
@@ -71,6 +89,10 @@ impl PostgresConfig {
             table_name: table_name(spec, "state")?,
             timeout,
             max_connections,
+            max_idle: match duration_or(spec, "connectionMaxIdleTime", Duration::ZERO)? {
+                idle if idle.is_zero() => Duration::from_secs(30 * 60),
+                idle => idle,
+            },
             cleanup_interval: cleanup_interval(spec)?,
         })
     }
@@ -217,6 +239,7 @@ impl PostgresStateStore {
         if let Some(every) = config.cleanup_interval {
             spawn_cleanup(Arc::downgrade(&shared), every);
         }
+        spawn_idle_reaper(Arc::downgrade(&shared), config.max_idle);
         tracing::info!(component = %spec.name, %table, "PostgreSQL state store ready");
         Ok(PostgresStateStore {
             shared,
@@ -230,14 +253,7 @@ impl PostgresStateStore {
         what: &'static str,
         work: impl Future<Output = Result<T, StateError>>,
     ) -> Result<T, StateError> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(StateError::Backend(format!(
-                    "{what}: timed out after {:?}",
-                    self.timeout
-                )))
-            })
+        bounded(what, Some(self.timeout), work).await
     }
 
     async fn client(&self, what: &str) -> Result<deadpool_postgres::Object, StateError> {
@@ -269,6 +285,29 @@ fn spawn_cleanup(shared: Weak<Shared>, every: Duration) {
             match swept {
                 Ok(rows) => tracing::debug!(rows, "PostgreSQL state store: expired rows deleted"),
                 Err(error) => tracing::warn!(%error, "PostgreSQL state store: cleanup failed"),
+            }
+        }
+    });
+}
+
+/// Closes pooled connections that are idle longer than `max_idle`, or that
+/// the server closed, until the store is dropped.
+fn spawn_idle_reaper(shared: Weak<Shared>, max_idle: Duration) {
+    let every = (max_idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let removed = shared
+                .pool
+                .retain(|client, metrics| !client.is_closed() && metrics.last_used() < max_idle)
+                .removed
+                .len();
+            if removed > 0 {
+                tracing::debug!(removed, "PostgreSQL state store: idle connections closed");
             }
         }
     });
@@ -524,6 +563,7 @@ mod tests {
             Some(&config.timeout)
         );
         assert_eq!(config.max_connections, 16);
+        assert_eq!(config.max_idle, Duration::from_secs(1800));
         assert_eq!(config.cleanup_interval, Some(Duration::from_secs(3600)));
         let url = PostgresConfig::from_spec(&spec(
             "state.postgresql",
@@ -541,6 +581,18 @@ mod tests {
         assert_eq!(url.timeout, Duration::from_secs(3));
         assert_eq!(url.max_connections, 4);
         assert_eq!(url.cleanup_interval, None);
+        let dapr_names = PostgresConfig::from_spec(&spec(
+            "state.postgresql",
+            &[
+                ("connectionString", "host=db"),
+                ("timeout", "1500ms"),
+                ("timeoutInSeconds", "9"),
+                ("connectionMaxIdleTime", "5m"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(dapr_names.timeout, Duration::from_millis(1500));
+        assert_eq!(dapr_names.max_idle, Duration::from_secs(300));
     }
 
     /// Each bad value is reported with the field it came from, and a bad
@@ -561,6 +613,11 @@ mod tests {
             (
                 vec![ok, ("timeoutInSeconds", "0")],
                 "spec.metadata.timeoutInSeconds",
+            ),
+            (vec![ok, ("timeout", "500ms")], "spec.metadata.timeout"),
+            (
+                vec![ok, ("connectionMaxIdleTime", "idle")],
+                "spec.metadata.connectionMaxIdleTime",
             ),
             (vec![ok, ("maxConns", "0")], "spec.metadata.maxConns"),
             (vec![ok, ("tableName", "x y")], "spec.metadata.tableName"),

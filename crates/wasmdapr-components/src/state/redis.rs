@@ -10,6 +10,21 @@
 //! (simulating the versions earlier operations of the same transaction would
 //! produce) before it writes anything. TTLs are Redis expirations, so an
 //! expired key is simply gone.
+//!
+//! # Outages
+//!
+//! One multiplexed connection, kept by redis-rs's `ConnectionManager`,
+//! serves every call. Each call runs under a deadline ([`bounded`]:
+//! `dialTimeout` + the response timeout), and each request on the wire under
+//! the response timeout (`readTimeout`/`writeTimeout`), so a hung server
+//! costs a caller about a second, not minutes. When a call finds the
+//! connection broken, the manager reconnects in the background and the call
+//! is tried again on the new connection (`redisMaxRetries`), so calls fail
+//! within milliseconds while the server is down and the first call after it
+//! is back succeeds. The manager's own retry loop is switched off: its
+//! backoff starts at one second and grows a hundredfold per attempt (redis-rs
+//! 0.32 hands its `factor` to backon as the multiplier), and every call
+//! waited on it — the 26 s to 90 s hangs of a Redis outage.
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -17,7 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Script};
+use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisError, RedisResult, Script};
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
@@ -25,7 +40,7 @@ use wasmdapr_runtime::state::{
     StateValue, WriteCondition,
 };
 
-use super::{backend_error, duration_or, expiry_metadata, from_unix_millis};
+use super::{backend_error, bounded, expiry_metadata, from_unix_millis};
 
 /// Writes `data` to hash `KEYS[1]` if the condition holds; returns the new
 /// version, or 0 when the condition fails.
@@ -110,12 +125,16 @@ pub struct RedisConfig {
     pub password: Option<String>,
     /// `redisDB`, default 0.
     pub db: i64,
-    /// `maxRetries`, default 3: reconnection attempts before a call fails.
+    /// `redisMaxRetries` (or `maxRetries`, its older name), default 3, `-1`
+    /// for none: how many times a call that found the connection broken is
+    /// tried again on a new one.
     pub max_retries: usize,
-    /// `dialTimeout`, default 5 s.
-    pub dial_timeout: Duration,
-    /// `readTimeout`, default 10 s: the longest a command may take.
-    pub read_timeout: Duration,
+    /// `dialTimeout`, default 5 s (`None`: disabled with a negative value).
+    pub dial_timeout: Option<Duration>,
+    /// `readTimeout`, default 3 s (`None`: disabled): the longest a reply may take.
+    pub read_timeout: Option<Duration>,
+    /// `writeTimeout`, default `readTimeout` (`None`: disabled).
+    pub write_timeout: Option<Duration>,
     /// `ttlInSeconds`: the TTL of writes that do not give one (none by default).
     pub default_ttl: Option<Duration>,
 }
@@ -154,18 +173,84 @@ impl RedisConfig {
             }
             s => Some(Duration::from_secs(s.unsigned_abs())),
         };
+        let retries_name = if spec.metadata("redisMaxRetries").is_some() {
+            "redisMaxRetries"
+        } else {
+            "maxRetries"
+        };
+        let max_retries = match spec.parse_or::<i64>(retries_name, 3)? {
+            -1 => 0,
+            n if n < 0 => {
+                return Err(spec.field_error(
+                    format!("spec.metadata.{retries_name}"),
+                    format!("{n} is negative (use -1 for no retries)"),
+                ));
+            }
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let read_timeout = redis_timeout(spec, "readTimeout", Some(Duration::from_secs(3)))?;
         Ok(RedisConfig {
             host,
             port,
             username: spec.metadata("redisUsername").map(str::to_owned),
             password: spec.metadata("redisPassword").map(str::to_owned),
             db,
-            max_retries: spec.parse_or("maxRetries", 3)?,
-            dial_timeout: duration_or(spec, "dialTimeout", Duration::from_secs(5))?,
-            read_timeout: duration_or(spec, "readTimeout", Duration::from_secs(10))?,
+            max_retries,
+            dial_timeout: redis_timeout(spec, "dialTimeout", Some(Duration::from_secs(5)))?,
+            read_timeout,
+            write_timeout: redis_timeout(spec, "writeTimeout", read_timeout)?,
             default_ttl,
         })
     }
+
+    /// The longest one request may wait for its reply. redis-rs bounds the
+    /// write and the read of a request together, so it is the longer of
+    /// `readTimeout` and `writeTimeout`; none when reads are unbounded.
+    pub fn response_timeout(&self) -> Option<Duration> {
+        let read = self.read_timeout?;
+        Some(self.write_timeout.map_or(read, |write| write.max(read)))
+    }
+
+    /// The deadline of one call: a new connection, then one request (a
+    /// call retried after a broken connection fails fast, so retries fit).
+    pub fn call_deadline(&self) -> Option<Duration> {
+        Some(self.dial_timeout? + self.response_timeout()?)
+    }
+}
+
+/// A timeout as Dapr's Redis components read it (go-redis semantics): a
+/// bare integer is milliseconds, `0` (or nothing) means the default, a
+/// negative value disables the timeout; otherwise a duration such as `500ms`
+/// or `3s`.
+fn redis_timeout(
+    spec: &ComponentSpec,
+    name: &str,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, ComponentError> {
+    let Some(raw) = spec.metadata(name).map(str::trim) else {
+        return Ok(default);
+    };
+    let parse = |text: &str| {
+        text.parse::<u64>()
+            .map(Duration::from_millis)
+            .or_else(|_| humantime::parse_duration(text))
+            .map_err(|_| {
+                spec.field_error(
+                    format!("spec.metadata.{name}"),
+                    format!("`{raw}` is not a duration (e.g. `500ms`, `3s` or `-1` for none)"),
+                )
+            })
+    };
+    if let Some(negative) = raw.strip_prefix('-') {
+        parse(negative)?;
+        return Ok(None);
+    }
+    let timeout = parse(raw)?;
+    Ok(if timeout.is_zero() {
+        default
+    } else {
+        Some(timeout)
+    })
 }
 
 /// `host:port`, `host` (port 6379) or `[v6]:port`.
@@ -192,6 +277,10 @@ fn split_host_port(address: &str) -> Option<(String, u16)> {
 pub struct RedisStateStore {
     connection: ConnectionManager,
     default_ttl: Option<Duration>,
+    /// See [`RedisConfig::call_deadline`].
+    deadline: Option<Duration>,
+    /// See [`RedisConfig::max_retries`].
+    max_retries: usize,
 }
 
 impl std::fmt::Debug for RedisStateStore {
@@ -217,16 +306,20 @@ impl RedisStateStore {
             },
         };
         let client = redis::Client::open(info).map_err(|e| spec.init_error(e))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_number_of_retries(config.max_retries)
-            .set_connection_timeout(config.dial_timeout)
-            .set_response_timeout(config.read_timeout);
+        // One connection attempt per reconnection (see the module's
+        // "Outages"): calls retry, within their deadline, instead.
+        let mut manager_config = ConnectionManagerConfig::new().set_number_of_retries(0);
+        if let Some(dial) = config.dial_timeout {
+            manager_config = manager_config.set_connection_timeout(dial);
+        }
+        if let Some(response) = config.response_timeout() {
+            manager_config = manager_config.set_response_timeout(response);
+        }
         let address = format!("{}:{}", config.host, config.port);
         let unreachable = |e: &dyn std::fmt::Display| {
             spec.init_error(format!("cannot reach Redis at {address}: {e}"))
         };
-        // The manager retries the first connection too; bound the whole
-        // start so an unreachable server fails in seconds, not minutes.
+        // Bound the whole start so an unreachable server fails in seconds.
         let start = async {
             let mut connection = ConnectionManager::new_with_config(client, manager_config)
                 .await
@@ -237,15 +330,48 @@ impl RedisStateStore {
                 .map_err(|e| unreachable(&e))?;
             Ok::<_, ComponentError>(connection)
         };
-        let limit = config.dial_timeout * 2 + config.read_timeout;
-        let connection = tokio::time::timeout(limit, start)
-            .await
-            .map_err(|_| unreachable(&format!("no answer within {limit:?}")))??;
+        let connection = match config.call_deadline() {
+            Some(limit) => tokio::time::timeout(limit, start)
+                .await
+                .map_err(|_| unreachable(&format!("no answer within {limit:?}")))??,
+            None => start.await?,
+        };
         tracing::info!(component = %spec.name, %address, db = config.db, "Redis state store ready");
         Ok(RedisStateStore {
             connection,
             default_ttl: config.default_ttl,
+            deadline: config.call_deadline(),
+            max_retries: config.max_retries,
         })
+    }
+
+    /// Runs one request (a command, a pipeline, a script) built by
+    /// `attempt` on the shared connection, under the call's deadline. A
+    /// request that failed because the connection is broken (refused,
+    /// reset, closed) is tried again, up to `redisMaxRetries` times: the
+    /// failure made the manager reconnect, and the retry waits for that
+    /// connection. As in Dapr (go-redis retries the same way), a write
+    /// whose connection broke after Redis ran it but before its reply
+    /// arrived runs twice: harmless for a plain write (same value, next
+    /// version); a conditional one then reports an ETag mismatch.
+    async fn call<T, F, Fut>(&self, what: &'static str, mut attempt: F) -> Result<T, StateError>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        bounded(what, self.deadline, async {
+            let mut retries = 0;
+            loop {
+                match attempt(self.connection.clone()).await {
+                    Err(error) if retries < self.max_retries && is_broken_connection(&error) => {
+                        retries += 1;
+                        tracing::debug!(%error, retries, "Redis state store: {what}: connection broken, trying again");
+                    }
+                    result => return result.map_err(redis_error(what)),
+                }
+            }
+        })
+        .await
     }
 
     /// The TTL argument of the scripts: seconds, or -1 for none. A request
@@ -274,8 +400,16 @@ fn condition_args(condition: WriteCondition) -> Result<(&'static str, String), S
     }
 }
 
-fn redis_error(context: &str) -> impl Fn(redis::RedisError) -> StateError + '_ {
+fn redis_error(context: &str) -> impl Fn(RedisError) -> StateError + '_ {
     move |error| backend_error(context, error)
+}
+
+/// The connection is gone (the server closed or refused it): the request
+/// may be tried again on a new one. A timeout is not such an error: the
+/// connection stays (a late reply is matched and dropped) and trying again
+/// would only double the wait.
+fn is_broken_connection(error: &RedisError) -> bool {
+    error.is_io_error() && error.is_unrecoverable_error()
 }
 
 /// One hash as `HMGET key data version` + `PEXPIRETIME key` return it.
@@ -319,34 +453,39 @@ impl StateStore for RedisStateStore {
     }
 
     async fn get(&self, request: GetRequest) -> Result<Option<StateValue>, StateError> {
-        let mut connection = self.connection.clone();
-        let ((data, version), expires): HashRead = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("HMGET")
             .arg(&request.key)
             .arg("data")
             .arg("version")
             .cmd("PEXPIRETIME")
-            .arg(&request.key)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error("Redis get"))?;
+            .arg(&request.key);
+        let pipe = &pipe;
+        let ((data, version), expires): HashRead = self
+            .call("Redis get", |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?;
         Ok(to_value(data, version, expires))
     }
 
     async fn set(&self, request: SetRequest) -> Result<(), StateError> {
         let ttl = self.ttl_arg(&request)?;
         let (condition, etag) = condition_args(request.condition())?;
-        let mut connection = self.connection.clone();
-        let version: i64 = SET_SCRIPT
+        let mut invocation = SET_SCRIPT.prepare_invoke();
+        invocation
             .key(&request.key)
             .arg(condition)
             .arg(etag)
             .arg(&request.value)
-            .arg(ttl)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(redis_error("Redis set"))?;
+            .arg(ttl);
+        let invocation = &invocation;
+        let version: i64 = self
+            .call("Redis set", |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
         if version == 0 {
             return Err(StateError::EtagMismatch);
         }
@@ -354,25 +493,29 @@ impl StateStore for RedisStateStore {
     }
 
     async fn delete(&self, request: DeleteRequest) -> Result<(), StateError> {
-        let mut connection = self.connection.clone();
         match condition_args(request.condition())? {
             ("etag", etag) => {
-                let deleted: i64 = DELETE_SCRIPT
-                    .key(&request.key)
-                    .arg(etag)
-                    .invoke_async(&mut connection)
-                    .await
-                    .map_err(redis_error("Redis delete"))?;
+                let mut invocation = DELETE_SCRIPT.prepare_invoke();
+                invocation.key(&request.key).arg(etag);
+                let invocation = &invocation;
+                let deleted: i64 = self
+                    .call("Redis delete", |mut c| async move {
+                        invocation.invoke_async(&mut c).await
+                    })
+                    .await?;
                 if deleted == 0 {
                     return Err(StateError::EtagMismatch);
                 }
             }
             _ => {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(&request.key)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(redis_error("Redis delete"))?;
+                let mut command = redis::cmd("DEL");
+                command.arg(&request.key);
+                let command = &command;
+                let _: i64 = self
+                    .call("Redis delete", |mut c| async move {
+                        command.query_async(&mut c).await
+                    })
+                    .await?;
             }
         }
         Ok(())
@@ -408,11 +551,12 @@ impl StateStore for RedisStateStore {
                 }
             }
         }
-        let mut connection = self.connection.clone();
-        let applied: i64 = invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(redis_error("Redis transaction"))?;
+        let invocation = &invocation;
+        let applied: i64 = self
+            .call("Redis transaction", |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
         if applied == 0 {
             return Err(StateError::EtagMismatch);
         }
@@ -499,8 +643,9 @@ mod tests {
                 password: None,
                 db: 0,
                 max_retries: 3,
-                dial_timeout: Duration::from_secs(5),
-                read_timeout: Duration::from_secs(10),
+                dial_timeout: Some(Duration::from_secs(5)),
+                read_timeout: Some(Duration::from_secs(3)),
+                write_timeout: Some(Duration::from_secs(3)),
                 default_ttl: None,
             }
         );
@@ -523,6 +668,36 @@ mod tests {
         assert_eq!((config.db, config.max_retries), (3, 5));
         assert_eq!(config.default_ttl, Some(Duration::from_secs(60)));
         assert_eq!(split_host_port("redis"), Some(("redis".into(), 6379)));
+        let dapr_name = RedisConfig::from_spec(&spec(
+            "state.redis",
+            &[("redisMaxRetries", "-1"), ("maxRetries", "7")],
+        ))
+        .unwrap();
+        assert_eq!(dapr_name.max_retries, 0);
+    }
+
+    /// Timeouts read as Dapr reads them: bare integers are milliseconds,
+    /// `0` is the default, negative disables; the call deadline is a dial
+    /// plus a request.
+    #[test]
+    fn parses_timeouts() {
+        let config = |metadata: &[(&str, &str)]| {
+            RedisConfig::from_spec(&spec("state.redis", metadata)).unwrap()
+        };
+        let c = config(&[("dialTimeout", "250"), ("readTimeout", "1s")]);
+        assert_eq!(c.dial_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(c.write_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(c.response_timeout(), Some(Duration::from_secs(1)));
+        assert_eq!(c.call_deadline(), Some(Duration::from_millis(1250)));
+        let c = config(&[("readTimeout", "500ms"), ("writeTimeout", "2s")]);
+        assert_eq!(c.response_timeout(), Some(Duration::from_secs(2)));
+        let c = config(&[("readTimeout", "0"), ("dialTimeout", "0s")]);
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(c.dial_timeout, Some(Duration::from_secs(5)));
+        let c = config(&[("readTimeout", "-1")]);
+        assert_eq!((c.read_timeout, c.write_timeout), (None, None));
+        assert_eq!((c.response_timeout(), c.call_deadline()), (None, None));
     }
 
     /// Each bad value is reported with the field it came from.
@@ -535,7 +710,10 @@ mod tests {
             (("redisDB", "-2"), "spec.metadata.redisDB"),
             (("enableTLS", "yes please"), "spec.metadata.enableTLS"),
             (("enableTLS", "true"), "spec.metadata.enableTLS"),
-            (("maxRetries", "-1"), "spec.metadata.maxRetries"),
+            (("maxRetries", "-2"), "spec.metadata.maxRetries"),
+            (("redisMaxRetries", "x"), "spec.metadata.redisMaxRetries"),
+            (("dialTimeout", "-soon"), "spec.metadata.dialTimeout"),
+            (("writeTimeout", "1 parsec"), "spec.metadata.writeTimeout"),
             (("ttlInSeconds", "-5"), "spec.metadata.ttlInSeconds"),
             (("ttlInSeconds", "1h"), "spec.metadata.ttlInSeconds"),
             (("readTimeout", "slow"), "spec.metadata.readTimeout"),

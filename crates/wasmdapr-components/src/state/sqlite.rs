@@ -7,6 +7,13 @@
 //! behind a mutex, serves the store: SQLite serialises writers anyway, and a
 //! single connection is the only way `:memory:` databases can be shared.
 //!
+//! Calls wait for that mutex asynchronously, in order, under `timeout`
+//! ([`bounded`]): while another process holds the file's write lock, each
+//! statement waits up to `busyTimeout` and the calls queued behind it give
+//! up at their deadline without ever running. So a caller told its write
+//! failed never has it applied later (only the statement already running
+//! when its caller gave up can finish, within `busyTimeout`).
+//!
 //! Conditional writes are single statements whose `WHERE` carries the
 //! condition (`UPDATE … WHERE key = ? AND etag = ?`, `INSERT … ON CONFLICT DO
 //! UPDATE … WHERE <expired>`); the number of rows changed says whether the
@@ -15,11 +22,12 @@
 //! every `cleanupInterval`.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::Mutex;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
@@ -28,8 +36,8 @@ use wasmdapr_runtime::state::{
 };
 
 use super::{
-    backend_error, cleanup_interval, duration_or, expiry_metadata, from_unix_millis, table_name,
-    unix_millis,
+    backend_error, bounded, cleanup_interval, deadline_at, duration_or, expiry_metadata,
+    from_unix_millis, table_name, unix_millis,
 };
 
 /// Where the database lives, from `connectionString`.
@@ -183,27 +191,30 @@ impl SqliteStateStore {
     }
 
     /// Runs `work` on the connection, on the blocking pool, within the
-    /// configured timeout. (On timeout the caller gets an error; the
-    /// statement itself cannot be interrupted and finishes in the background.)
+    /// configured timeout. The wait for the connection is cancelled at the
+    /// deadline; a statement already running cannot be interrupted and
+    /// finishes in the background (within `busyTimeout` when it waits for a
+    /// lock), and work whose caller has given up is never started.
     async fn run<T, F>(&self, what: &'static str, work: F) -> Result<T, StateError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Statements) -> Result<T, StateError> + Send + 'static,
     {
-        let connection = self.connection.clone();
-        let statements = self.statements.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
-            work(&mut connection, &statements)
-        });
-        match tokio::time::timeout(self.timeout, task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(backend_error(what, join)),
-            Err(_) => Err(StateError::Backend(format!(
-                "{what}: timed out after {:?}",
-                self.timeout
-            ))),
-        }
+        let deadline = Some(self.timeout);
+        let until = deadline_at(deadline);
+        bounded(what, deadline, async {
+            let mut connection = self.connection.clone().lock_owned().await;
+            let statements = self.statements.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                if until.is_some_and(|until| tokio::time::Instant::now() >= until) {
+                    // Its caller already has its error; nobody sees this one.
+                    return Err(StateError::Backend(format!("{what}: given up")));
+                }
+                work(&mut connection, &statements)
+            });
+            task.await.map_err(|join| backend_error(what, join))?
+        })
+        .await
     }
 }
 
@@ -223,8 +234,10 @@ fn open_connection(config: &SqliteConfig) -> Result<Connection, String> {
         }
     }
     .map_err(|e| format!("cannot open the database: {e}"))?;
+    // A statement cannot outlive its call by more than its busy wait, so
+    // that wait never exceeds a call's deadline.
     connection
-        .busy_timeout(config.busy_timeout)
+        .busy_timeout(config.busy_timeout.min(config.timeout))
         .map_err(|e| e.to_string())?;
     if config.location != SqliteLocation::Memory {
         // WAL lets readers in other processes proceed while we write;
@@ -269,8 +282,8 @@ fn spawn_cleanup(
                 return;
             };
             let statements = statements.clone();
+            let connection = connection.lock_owned().await;
             let swept = tokio::task::spawn_blocking(move || {
-                let connection = connection.lock().unwrap_or_else(|e| e.into_inner());
                 connection.execute(&statements.cleanup, [unix_millis(SystemTime::now())])
             })
             .await;
