@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tower_http::trace::TraceLayer;
+use wasmdapr_runtime::api::BulkStateItem;
 use wasmdapr_runtime::state::query::QueryResponse;
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
@@ -437,17 +438,27 @@ fn value_bytes(value: Option<&RawValue>, metadata: &Metadata) -> Vec<u8> {
 
 /// Stored bytes as a JSON value of a response (`data` of bulk get and
 /// query): JSON as it is, other UTF-8 text as a JSON string, other bytes as
-/// a base64 JSON string.
-fn data_json(bytes: &[u8]) -> Box<RawValue> {
-    let as_string = |s: String| {
-        RawValue::from_string(Value::String(s).to_string()).expect("a JSON string is JSON")
-    };
-    match std::str::from_utf8(bytes) {
-        Ok(text) => {
-            RawValue::from_string(text.to_owned()).unwrap_or_else(|_| as_string(text.into()))
+/// a base64 JSON string. It serializes straight from the stored bytes, so
+/// an answer holding many values is written without copying each first.
+struct DataJson<'a>(&'a [u8]);
+
+impl Serialize for DataJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(self.0) {
+            Ok(text) => match serde_json::from_str::<&RawValue>(text) {
+                Ok(json) => json.serialize(serializer),
+                Err(_) => serializer.serialize_str(text),
+            },
+            Err(_) => {
+                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+            }
         }
-        Err(_) => as_string(base64::engine::general_purpose::STANDARD.encode(bytes)),
     }
+}
+
+/// [`DataJson`] as an owned JSON value.
+fn data_json(bytes: &[u8]) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&DataJson(bytes)).expect("stored bytes always make JSON")
 }
 
 // ---------------------------------------------------------------- state
@@ -603,18 +614,43 @@ struct BulkGetJson {
     metadata: Option<HashMap<String, Scalar>>,
 }
 
-/// One item of a bulk get answer, as Dapr writes it.
+/// One item of a bulk get answer, as Dapr writes it, borrowed from the
+/// runtime's answer.
 #[derive(Serialize)]
-struct BulkItemJson {
-    key: String,
+struct BulkItemJson<'a> {
+    key: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Box<RawValue>>,
+    data: Option<DataJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    etag: Option<String>,
+    etag: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Metadata>,
+    metadata: Option<&'a Metadata>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    error: Option<&'a str>,
+}
+
+impl<'a> From<&'a BulkStateItem> for BulkItemJson<'a> {
+    fn from(item: &'a BulkStateItem) -> Self {
+        let value = item.value.as_ref();
+        BulkItemJson {
+            key: &item.key,
+            data: value.map(|v| DataJson(&v.data)),
+            etag: value.and_then(|v| v.etag.as_deref()),
+            metadata: value.map(|v| &v.metadata).filter(|m| !m.is_empty()),
+            error: item.error.as_deref().filter(|e| !e.is_empty()),
+        }
+    }
+}
+
+/// A bulk get answer: the JSON array is written item by item from the
+/// runtime's answer into the one response buffer (no intermediate copy of
+/// the values).
+struct BulkAnswer<'a>(&'a [BulkStateItem]);
+
+impl Serialize for BulkAnswer<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(BulkItemJson::from))
+    }
 }
 
 async fn get_bulk_state(
@@ -633,27 +669,7 @@ async fn get_bulk_state(
         .api
         .get_bulk_state(&store, request.keys, parallelism, metadata)
         .await?;
-    let items: Vec<BulkItemJson> = items
-        .into_iter()
-        .map(|item| {
-            let (data, etag, metadata) = match item.value {
-                Some(v) => (
-                    Some(data_json(&v.data)),
-                    v.etag,
-                    (!v.metadata.is_empty()).then_some(v.metadata),
-                ),
-                None => (None, None, None),
-            };
-            BulkItemJson {
-                key: item.key,
-                data,
-                etag,
-                metadata,
-                error: item.error.filter(|e| !e.is_empty()),
-            }
-        })
-        .collect();
-    Ok(json_response(&items))
+    Ok(json_response(&BulkAnswer(&items)))
 }
 
 fn json_response<T: Serialize>(value: &T) -> Response {
@@ -932,6 +948,7 @@ async fn shutdown(State(s): State<HttpState>) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmdapr_runtime::state::StateValue;
 
     /// Values are stored as their JSON text, except non-JSON strings.
     #[test]
@@ -954,7 +971,41 @@ mod tests {
     #[test]
     fn data_as_json() {
         assert_eq!(data_json(b"{\"b\":1,\"a\":2}").get(), "{\"b\":1,\"a\":2}");
+        assert_eq!(data_json(b" [1, 2] ").get(), "[1, 2]");
         assert_eq!(data_json(b"plain text").get(), "\"plain text\"");
+        assert_eq!(data_json(b"say \"hi\"\n").get(), "\"say \\\"hi\\\"\\n\"");
         assert_eq!(data_json(&[0xff, 0x00]).get(), "\"/wA=\"");
+    }
+
+    /// A bulk answer is Dapr's array: `data`/`etag`/`metadata` only for
+    /// found keys, `error` only for failed ones.
+    #[test]
+    fn bulk_answer_as_dapr_writes_it() {
+        let items = [
+            BulkStateItem {
+                key: "a".into(),
+                value: Some(StateValue {
+                    data: b"{\"n\":1}".to_vec(),
+                    etag: Some("3".into()),
+                    metadata: [("ttlExpireTime".into(), "2030-01-01T00:00:00Z".into())].into(),
+                }),
+                error: None,
+            },
+            BulkStateItem {
+                key: "b".into(),
+                value: None,
+                error: None,
+            },
+            BulkStateItem {
+                key: "c".into(),
+                value: None,
+                error: Some("down".into()),
+            },
+        ];
+        let json = serde_json::to_string(&BulkAnswer(&items)).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"key":"a","data":{"n":1},"etag":"3","metadata":{"ttlExpireTime":"2030-01-01T00:00:00Z"}},{"key":"b"},{"key":"c","error":"down"}]"#
+        );
     }
 }

@@ -108,6 +108,53 @@ async fn redis() {
     conformance(store, ALL).await;
 }
 
+/// A Redis key that is not one of the store's hashes (written by another
+/// client) fails its own item of a bulk get, not its neighbours'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bulk_get_isolates_a_foreign_key() {
+    let store = build("state.redis", &[("redisHost", "127.0.0.1:6379")]).await;
+    let base = format!("conformance-{}||", uuid::Uuid::new_v4());
+    let (good, foreign, missing) = (
+        format!("{base}good"),
+        format!("{base}foreign"),
+        format!("{base}missing"),
+    );
+    store.set(set(&good, b"v")).await.expect("set");
+    let client = redis::Client::open("redis://127.0.0.1:6379").expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let _: () = redis::cmd("SET")
+        .arg(&foreign)
+        .arg("a plain string")
+        .query_async(&mut connection)
+        .await
+        .expect("SET");
+    let answers = store
+        .bulk_get(vec![get(&good), get(&foreign), get(&missing)], 0)
+        .await;
+    assert_eq!(
+        answers[0]
+            .as_ref()
+            .expect("good")
+            .as_ref()
+            .map(|v| v.data.as_slice()),
+        Some(&b"v"[..])
+    );
+    assert!(
+        matches!(answers[1], Err(StateError::Backend(_))),
+        "{answers:?}"
+    );
+    assert_eq!(answers[2], Ok(None));
+    let _: () = redis::cmd("DEL")
+        .arg(&foreign)
+        .arg(&good)
+        .query_async(&mut connection)
+        .await
+        .expect("DEL");
+}
+
 /// `state.postgresql` against the real server at 127.0.0.1:5432 passes the
 /// whole suite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -186,6 +233,7 @@ async fn conformance(store: Arc<dyn StateStore>, features: StateFeatures) {
     suite.delete_missing().await;
     suite.last_write_without_etag().await;
     suite.invalid_ttl_is_refused().await;
+    suite.bulk_get().await;
     if features.etag {
         suite.overwrite_changes_etag().await;
         suite.set_with_etag().await;
@@ -370,6 +418,50 @@ impl Suite {
         assert_eq!(self.data(&key).await.as_deref(), Some(&b"3"[..]));
         self.store.delete(delete(&key)).await.expect("delete");
         assert_eq!(self.read(&key).await, None);
+    }
+
+    /// `bulk_get` answers every request, in order, exactly as `get` answers
+    /// it (value, ETag, metadata such as `ttlExpireTime`), duplicates and
+    /// missing keys included, across the batches of large bulks, whatever
+    /// the parallelism; an empty bulk is an empty answer.
+    async fn bulk_get(&self) {
+        let mut keys = Vec::new();
+        for i in 0..2100 {
+            let key = self.key(&format!("bulk/{i}"));
+            // Every 7th key exists; some with a TTL (long enough to stay).
+            if i % 7 == 0 {
+                let value = format!("v{i}").into_bytes();
+                if i % 2 == 0 && self.features.ttl {
+                    self.write(set_ttl(&key, &value, "3600")).await;
+                } else {
+                    self.write(set(&key, &value)).await;
+                }
+            }
+            keys.push(key);
+        }
+        // Duplicates, at both ends of the batches.
+        keys.push(keys[0].clone());
+        keys.insert(1000, keys[7].clone());
+        keys.push(self.key("bulk/never-written"));
+        let mut expected = Vec::new();
+        for key in &keys {
+            expected.push(Ok(self.read(key).await));
+        }
+        for parallelism in [0, 1, 16] {
+            let requests: Vec<GetRequest> = keys.iter().map(|k| get(k)).collect();
+            let answers = self.store.bulk_get(requests, parallelism).await;
+            assert_eq!(answers.len(), expected.len(), "parallelism {parallelism}");
+            for (i, (answer, want)) in answers.iter().zip(&expected).enumerate() {
+                assert_eq!(
+                    answer, want,
+                    "key {} with parallelism {parallelism}",
+                    keys[i]
+                );
+            }
+        }
+        let present = expected.iter().filter(|e| matches!(e, Ok(Some(_)))).count();
+        assert_eq!(present, 2100 / 7 + 2, "values found");
+        assert!(self.store.bulk_get(Vec::new(), 0).await.is_empty());
     }
 
     /// A malformed `ttlInSeconds` is refused and writes nothing.

@@ -58,8 +58,10 @@ pub trait DaprApi: Send + Sync + 'static {
         request: GetRequest,
     ) -> Result<Option<StateValue>, ApiError>;
 
-    /// Reads many keys, at most `parallelism` at a time (0: no limit);
-    /// per-key failures are reported per key.
+    /// Reads many keys, at most `parallelism` backend requests at a time
+    /// (0: the store's best, batched where the backend can); per-key
+    /// failures are reported per key, in the caller's order. More than
+    /// [`crate::runtime::MAX_BULK_GET_KEYS`] keys is a malformed request.
     async fn get_bulk_state(
         &self,
         store: &str,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
 
 /// Metadata of a request (`metadata.<name>` query parameters, gRPC metadata maps).
 pub type Metadata = HashMap<String, String>;
@@ -223,6 +224,18 @@ pub enum StateError {
     Backend(String),
 }
 
+/// One key's answer in a bulk get ([`StateStore::bulk_get`]): its value,
+/// `None` when it does not exist, or why it could not be read.
+pub type BulkGetResult = Result<Option<StateValue>, StateError>;
+
+/// How many single gets the default [`StateStore::bulk_get`] keeps in
+/// flight when the caller sets no limit (`parallelism` 0). Dapr reads "no
+/// limit" as one request per key at once; that is the slow path for large
+/// bulks (a 100k-key bulk queued 100k requests on one connection), so "no
+/// limit" means "the store's best", which for this default is a bounded
+/// window.
+pub const DEFAULT_BULK_GET_PARALLELISM: usize = 64;
+
 /// A state store backend.
 ///
 /// Implementations are cheap to share (`Arc<dyn StateStore>`) and safe to call
@@ -238,6 +251,28 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Writes a key under [`SetRequest::condition`].
     async fn set(&self, request: SetRequest) -> Result<(), StateError>;
+
+    /// Reads many keys: one answer per request, in the order of `requests`
+    /// (a key asked twice is answered twice), each with the semantics of
+    /// [`StateStore::get`]. A key that cannot be read is an `Err` in its
+    /// own place, never a failure of the whole bulk. `parallelism` bounds
+    /// how many backend requests are in flight at once (0: the store
+    /// chooses).
+    ///
+    /// The default runs single gets, [`DEFAULT_BULK_GET_PARALLELISM`] at a
+    /// time when no limit is given; stores with a batched read (a Redis
+    /// pipeline, SQL `IN`) override it.
+    async fn bulk_get(&self, requests: Vec<GetRequest>, parallelism: usize) -> Vec<BulkGetResult> {
+        let window = match parallelism {
+            0 => DEFAULT_BULK_GET_PARALLELISM,
+            n => n,
+        };
+        stream::iter(requests)
+            .map(|request| self.get(request))
+            .buffered(window)
+            .collect()
+            .await
+    }
 
     /// Deletes a key under [`DeleteRequest::condition`]; a missing key is not an error.
     async fn delete(&self, request: DeleteRequest) -> Result<(), StateError>;

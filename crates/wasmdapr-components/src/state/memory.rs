@@ -14,11 +14,11 @@ use async_trait::async_trait;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures, StateStore,
-    StateValue, WriteCondition,
+    BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
+    StateStore, StateValue, WriteCondition,
 };
 
-use super::expiry_metadata;
+use super::{BULK_GET_CHUNK, expiry_metadata};
 
 /// How many writes pass between two sweeps of expired entries. Reads purge
 /// the entry they find expired; the sweep bounds the memory held by expired
@@ -162,6 +162,22 @@ impl StateStore for MemoryStateStore {
     async fn get(&self, request: GetRequest) -> Result<Option<StateValue>, StateError> {
         let now = SystemTime::now();
         Ok(self.lock().live(&request.key, now).map(Entry::to_value))
+    }
+
+    /// Reads the map directly, taking the lock once per chunk of keys so
+    /// writers are not held off by a large bulk.
+    async fn bulk_get(&self, requests: Vec<GetRequest>, _parallelism: usize) -> Vec<BulkGetResult> {
+        let now = SystemTime::now();
+        let mut answers = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(BULK_GET_CHUNK) {
+            let mut entries = self.lock();
+            answers.extend(
+                chunk
+                    .iter()
+                    .map(|r| Ok(entries.live(&r.key, now).map(Entry::to_value))),
+            );
+        }
+        answers
     }
 
     async fn set(&self, request: SetRequest) -> Result<(), StateError> {

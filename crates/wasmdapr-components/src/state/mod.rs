@@ -8,21 +8,23 @@
 //! - [`postgres`]: `state.postgresql`, one table, conditional writes in SQL.
 //!
 //! What they share lives here: the `ttlExpireTime` metadata a read returns,
-//! the SQL table-name check, the conversion of backend faults, and
-//! [`bounded`], the deadline every backend call runs under.
+//! the SQL table-name check, the conversion of backend faults,
+//! [`bounded`], the deadline every backend call runs under, and
+//! [`bulk_get_in_chunks`], how the batched bulk gets walk their keys.
 
 pub mod memory;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
-use wasmdapr_runtime::state::{Metadata, StateError};
+use wasmdapr_runtime::state::{BulkGetResult, GetRequest, Metadata, StateError, StateValue};
 
 /// The metadata name under which a read reports when its value expires.
 pub const TTL_EXPIRE_TIME: &str = "ttlExpireTime";
@@ -98,6 +100,78 @@ fn deadline_passed(what: &str, limit: Duration) -> StateError {
 /// it starts, so work its caller gave up on is never run).
 pub(crate) fn deadline_at(deadline: Option<Duration>) -> Option<Instant> {
     deadline.map(|limit| Instant::now() + limit)
+}
+
+/// How many keys one batched read of a bulk get asks the backend for: a
+/// 100k-key bulk is a hundred round trips, while one statement's parameters
+/// and one reply stay small.
+pub(crate) const BULK_GET_CHUNK: usize = 1000;
+
+/// Runs a bulk get as batched reads of [`BULK_GET_CHUNK`] keys, one after
+/// the other (so at most one backend request is in flight, within any
+/// `parallelism` the caller set), and returns one answer per request in
+/// their order. `read_chunk` answers one chunk, in its order. When a chunk
+/// fails as a whole, the backend is taken to be unavailable: that chunk's
+/// keys and all later ones get its error without being tried, so a bulk get
+/// during an outage costs one call deadline, not one per chunk.
+pub(crate) async fn bulk_get_in_chunks<F, Fut>(
+    requests: Vec<GetRequest>,
+    mut read_chunk: F,
+) -> Vec<BulkGetResult>
+where
+    F: FnMut(Vec<GetRequest>) -> Fut,
+    Fut: Future<Output = Result<Vec<BulkGetResult>, StateError>>,
+{
+    let total = requests.len();
+    let mut answers = Vec::with_capacity(total);
+    let mut requests = requests.into_iter();
+    loop {
+        let chunk: Vec<GetRequest> = requests.by_ref().take(BULK_GET_CHUNK).collect();
+        let size = chunk.len();
+        if size == 0 {
+            break;
+        }
+        match read_chunk(chunk).await {
+            Ok(chunk_answers) if chunk_answers.len() == size => answers.extend(chunk_answers),
+            Ok(chunk_answers) => {
+                let error = StateError::Backend(format!(
+                    "bulk get: {} answers to {size} keys",
+                    chunk_answers.len()
+                ));
+                answers.resize(answers.len() + size, Err(error));
+            }
+            Err(error) => {
+                answers.resize(total, Err(error));
+                break;
+            }
+        }
+    }
+    answers
+}
+
+/// The answers to `requests` from the rows a batched read found (keyed by
+/// key), in the order of the requests; a key asked more than once gets a
+/// copy of its row each time, any other row is moved, not copied.
+pub(crate) fn in_request_order(
+    requests: &[GetRequest],
+    mut found: HashMap<String, StateValue>,
+) -> Vec<BulkGetResult> {
+    let mut asked: HashMap<&str, usize> = HashMap::with_capacity(requests.len());
+    for request in requests {
+        *asked.entry(request.key.as_str()).or_default() += 1;
+    }
+    requests
+        .iter()
+        .map(|request| {
+            let left = asked.entry(request.key.as_str()).or_default();
+            *left = left.saturating_sub(1);
+            Ok(if *left == 0 {
+                found.remove(&request.key)
+            } else {
+                found.get(&request.key).cloned()
+            })
+        })
+        .collect()
 }
 
 /// The `tableName` metadata: it is spliced into SQL text (identifiers cannot
@@ -241,6 +315,84 @@ mod tests {
         })
         .await;
         assert_eq!(slow, Ok(8));
+    }
+
+    fn get(key: &str) -> GetRequest {
+        GetRequest {
+            key: key.into(),
+            ..Default::default()
+        }
+    }
+
+    fn value(data: &str) -> StateValue {
+        StateValue {
+            data: data.into(),
+            etag: None,
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// Rows come back in request order, duplicates answered each time,
+    /// missing keys as `None`.
+    #[test]
+    fn rows_in_request_order() {
+        let requests = ["b", "x", "a", "b"].map(get);
+        let found = HashMap::from([("a".into(), value("1")), ("b".into(), value("2"))]);
+        let answers = in_request_order(&requests, found);
+        let data: Vec<Option<Vec<u8>>> = answers
+            .into_iter()
+            .map(|a| a.unwrap().map(|v| v.data))
+            .collect();
+        assert_eq!(
+            data,
+            [
+                Some(b"2".to_vec()),
+                None,
+                Some(b"1".to_vec()),
+                Some(b"2".to_vec())
+            ]
+        );
+    }
+
+    /// Keys are read chunk by chunk, in order; after a chunk fails, it and
+    /// every later key carry its error and no later chunk is tried.
+    #[tokio::test]
+    async fn chunks_and_failures() {
+        let requests: Vec<GetRequest> = (0..2500).map(|i| get(&i.to_string())).collect();
+        let mut sizes = Vec::new();
+        let answers = bulk_get_in_chunks(requests.clone(), |chunk| {
+            sizes.push(chunk.len());
+            async move { Ok(chunk.into_iter().map(|r| Ok(Some(value(&r.key)))).collect()) }
+        })
+        .await;
+        assert_eq!(sizes, [1000, 1000, 500]);
+        assert_eq!(answers.len(), 2500);
+        assert_eq!(
+            answers[1234].as_ref().unwrap().as_ref().unwrap().data,
+            b"1234"
+        );
+
+        let mut tried = 0;
+        let answers = bulk_get_in_chunks(requests, |chunk| {
+            tried += 1;
+            let fail = tried == 2;
+            async move {
+                if fail {
+                    Err(StateError::Backend("down".into()))
+                } else {
+                    Ok(chunk.into_iter().map(|_| Ok(None)).collect())
+                }
+            }
+        })
+        .await;
+        assert_eq!(tried, 2);
+        assert_eq!(answers.len(), 2500);
+        assert!(answers[..1000].iter().all(|a| a == &Ok(None)));
+        assert!(
+            answers[1000..]
+                .iter()
+                .all(|a| a == &Err(StateError::Backend("down".into())))
+        );
     }
 
     /// Expiry metadata is RFC 3339 UTC, as Dapr reports it.

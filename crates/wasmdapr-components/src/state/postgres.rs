@@ -27,11 +27,14 @@ use tokio_postgres::NoTls;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures, StateStore,
-    StateValue, WriteCondition,
+    BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
+    StateStore, StateValue, WriteCondition,
 };
 
-use super::{backend_error, bounded, cleanup_interval, duration_or, expiry_metadata, table_name};
+use super::{
+    backend_error, bounded, bulk_get_in_chunks, cleanup_interval, duration_or, expiry_metadata,
+    in_request_order, table_name,
+};
 
 /// The metadata of a `state.postgresql` component.
 #[derive(Debug, Clone)]
@@ -104,6 +107,7 @@ impl PostgresConfig {
 #[derive(Debug)]
 struct Statements {
     get: String,
+    bulk_get: String,
     upsert: String,
     insert_if_absent: String,
     update_if_etag: String,
@@ -126,6 +130,9 @@ impl Statements {
         );
         Statements {
             get: format!("SELECT value, etag, expiredate FROM {table} WHERE key = $1 AND {LIVE}"),
+            bulk_get: format!(
+                "SELECT key, value, etag, expiredate FROM {table} WHERE key = ANY($1) AND {LIVE}"
+            ),
             // Only an expired row may be replaced by an insert-only write.
             insert_if_absent: format!(
                 "{insert} WHERE s.expiredate IS NOT NULL AND s.expiredate <= now()"
@@ -465,6 +472,38 @@ impl StateStore for PostgresStateStore {
                 ))
             })
             .transpose()
+        })
+        .await
+    }
+
+    /// One `SELECT … WHERE key = ANY($1)` per chunk of keys, with the
+    /// liveness rule of [`StateStore::get`].
+    async fn bulk_get(&self, requests: Vec<GetRequest>, _parallelism: usize) -> Vec<BulkGetResult> {
+        bulk_get_in_chunks(requests, |chunk| {
+            self.run("PostgreSQL bulk get", async move {
+                let error = |e| pg_error("PostgreSQL bulk get", e);
+                let client = self.client("PostgreSQL bulk get").await?;
+                let statement = client
+                    .prepare_cached(&self.shared.statements.bulk_get)
+                    .await
+                    .map_err(error)?;
+                let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
+                let rows = client.query(&statement, &[&keys]).await.map_err(error)?;
+                let found = rows
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            row.try_get(0).map_err(error)?,
+                            row_value(
+                                row.try_get(1).map_err(error)?,
+                                row.try_get(2).map_err(error)?,
+                                row.try_get(3).map_err(error)?,
+                            ),
+                        ))
+                    })
+                    .collect::<Result<_, StateError>>()?;
+                Ok(in_request_order(&chunk, found))
+            })
         })
         .await
     }

@@ -9,7 +9,9 @@
 //! transaction is one script too: it checks the conditions of all operations
 //! (simulating the versions earlier operations of the same transaction would
 //! produce) before it writes anything. TTLs are Redis expirations, so an
-//! expired key is simply gone.
+//! expired key is simply gone. A read is one script doing `HMGET key data
+//! version` + `PEXPIRETIME key`; a bulk get runs it for a thousand keys per
+//! round trip.
 //!
 //! # Outages
 //!
@@ -36,11 +38,11 @@ use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisError, Red
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures, StateStore,
-    StateValue, WriteCondition,
+    BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
+    StateStore, StateValue, WriteCondition,
 };
 
-use super::{backend_error, bounded, expiry_metadata, from_unix_millis};
+use super::{backend_error, bounded, bulk_get_in_chunks, expiry_metadata, from_unix_millis};
 
 /// Writes `data` to hash `KEYS[1]` if the condition holds; returns the new
 /// version, or 0 when the condition fails.
@@ -56,6 +58,25 @@ redis.call("HSET", KEYS[1], "data", ARGV[3])
 local ttl = tonumber(ARGV[4])
 if ttl >= 0 then redis.call("EXPIRE", KEYS[1], ttl) else redis.call("PERSIST", KEYS[1]) end
 return next
+"#,
+    )
+});
+
+/// Reads every key of `KEYS`: for each, `data`, `version` (nil when the key
+/// or field is missing) and its `PEXPIRETIME`, flattened. One script is one
+/// atomic step, so a key's value and expiry belong together; a single get
+/// and each batch of a bulk get are the same read.
+static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local hash = redis.call("HMGET", key, "data", "version")
+  out[3 * i - 2] = hash[1]
+  out[3 * i - 1] = hash[2]
+  out[3 * i] = redis.call("PEXPIRETIME", key)
+end
+return out
 "#,
     )
 });
@@ -427,6 +448,21 @@ fn to_value(
     })
 }
 
+/// The value of one key from its three replies in [`READ_SCRIPT`]'s answer.
+fn read_reply(replies: &[redis::Value]) -> Result<Option<StateValue>, RedisError> {
+    let [data, version, expires] = replies else {
+        return Err(RedisError::from((
+            redis::ErrorKind::TypeError,
+            "a read answers three values per key",
+        )));
+    };
+    Ok(to_value(
+        redis::from_redis_value(data)?,
+        redis::from_redis_value(version)?,
+        redis::from_redis_value(expires)?,
+    ))
+}
+
 /// Escapes the characters special to `SCAN MATCH` glob patterns.
 fn glob_escape(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 8);
@@ -438,8 +474,6 @@ fn glob_escape(prefix: &str) -> String {
     }
     pattern
 }
-
-type HashRead = ((Option<Vec<u8>>, Option<String>), i64);
 
 #[async_trait]
 impl StateStore for RedisStateStore {
@@ -453,21 +487,55 @@ impl StateStore for RedisStateStore {
     }
 
     async fn get(&self, request: GetRequest) -> Result<Option<StateValue>, StateError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HMGET")
-            .arg(&request.key)
-            .arg("data")
-            .arg("version")
-            .cmd("PEXPIRETIME")
-            .arg(&request.key);
-        let pipe = &pipe;
-        let ((data, version), expires): HashRead = self
+        let mut invocation = READ_SCRIPT.prepare_invoke();
+        invocation.key(&request.key);
+        let invocation = &invocation;
+        let (data, version, expires) = self
             .call("Redis get", |mut c| async move {
-                pipe.query_async(&mut c).await
+                invocation.invoke_async(&mut c).await
             })
             .await?;
         Ok(to_value(data, version, expires))
+    }
+
+    /// [`READ_SCRIPT`] for each chunk of keys, so each key reads exactly as
+    /// [`StateStore::get`] reads it. A chunk that fails on the server (a key
+    /// that is not a hash: `WRONGTYPE`) is read again key by key, so the
+    /// error lands on its key alone.
+    async fn bulk_get(&self, requests: Vec<GetRequest>, _parallelism: usize) -> Vec<BulkGetResult> {
+        bulk_get_in_chunks(requests, |chunk| async move {
+            let mut invocation = READ_SCRIPT.prepare_invoke();
+            for request in &chunk {
+                invocation.key(&request.key);
+            }
+            let invocation = &invocation;
+            let values = self
+                .call("Redis bulk get", |mut c| async move {
+                    match invocation.invoke_async::<Vec<redis::Value>>(&mut c).await {
+                        Ok(replies) => replies
+                            .chunks(3)
+                            .map(read_reply)
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(Some),
+                        // The server refused the read (not the connection
+                        // failing, not a timeout): find which key.
+                        Err(error) if !error.is_io_error() => Ok(None),
+                        Err(error) => Err(error),
+                    }
+                })
+                .await?;
+            match values {
+                Some(values) => Ok(values.into_iter().map(Ok).collect()),
+                None => {
+                    let mut answers = Vec::with_capacity(chunk.len());
+                    for request in chunk {
+                        answers.push(self.get(request).await);
+                    }
+                    Ok(answers)
+                }
+            }
+        })
+        .await
     }
 
     async fn set(&self, request: SetRequest) -> Result<(), StateError> {

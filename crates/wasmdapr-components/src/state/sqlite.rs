@@ -31,13 +31,13 @@ use tokio::sync::Mutex;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures, StateStore,
-    StateValue, WriteCondition,
+    BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
+    StateStore, StateValue, WriteCondition,
 };
 
 use super::{
-    backend_error, bounded, cleanup_interval, deadline_at, duration_or, expiry_metadata,
-    from_unix_millis, table_name, unix_millis,
+    backend_error, bounded, bulk_get_in_chunks, cleanup_interval, deadline_at, duration_or,
+    expiry_metadata, from_unix_millis, in_request_order, table_name, unix_millis,
 };
 
 /// Where the database lives, from `connectionString`.
@@ -93,6 +93,8 @@ impl SqliteConfig {
 #[derive(Debug)]
 struct Statements {
     get: String,
+    /// [`Statements::bulk_get`] without its list of keys.
+    bulk_get_head: String,
     upsert: String,
     insert_if_absent: String,
     update_if_etag: String,
@@ -116,6 +118,10 @@ impl Statements {
             get: format!(
                 "SELECT value, etag, expiration_time FROM {table} \
                  WHERE key = ?1 AND (expiration_time IS NULL OR expiration_time > ?2)"
+            ),
+            bulk_get_head: format!(
+                "SELECT key, value, etag, expiration_time FROM {table} \
+                 WHERE (expiration_time IS NULL OR expiration_time > ?1) AND key IN ("
             ),
             // In `DO UPDATE … WHERE`, bare column names are the existing
             // row: only an expired row may be replaced.
@@ -144,6 +150,21 @@ impl Statements {
                 "DELETE FROM {table} WHERE expiration_time IS NOT NULL AND expiration_time <= ?1"
             ),
         }
+    }
+}
+
+impl Statements {
+    /// The read of `keys` live keys: `?1` is now, `?2`… the keys (a `?`
+    /// after `?1` is numbered from 2). One text per chunk size, so the
+    /// statement cache holds it.
+    fn bulk_get(&self, keys: usize) -> String {
+        let mut sql = String::with_capacity(self.bulk_get_head.len() + keys * 2 + 1);
+        sql.push_str(&self.bulk_get_head);
+        for i in 0..keys {
+            sql.push_str(if i == 0 { "?" } else { ",?" });
+        }
+        sql.push(')');
+        sql
     }
 }
 
@@ -410,6 +431,34 @@ impl StateStore for SqliteStateStore {
                     .optional()
                 })
                 .map_err(sql_error)
+        })
+        .await
+    }
+
+    /// One `SELECT … WHERE key IN (…)` per chunk of keys, with the
+    /// liveness rule of [`StateStore::get`].
+    async fn bulk_get(&self, requests: Vec<GetRequest>, _parallelism: usize) -> Vec<BulkGetResult> {
+        bulk_get_in_chunks(requests, |chunk| {
+            self.run("SQLite bulk get", move |connection, statements| {
+                let now = unix_millis(SystemTime::now());
+                let mut statement = connection
+                    .prepare_cached(&statements.bulk_get(chunk.len()))
+                    .map_err(sql_error)?;
+                let mut parameters: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() + 1);
+                parameters.push(&now);
+                parameters.extend(chunk.iter().map(|r| &r.key as &dyn rusqlite::ToSql));
+                let rows = statement
+                    .query_map(rusqlite::params_from_iter(parameters), |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row_value(row.get(1)?, row.get(2)?, row.get(3)?),
+                        ))
+                    })
+                    .map_err(sql_error)?
+                    .collect::<Result<_, _>>()
+                    .map_err(sql_error)?;
+                Ok(in_request_order(&chunk, rows))
+            })
         })
         .await
     }
