@@ -27,11 +27,11 @@ use crate::{Sidecar, TOKEN};
 
 /// What the app saw of one request.
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    uri: String,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// A tiny HTTP app: records every request; `/healthz` answers 503 until
@@ -39,7 +39,7 @@ struct Seen {
 /// anything else 201 with
 /// `x-app: <name>` and the body echoed.
 #[derive(Clone)]
-struct App {
+pub(crate) struct App {
     name: &'static str,
     seen: Arc<Mutex<Vec<Seen>>>,
     healthy: Arc<std::sync::atomic::AtomicBool>,
@@ -47,7 +47,7 @@ struct App {
 }
 
 impl App {
-    async fn start(name: &'static str) -> Self {
+    pub(crate) async fn start(name: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = App {
             name,
@@ -60,7 +60,7 @@ impl App {
         app
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
@@ -69,7 +69,7 @@ impl App {
     }
 
     /// The channel to this app, sending `token` as its app token.
-    fn channel(&self, token: Option<&str>) -> HttpApp {
+    pub(crate) fn channel(&self, token: Option<&str>) -> HttpApp {
         HttpApp::new(HttpAppConfig {
             app_id: AppId::new(self.name).unwrap(),
             address: self.addr,
@@ -114,7 +114,11 @@ async fn handle(State(app): State<App>, request: Request) -> Response {
 
 /// A sidecar for `app_id` over no components, resolving through `nr_file`
 /// (in `nr_dir`) and registered there, with `token` as its API token (and its hop token).
-async fn sidecar(app_id: &str, nr_dir: &std::path::Path, token: Option<&str>) -> Sidecar {
+pub(crate) async fn sidecar(
+    app_id: &str,
+    nr_dir: &std::path::Path,
+    token: Option<&str>,
+) -> Sidecar {
     let resolver = SqliteNameResolver::open(&SqliteNameResolver::default_spec(nr_dir))
         .await
         .unwrap();

@@ -7,6 +7,7 @@ mod grpc;
 mod http;
 mod invoke;
 mod remote;
+mod token;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
