@@ -318,13 +318,20 @@ impl Sidecar {
             ComponentSpec::load_dirs(&args.resources_paths)?
         };
         let registry = registry();
-        // Opening the name resolution database overlaps loading the
-        // components (both wait on I/O), so it adds little to a cold start.
-        let (components, name_resolver) = tokio::join!(
+        // Opening the name resolution database and issuing the sidecar's
+        // certificate (key generation, on the blocking pool) overlap
+        // loading the components, so they add little to a cold start.
+        let identity = {
+            let (app_id, args) = (app_id.clone(), args.clone());
+            tokio::task::spawn_blocking(move || identity(&app_id, &args))
+        };
+        let (components, name_resolver, identity) = tokio::join!(
             Components::load(specs, &registry),
-            name_resolver(args.config.as_deref())
+            name_resolver(args.config.as_deref()),
+            identity
         );
         let (components, name_resolver) = (Arc::new(components?), name_resolver?);
+        let identity = identity.map_err(|e| SidecarError::Mtls(e.to_string()))??;
         let config = ApiConfig {
             api_token: std::env::var("DAPR_API_TOKEN")
                 .ok()
@@ -332,7 +339,6 @@ impl Sidecar {
             max_body_size: usize::try_from(args.max_body_size.0).unwrap_or(usize::MAX),
         };
         let max_body_size = config.max_body_size;
-        let identity = identity(&app_id, args)?;
         let mut runtime = Runtime::new(app_id, components);
         if let (Some(resolver), Some(identity)) = (&name_resolver, &identity) {
             let invoker = InternalClient::new(identity.clone(), config.max_body_size);
