@@ -77,9 +77,9 @@ app_port=$(free_port); a_port=$(free_port); b_port=$(free_port)
 "$app" "127.0.0.1:$app_port" 2>/dev/null & pids+=($!)
 wait_for "http://127.0.0.1:$app_port/"
 (cd "$work" && exec "$bin" sidecar --app-id b --app-port "$app_port" --config config.yaml \
-  --dapr-http-port "$b_port" --dapr-grpc-port 0) 2>"$work/b.log" & pids+=($!)
+  --dapr-http-port "$b_port" --dapr-grpc-port 0 --dapr-internal-grpc-port 0) 2>"$work/b.log" & pids+=($!)
 (cd "$work" && exec "$bin" sidecar --app-id a --config config.yaml \
-  --dapr-http-port "$a_port" --dapr-grpc-port 0) 2>"$work/a.log" & pids+=($!)
+  --dapr-http-port "$a_port" --dapr-grpc-port 0 --dapr-internal-grpc-port 0) 2>"$work/a.log" & pids+=($!)
 wait_for "http://127.0.0.1:$a_port/v1.0/healthz" 204
 wait_for "http://127.0.0.1:$a_port/v1.0/invoke/b/method/x"
 

@@ -31,9 +31,9 @@ mkdir -p "$out"
 cold=$(mktemp -d); warm=$(mktemp -d)
 trap 'rm -rf "$cold" "$warm"' EXIT
 hyperfine -N --warmup 2 --runs 20 --prepare "rm -rf $cold" \
-  --export-json "$out/first-run.json" "$bin run --cache-dir $cold --dapr-http-port 0 --dapr-grpc-port 0 $app"
+  --export-json "$out/first-run.json" "$bin run --cache-dir $cold --dapr-http-port 0 --dapr-grpc-port 0 --dapr-internal-grpc-port 0 $app"
 hyperfine -N --warmup 3 --runs 100 \
-  --export-json "$out/second-run.json" "$bin run --cache-dir $warm --dapr-http-port 0 --dapr-grpc-port 0 $app"
+  --export-json "$out/second-run.json" "$bin run --cache-dir $warm --dapr-http-port 0 --dapr-grpc-port 0 --dapr-internal-grpc-port 0 $app"
 
 # 3. State GET/SET through the sidecar (HTTP, gRPC) on Redis vs raw Redis,
 #    and the sidecar's RSS; the same GET from inside a guest (typed import,
@@ -47,7 +47,7 @@ cargo bench -p wasmdapr --bench state
 cargo build --release --target wasm32-wasip2 --manifest-path test-programs/Cargo.toml \
   --target-dir "$target/bench-guests" --bin bench_state_get
 guest=$target/bench-guests/wasm32-wasip2/release/bench_state_get.wasm
-common="run --cache-dir $warm --resources-path examples/components/redis --dapr-http-port 0 --dapr-grpc-port 0"
+common="run --cache-dir $warm --resources-path examples/components/redis --dapr-http-port 0 --dapr-grpc-port 0 --dapr-internal-grpc-port 0"
 hyperfine -N --warmup 3 --runs 100 --export-json "$out/cold-start.json" \
   -n "hello, no state call" "$bin $common $app" \
   -n "first state GET" "$bin $common --app-id bench $guest -- typed statestore bench 1"

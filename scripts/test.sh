@@ -48,7 +48,7 @@ echo "examples/hello: ok" >&2
 # print `Test successfully!`.
 cargo build --target wasm32-wasip2 -p state-demo
 demo_dir=$(mktemp -d)
-out=$(cd "$demo_dir" && "$target/debug/wasmdapr" run --dapr-http-port 0 --dapr-grpc-port 0 \
+out=$(cd "$demo_dir" && "$target/debug/wasmdapr" run --dapr-http-port 0 --dapr-grpc-port 0 --dapr-internal-grpc-port 0 \
   "$target/wasm32-wasip2/debug/state-demo.wasm") || status=$?
 rm -rf "$demo_dir"
 if [[ ${status:-0} -ne 0 || $(grep -c '^Test successfully!$' <<<"$out") -ne 2 \
@@ -65,7 +65,7 @@ cargo build --target wasm32-wasip2 -p http-counter
 counter_dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 (cd "$counter_dir" && exec "$target/debug/wasmdapr" run --app-listen "127.0.0.1:$port" \
-  --dapr-http-port 0 --dapr-grpc-port 0 "$target/wasm32-wasip2/debug/http-counter.wasm") &
+  --dapr-http-port 0 --dapr-grpc-port 0 --dapr-internal-grpc-port 0 "$target/wasm32-wasip2/debug/http-counter.wasm") &
 counter_pid=$!
 for _ in $(seq 1 300); do
   curl -s -o /dev/null "http://127.0.0.1:$port/x" 2>/dev/null && break

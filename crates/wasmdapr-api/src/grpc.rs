@@ -73,10 +73,14 @@ pub fn service(
     api: Arc<dyn DaprApi>,
     config: &ApiConfig,
 ) -> InterceptedService<DaprServer<GrpcApi>, TokenCheck> {
-    let server = DaprServer::new(GrpcApi::new(api))
+    InterceptedService::new(dapr_server(api, config), TokenCheck(config.token()))
+}
+
+/// The service with the size limit of `config` and no token check.
+fn dapr_server(api: Arc<dyn DaprApi>, config: &ApiConfig) -> DaprServer<GrpcApi> {
+    DaprServer::new(GrpcApi::new(api))
         .max_decoding_message_size(config.max_body_size)
-        .max_encoding_message_size(usize::MAX);
-    InterceptedService::new(server, TokenCheck(config.token()))
+        .max_encoding_message_size(usize::MAX)
 }
 
 /// Serves the Dapr gRPC API on `listener` until `shutdown` resolves, then
@@ -90,8 +94,15 @@ pub async fn serve_grpc(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "Dapr gRPC API listening");
     }
+    // The token check wraps the whole server, not the one service: it is
+    // decided before routing, so paths of services this server does not
+    // have (health, reflection) are refused like the rest, not answered
+    // `UNIMPLEMENTED` to a caller without the token.
     tonic::transport::Server::builder()
-        .add_service(service(api, &config))
+        .layer(tonic::service::InterceptorLayer::new(TokenCheck(
+            config.token(),
+        )))
+        .add_service(dapr_server(api, &config))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
         .map_err(io::Error::other)
@@ -126,7 +137,7 @@ fn code(code: GrpcCode) -> Code {
 }
 
 /// An [`ApiError`] as a gRPC status with Dapr's `ErrorInfo` detail.
-fn status(e: ApiError) -> Status {
+pub(crate) fn status(e: ApiError) -> Status {
     let code = code(e.grpc_code());
     let message = e.to_string();
     if matches!(code, Code::Internal) {

@@ -57,6 +57,18 @@ struct HttpState {
 /// The Dapr HTTP API over `api`, as an axum router (tests and embedders
 /// serve it themselves; the binary calls [`serve_http`]).
 pub fn router(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
+    let token = config.token();
+    // The token is decided before routing: the routes are one service
+    // behind the check, so no route, fallback or 405 answer is reached by a
+    // request the check refuses (`Router::layer` alone runs per route).
+    Router::new()
+        .fallback_service(routes(api, config))
+        .layer(middleware::from_fn_with_state(token, require_api_token))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// The API's routes, behind [`router`]'s token check.
+fn routes(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
     let state = HttpState {
         api,
         max_body_size: config.max_body_size,
@@ -95,17 +107,12 @@ pub fn router(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
         .fallback(invoke_by_header)
         // Innermost first: chunked bodies are cut off while being read…
         .layer(DefaultBodyLimit::max(config.max_body_size))
-        // …declared lengths are refused before a byte of body is read…
+        // …and declared lengths are refused before a byte of body is read
+        // (after the token check of `router`).
         .layer(middleware::from_fn_with_state(
             config.max_body_size,
             refuse_declared_oversize,
         ))
-        // …and nothing is looked at before the token is checked.
-        .layer(middleware::from_fn_with_state(
-            config.token(),
-            require_api_token,
-        ))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
@@ -194,6 +201,21 @@ async fn not_found(request: Request) -> Response {
 
 // ---------------------------------------------------------------- middleware
 
+/// The requests daprd lets through without the API token: `GET` of its two
+/// health endpoints, matched exactly on the raw path. Nothing is exempt by
+/// prefix: an unknown path under `/v1.0/healthz/` with a `dapr-app-id`
+/// header is a service invocation, which must not escape the token.
+/// (daprd also trims slashes before comparing, because its router
+/// strips them too; this router does not, so `/v1.0/healthz/` would be
+/// an invocation here and is not exempt either.)
+fn exempt_from_api_token(request: &Request) -> bool {
+    request.method() == axum::http::Method::GET
+        && matches!(
+            request.uri().path(),
+            "/v1.0/healthz" | "/v1.0/healthz/outbound"
+        )
+}
+
 /// Dapr's API token: when configured, every request but the health checks
 /// must carry it in `dapr-api-token`.
 async fn require_api_token(
@@ -202,8 +224,7 @@ async fn require_api_token(
     next: Next,
 ) -> Response {
     if let Some(token) = &token {
-        let path = request.uri().path();
-        let exempt = path == "/v1.0/healthz" || path.starts_with("/v1.0/healthz/");
+        let exempt = exempt_from_api_token(&request);
         let given = request
             .headers()
             .get(API_TOKEN_HEADER)

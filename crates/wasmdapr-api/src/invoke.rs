@@ -1,24 +1,14 @@
-//! Service invocation on the wire: [`SidecarClient`], the runtime's
-//! [`RemoteInvoker`] over HTTP (one sidecar calling another's
-//! `/v1.0/invoke/{id}/method/{method}`), and the translations the HTTP and
-//! gRPC front doors and [`crate::RemoteDapr`] share (the verbs of Dapr's
-//! `HTTPExtension`, HTTP status → gRPC code).
-//!
-//! The hop is HTTP/1.1 over a pooled keep-alive connection: on loopback it
-//! costs tens of microseconds, and it reaches the other sidecar's public
-//! API, where that sidecar's own routing, token check and app channel apply.
+//! Service invocation on the wire: the translations the HTTP and gRPC
+//! front doors, the internal endpoint and [`crate::RemoteDapr`] share (the
+//! verbs of Dapr's `HTTPExtension`, HTTP status → gRPC code), and reading
+//! an app's bounded answer. The hop between sidecars is in
+//! [`crate::internal`].
 
-use std::time::Duration;
-
-use async_trait::async_trait;
 use bytes::Bytes;
 use dapr::dapr::proto::common::v1::http_extension::Verb;
-use http::{HeaderValue, Method};
+use http::Method;
 use tonic::Code;
-use wasmdapr_runtime::invoke::HopError;
-use wasmdapr_runtime::{ApiError, AppId, InvokeRequest, InvokeResponse, RemoteInvoker};
-
-use crate::config::API_TOKEN_HEADER;
+use wasmdapr_runtime::ApiError;
 
 /// The verb of a gRPC `HTTPExtension`; `NONE` (no extension) is `POST`, as
 /// Dapr delivers such calls to HTTP apps.
@@ -84,90 +74,6 @@ pub fn grpc_code_for_http(status: u16) -> Code {
 /// The gRPC metadata key carrying the app's HTTP status, as Dapr sets it.
 pub const HTTP_STATUS_METADATA: &str = "dapr-http-status";
 
-/// Calls other sidecars' invocation API over HTTP.
-#[derive(Clone, Debug)]
-pub struct SidecarClient {
-    client: reqwest::Client,
-    api_token: Option<HeaderValue>,
-    max_body_size: usize,
-}
-
-/// Why a [`SidecarClient`] could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the client for service invocation: {0}")]
-pub struct ClientError(String);
-
-impl SidecarClient {
-    /// A client sending `api_token` as `dapr-api-token` on every hop: the
-    /// other sidecar's HTTP API checks it like any caller's, so sidecars of
-    /// one deployment share `DAPR_API_TOKEN` (or set none). Answers larger
-    /// than `max_body_size` (`--max-body-size`) are refused, not buffered.
-    pub fn new(api_token: Option<&str>, max_body_size: usize) -> Result<Self, ClientError> {
-        let api_token = api_token
-            .filter(|t| !t.is_empty())
-            .map(|t| {
-                HeaderValue::from_str(t)
-                    .map_err(|_| ClientError("the API token is not a valid header value".into()))
-            })
-            .transpose()?;
-        let client = reqwest::Client::builder()
-            // Sidecars talk directly; a proxy from the environment would
-            // see (and could stall) every call between apps.
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| ClientError(e.to_string()))?;
-        Ok(Self {
-            client,
-            api_token,
-            max_body_size,
-        })
-    }
-}
-
-#[async_trait]
-impl RemoteInvoker for SidecarClient {
-    async fn invoke(
-        &self,
-        address: &str,
-        app: &AppId,
-        request: InvokeRequest,
-    ) -> Result<InvokeResponse, HopError> {
-        let error = |reason: String| HopError {
-            app: app.to_string(),
-            address: address.to_owned(),
-            reason,
-        };
-        let url = format!(
-            "http://{address}/v1.0/invoke/{app}/method{}",
-            request.path_and_query()
-        );
-        let mut headers = request.headers;
-        if let Some(token) = &self.api_token {
-            headers.insert(API_TOKEN_HEADER, token.clone());
-        }
-        let response = self
-            .client
-            .request(request.verb, &url)
-            .headers(headers)
-            .body(request.body)
-            .send()
-            .await
-            .map_err(|e| error(describe(&e)))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = read_body(response, self.max_body_size)
-            .await
-            .map_err(|e| error(format!("reading the answer: {e}")))?;
-        let mut answer = http::Response::new(body);
-        *answer.status_mut() = status;
-        *answer.headers_mut() = headers;
-        Ok(answer)
-    }
-}
-
 /// The body of `response`, refused as soon as it is known to exceed
 /// `limit` bytes (by its `Content-Length`, or while it streams in), so a
 /// peer cannot make this process buffer an unbounded answer.
@@ -192,11 +98,11 @@ pub(crate) async fn read_body(
     Ok(body.freeze())
 }
 
-/// reqwest's error with its causes, which say what actually failed
-/// ("connection refused").
-pub(crate) fn describe(error: &reqwest::Error) -> String {
+/// An error with its causes, which say what actually failed ("connection
+/// refused", "unknown issuer").
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

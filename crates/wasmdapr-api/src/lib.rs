@@ -13,9 +13,12 @@
 //! - [`grpc`]: the Dapr gRPC API: [`grpc::GrpcApi`] implements the generated
 //!   `Dapr` service trait; [`grpc::service`] wraps it with the token check
 //!   and size limit; [`grpc::serve_grpc`] serves it.
-//! - [`invoke`]: service invocation on the wire: [`SidecarClient`], the
-//!   runtime's `RemoteInvoker` over HTTP, and the verb/status translations
-//!   the front doors share.
+//! - [`invoke`]: the verb/status translations the front doors share.
+//! - [`internal`]: the internal endpoint between sidecars (gRPC
+//!   `dapr.proto.internals.v1.ServiceInvocation/CallLocal` over mutual TLS):
+//!   [`internal::serve_internal`], [`internal::InternalClient`] (the
+//!   runtime's `RemoteInvoker`), SPIFFE identities and the certificates of
+//!   `wasmdapr certs`.
 //! - [`http_app`]: [`HttpApp`], the app channel to an ordinary process on
 //!   `--app-port`, with its readiness probe.
 //! - [`remote`]: [`RemoteDapr`], the `DaprApi` of another sidecar over gRPC.
@@ -28,6 +31,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod http_app;
+pub mod internal;
 pub mod invoke;
 pub mod remote;
 
@@ -35,5 +39,5 @@ pub use config::{ApiConfig, ApiToken};
 pub use grpc::serve_grpc;
 pub use http::serve_http;
 pub use http_app::HttpApp;
-pub use invoke::SidecarClient;
+pub use internal::InternalClient;
 pub use remote::RemoteDapr;

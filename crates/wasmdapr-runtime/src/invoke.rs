@@ -5,9 +5,17 @@
 //!
 //! - the target is this runtime's own app → its [`AppChannel`];
 //! - otherwise the [`NameResolver`] gives the address of the target's
-//!   sidecar, and a [`RemoteInvoker`] (HTTP, in `wasmdapr-api`) sends the call
-//!   there. That sidecar delivers to its own app, so the callee's app token,
-//!   scopes and limits apply on the callee's side, as with Dapr.
+//!   sidecar's internal endpoint, and a [`RemoteInvoker`] (gRPC over mutual
+//!   TLS, in `wasmdapr-api`) sends the call there. That sidecar delivers to
+//!   its own app ([`deliver_forwarded`]), so the callee's app token, scopes
+//!   and limits apply on the callee's side, as with Dapr.
+//!
+//! **Who called.** The app learns its caller from `dapr-caller-app-id`, and
+//! apps authorise callers by it, so nobody but a sidecar sets it: a call on
+//! the public APIs ([`route`]) always carries this sidecar's own app id,
+//! whatever the client sent, and is never taken for a forwarded one; a
+//! forwarded call ([`deliver_forwarded`]) carries the app id its sidecar
+//! proved in the TLS handshake (its certificate), never a header.
 //!
 //! On every hop hop-by-hop headers are removed (RFC 9110 §7.6.1) and the
 //! caller's `dapr-api-token` is dropped (it is the caller's credential for
@@ -39,11 +47,9 @@ pub const DAPR_API_TOKEN: &str = "dapr-api-token";
 /// The app id of the caller, as Dapr tells the invoked app.
 pub const CALLER_APP_ID: &str = "dapr-caller-app-id";
 
-/// The app id a call is meant for, as Dapr tells the invoked app. On a hop
-/// between sidecars it also marks the call as forwarded: the receiving
-/// sidecar delivers it to its own app or refuses it, and never forwards it
-/// again, so a stale name resolution entry cannot make sidecars call each
-/// other (or themselves) in a loop.
+/// The app id a call is meant for, as Dapr tells the invoked app. A client
+/// cannot set it (nor [`CALLER_APP_ID`]): both are removed from what it sends
+/// and set by the sidecars.
 pub const CALLEE_APP_ID: &str = "dapr-callee-app-id";
 
 /// One invocation: an HTTP-shaped call of `method` on the target app.
@@ -115,12 +121,13 @@ pub struct HopError {
     pub reason: String,
 }
 
-/// Sends an invocation to the sidecar of another app: implemented over HTTP
-/// in `wasmdapr-api`, so the runtime stays free of transports.
+/// Sends an invocation to the sidecar of another app: implemented over
+/// gRPC and mutual TLS in `wasmdapr-api`, so the runtime stays free of
+/// transports.
 #[async_trait]
 pub trait RemoteInvoker: Send + Sync + 'static {
     /// Calls `request` on `app` through its sidecar at `address`
-    /// (`host:port` of its Dapr HTTP API) and returns that sidecar's answer.
+    /// (`host:port` of its internal endpoint) and returns that sidecar's answer.
     async fn invoke(
         &self,
         address: &str,
@@ -154,8 +161,12 @@ pub fn invoke_error(target: &str, reason: impl fmt::Display) -> ApiError {
     )
 }
 
-/// Routes one invocation of `target` from the app `own`: to `channel` when
-/// the target is this app, else through `remote`.
+/// Routes one invocation of `target` from the app `own`, as received on
+/// the public APIs (HTTP, gRPC, a guest's imports): to `channel` when the
+/// target is this app, else through `remote`. The caller is always `own`:
+/// whatever `dapr-caller-app-id` or `dapr-callee-app-id` the client sent is
+/// replaced, so no client can name a caller other than the app this sidecar
+/// serves.
 pub async fn route(
     own: &AppId,
     channel: Option<&Arc<dyn AppChannel>>,
@@ -165,11 +176,55 @@ pub async fn route(
 ) -> Result<InvokeResponse, ApiError> {
     let target_id = AppId::new(target).map_err(|e| invoke_error(target, e))?;
     check_method(&request.method)?;
-    // Read before the headers are prepared: a forwarded call carries the
-    // caller's id and the callee's, set by the sidecar it came from.
-    let forwarded = request.headers.contains_key(CALLEE_APP_ID);
     prepare_headers(&mut request.headers);
-    if forwarded && &target_id != own {
+    set_ids(&mut request.headers, own, &target_id);
+    if &target_id == own {
+        return deliver(channel, target, request).await;
+    }
+    let Some(remote) = remote else {
+        return Err(invoke_error(
+            target,
+            format!("no app with id '{target}' is known (no name resolution is configured)"),
+        ));
+    };
+    let address = remote
+        .resolver
+        .resolve(&target_id)
+        .await
+        .map_err(|e| invoke_error(target, e))?
+        .ok_or_else(|| {
+            invoke_error(
+                target,
+                format!(
+                    "no app with id '{target}' is registered in name resolution ({})",
+                    remote.resolver.kind()
+                ),
+            )
+        })?;
+    tracing::debug!(app = %target, %address, method = %request.method, "invoking a remote app");
+    let response = remote
+        .invoker
+        .invoke(&address, &target_id, request)
+        .await
+        .map_err(|e| invoke_error(target, e))?;
+    Ok(without_hop_by_hop(response))
+}
+
+/// Delivers a call another sidecar forwarded (through the internal
+/// endpoint) to this sidecar's own app `own`, naming `caller`: the app id
+/// that sidecar proved (its certificate), never a header of the call. A call
+/// for another app is refused, never forwarded again, so a stale name
+/// resolution entry cannot make sidecars call each other (or themselves)
+/// in a loop.
+pub async fn deliver_forwarded(
+    own: &AppId,
+    channel: Option<&Arc<dyn AppChannel>>,
+    caller: &AppId,
+    target: &str,
+    mut request: InvokeRequest,
+) -> Result<InvokeResponse, ApiError> {
+    check_method(&request.method)?;
+    if target != own.as_str() {
         return Err(invoke_error(
             target,
             format!(
@@ -177,51 +232,35 @@ pub async fn route(
             ),
         ));
     }
-    if !forwarded {
-        request
-            .headers
-            .insert(CALLER_APP_ID, header_value(own.as_str()));
-    }
-    request
-        .headers
-        .insert(CALLEE_APP_ID, header_value(target_id.as_str()));
-    let response = if &target_id == own {
-        let channel = channel
-            .ok_or_else(|| invoke_error(target, format!("app '{target}' is not running")))?;
-        let request = request.into_app_request()?;
-        tracing::debug!(app = %target, uri = %request.uri(), "invoking the local app");
-        channel.call(request).await.map_err(ApiError::from)?
-    } else {
-        let Some(remote) = remote else {
-            return Err(invoke_error(
-                target,
-                format!("no app with id '{target}' is known (no name resolution is configured)"),
-            ));
-        };
-        let address = remote
-            .resolver
-            .resolve(&target_id)
-            .await
-            .map_err(|e| invoke_error(target, e))?
-            .ok_or_else(|| {
-                invoke_error(
-                    target,
-                    format!(
-                        "no app with id '{target}' is registered in name resolution ({})",
-                        remote.resolver.kind()
-                    ),
-                )
-            })?;
-        tracing::debug!(app = %target, %address, method = %request.method, "invoking a remote app");
-        remote
-            .invoker
-            .invoke(&address, &target_id, request)
-            .await
-            .map_err(|e| invoke_error(target, e))?
-    };
+    prepare_headers(&mut request.headers);
+    set_ids(&mut request.headers, caller, own);
+    deliver(channel, target, request).await
+}
+
+/// Sets the caller and callee ids the app sees.
+fn set_ids(headers: &mut HeaderMap, caller: &AppId, callee: &AppId) {
+    headers.insert(CALLER_APP_ID, header_value(caller.as_str()));
+    headers.insert(CALLEE_APP_ID, header_value(callee.as_str()));
+}
+
+/// Hands `request` to the own app's channel.
+async fn deliver(
+    channel: Option<&Arc<dyn AppChannel>>,
+    target: &str,
+    request: InvokeRequest,
+) -> Result<InvokeResponse, ApiError> {
+    let channel =
+        channel.ok_or_else(|| invoke_error(target, format!("app '{target}' is not running")))?;
+    let request = request.into_app_request()?;
+    tracing::debug!(app = %target, uri = %request.uri(), "invoking the local app");
+    let response = channel.call(request).await.map_err(ApiError::from)?;
+    Ok(without_hop_by_hop(response))
+}
+
+fn without_hop_by_hop(response: InvokeResponse) -> InvokeResponse {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(AppResponse::from_parts(parts, body))
+    AppResponse::from_parts(parts, body)
 }
 
 /// An app id as a header value (ids have no whitespace or control
@@ -291,11 +330,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-/// The headers of a request leaving this sidecar: hop-by-hop and the
-/// caller's `dapr-api-token` removed, `traceparent` continued or started.
+/// The headers of a request leaving this sidecar: hop-by-hop, the caller's
+/// `dapr-api-token` and any caller or callee id removed (the sidecar sets
+/// those itself), `traceparent` continued or started.
 pub fn prepare_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
     headers.remove(DAPR_API_TOKEN);
+    headers.remove(CALLER_APP_ID);
+    headers.remove(CALLEE_APP_ID);
     let parent = headers
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
@@ -623,35 +665,29 @@ mod tests {
         assert!(sent.headers.get(TRACEPARENT).is_some());
     }
 
-    /// The app learns who called it; a forwarded call (one carrying the
-    /// callee id) keeps its original caller and is delivered only if it is
-    /// for this app, never forwarded again.
+    /// The app learns who called it. On the public path the caller is
+    /// always the own app: a client's `dapr-caller-app-id` and
+    /// `dapr-callee-app-id` are replaced, never believed, and never make the
+    /// call look forwarded (it is still routed to the other app).
     #[tokio::test]
-    async fn caller_and_callee_ids_and_no_second_forwarding() {
+    async fn public_calls_cannot_forge_the_caller() {
         let app = Arc::new(Teapot::default());
         let channel: Arc<dyn AppChannel> = app.clone();
-        let mut spoofed = request();
-        spoofed
-            .headers
-            .insert(CALLER_APP_ID, HeaderValue::from_static("someone-else"));
-        route(&own(), Some(&channel), None, "orders", spoofed)
-            .await
-            .unwrap();
-        let mut forwarded = request();
-        forwarded
+        let mut forged = request();
+        forged
             .headers
             .insert(CALLER_APP_ID, HeaderValue::from_static("checkout"));
-        forwarded
+        forged
             .headers
             .insert(CALLEE_APP_ID, HeaderValue::from_static("orders"));
-        route(&own(), Some(&channel), None, "orders", forwarded.clone())
+        route(&own(), Some(&channel), None, "orders", forged.clone())
             .await
             .unwrap();
         {
             let seen = app.seen.lock().unwrap();
             assert_eq!(seen[0].headers()[CALLER_APP_ID], "orders");
             assert_eq!(seen[0].headers()[CALLEE_APP_ID], "orders");
-            assert_eq!(seen[1].headers()[CALLER_APP_ID], "checkout");
+            assert_eq!(seen[0].headers().get_all(CALLER_APP_ID).iter().count(), 1);
         }
 
         let hops = Arc::new(Hops::default());
@@ -659,22 +695,44 @@ mod tests {
             resolver: Arc::new(OneApp),
             invoker: hops.clone(),
         };
-        forwarded
+        forged
             .headers
-            .insert(CALLEE_APP_ID, HeaderValue::from_static("billing"));
-        let err = route(&own(), Some(&channel), Some(&remote), "billing", forwarded)
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), "ERR_DIRECT_INVOKE");
-        assert!(err.message.contains("stale"), "{}", err.message);
-        assert!(hops.0.lock().unwrap().is_empty());
-
-        route(&own(), Some(&channel), Some(&remote), "billing", request())
+            .insert(CALLEE_APP_ID, HeaderValue::from_static("someone"));
+        route(&own(), Some(&channel), Some(&remote), "billing", forged)
             .await
             .unwrap();
         let hops = hops.0.lock().unwrap();
         assert_eq!(hops[0].2.headers[CALLEE_APP_ID], "billing");
         assert_eq!(hops[0].2.headers[CALLER_APP_ID], "orders");
+    }
+
+    /// A forwarded call names the caller its sidecar proved, whatever its
+    /// headers say, and is delivered only to the own app: one for another
+    /// app is refused and never forwarded again.
+    #[tokio::test]
+    async fn forwarded_calls_name_the_proven_caller_and_are_never_forwarded() {
+        let app = Arc::new(Teapot::default());
+        let channel: Arc<dyn AppChannel> = app.clone();
+        let checkout = AppId::new("checkout").unwrap();
+        let mut forged = request();
+        forged
+            .headers
+            .insert(CALLER_APP_ID, HeaderValue::from_static("admin"));
+        deliver_forwarded(&own(), Some(&channel), &checkout, "orders", forged.clone())
+            .await
+            .unwrap();
+        {
+            let seen = app.seen.lock().unwrap();
+            assert_eq!(seen[0].headers()[CALLER_APP_ID], "checkout");
+            assert_eq!(seen[0].headers()[CALLEE_APP_ID], "orders");
+            assert!(seen[0].headers().get(DAPR_API_TOKEN).is_none());
+        }
+        let err = deliver_forwarded(&own(), Some(&channel), &checkout, "billing", forged)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "ERR_DIRECT_INVOKE");
+        assert!(err.message.contains("stale"), "{}", err.message);
+        assert_eq!(app.seen.lock().unwrap().len(), 1);
     }
 
     /// Methods that would escape `/method/` on the next hop, or smuggle a

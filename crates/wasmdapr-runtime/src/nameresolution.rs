@@ -3,7 +3,8 @@
 //! backend implements this trait; `wasmdapr-components` has
 //! `nameresolution.sqlite`.
 //!
-//! A sidecar registers its own app id with the address of its Dapr HTTP API
+//! A sidecar registers its own app id with the address of its internal
+//! endpoint (where other sidecars call it, over mutual TLS)
 //! once it is ready, keeps the registration alive while it runs, and removes
 //! it on a clean shutdown; other sidecars resolve ids to those addresses.
 
@@ -29,7 +30,7 @@ pub trait NameResolver: Send + Sync + 'static {
     /// `spec.nameResolution.component` (`sqlite`), for messages.
     fn kind(&self) -> &'static str;
 
-    /// Announces that `app` is served by the sidecar whose Dapr HTTP API is
+    /// Announces that `app` is served by the sidecar whose internal endpoint is
     /// at `address` (`host:port`), and keeps announcing it (heartbeats)
     /// until [`NameResolver::deregister`] or the process ends.
     async fn register(&self, app: &AppId, address: &str) -> Result<(), NameResolutionError>;

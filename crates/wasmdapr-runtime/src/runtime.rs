@@ -188,6 +188,25 @@ impl Runtime {
         self.app_channel.get()
     }
 
+    /// Delivers a call another sidecar forwarded to this runtime's app, as
+    /// from `caller`, the app id that sidecar authenticated as (see
+    /// [`invoke::deliver_forwarded`]): the internal endpoint's entry point.
+    pub async fn invoke_forwarded(
+        &self,
+        caller: &AppId,
+        target: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, ApiError> {
+        invoke::deliver_forwarded(
+            &self.app_id,
+            self.app_channel.get(),
+            caller,
+            target,
+            request,
+        )
+        .await
+    }
+
     /// The app id.
     pub fn app_id(&self) -> &AppId {
         &self.app_id

@@ -1,6 +1,7 @@
 //! `wasmdapr`: the command line. Wiring only: parsing flags, building the
 //! host, printing errors and choosing exit codes.
 
+mod certs;
 mod exit_code;
 mod serve;
 mod sidecar;
@@ -44,6 +45,10 @@ enum Command {
     ///
     /// A `.cwasm` is native code: run only the ones you compiled yourself.
     Compile(CompileArgs),
+    /// Create a trust bundle and issue sidecar certificates for mutual TLS
+    /// between sidecars (`--enable-mtls`).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
 }
 
 #[derive(Args)]
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Sidecar(args) => run_sidecar(args),
         Command::Compile(args) => compile(args).map_err(Failure::Host),
+        Command::Certs(command) => certs::run(command).map_err(Failure::Certs),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -194,13 +200,19 @@ enum Failure {
     Remote(#[from] RemoteError),
     #[error(transparent)]
     Serve(#[from] serve::ServeError),
+    #[error(transparent)]
+    Certs(wasmdapr_api::internal::certs::CertError),
 }
 
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
             Failure::Host(error) => exit_code::for_error(error),
-            Failure::Sidecar(SidecarError::Components(_)) => exit_code::CONFIG,
+            Failure::Sidecar(SidecarError::Components(_) | SidecarError::Mtls(_)) => {
+                exit_code::CONFIG
+            }
+            Failure::Certs(wasmdapr_api::internal::certs::CertError::Io { .. }) => exit_code::USAGE,
+            Failure::Certs(_) => exit_code::CONFIG,
             Failure::Sidecar(
                 SidecarError::Listen { .. }
                 | SidecarError::Serve { .. }
@@ -224,8 +236,11 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, HostError> {
 fn run_sidecar(args: SidecarArgs) -> Result<u8, Failure> {
     tokio_runtime()?.block_on(async {
         let sidecar = Sidecar::start(args.app_id, &args.dapr).await?;
+        let internal = sidecar
+            .internal_addr
+            .map_or_else(|| "none".to_owned(), |addr| addr.to_string());
         eprintln!(
-            "wasmdapr sidecar for app '{}': HTTP API on {}, gRPC API on {}",
+            "wasmdapr sidecar for app '{}': HTTP API on {}, gRPC API on {}, internal endpoint on {internal}",
             sidecar.runtime.app_id(),
             sidecar.http_addr,
             sidecar.grpc_addr

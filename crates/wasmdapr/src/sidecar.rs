@@ -2,7 +2,9 @@
 //! (or the embedded SQLite default), the runtime over them, and its HTTP and
 //! gRPC front doors on their ports; name resolution (`--config`, else the
 //! shared SQLite default) so it can invoke other apps and be found by them;
-//! and, for `wasmdapr sidecar --app-port`, the [`HttpApp`] it delivers to.
+//! the internal endpoint other sidecars call it on (mutual TLS, with the
+//! trust bundle of `--enable-mtls` or the machine-local one); and, for
+//! `wasmdapr sidecar --app-port`, the [`HttpApp`] it delivers to.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +16,10 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use wasmdapr_api::http_app::{HealthCheck, HttpAppConfig};
-use wasmdapr_api::{ApiConfig, HttpApp, SidecarClient};
+use wasmdapr_api::internal::certs::{CertError, LOCAL_CERT_VALIDITY};
+use wasmdapr_api::internal::identity::{DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN, IdentityError};
+use wasmdapr_api::internal::{CertificateAuthority, SidecarIdentity};
+use wasmdapr_api::{ApiConfig, HttpApp, InternalClient};
 use wasmdapr_components::nameresolution::sqlite::SqliteNameResolver;
 use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::outbound::{BoxBody, box_body};
@@ -42,9 +47,32 @@ pub struct DaprArgs {
     /// Port of the Dapr gRPC API (0: any free port).
     #[arg(long, env = "DAPR_GRPC_PORT", default_value_t = 50001)]
     pub dapr_grpc_port: u16,
+    /// Port of the internal gRPC endpoint other sidecars call this one on
+    /// (0: any free port). It listens on `--dapr-listen-address` too, and is
+    /// what name resolution announces.
+    #[arg(long, env = "DAPR_INTERNAL_GRPC_PORT", default_value_t = 50002)]
+    pub dapr_internal_grpc_port: u16,
     /// Address the APIs listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub dapr_listen_address: IpAddr,
+    /// Authenticate sidecars to each other with the trust bundle given by
+    /// `--trust-anchors-file`, `--cert-chain-file` and `--cert-key-file`
+    /// (or `DAPR_TRUST_ANCHORS`, `DAPR_CERT_CHAIN`, `DAPR_CERT_KEY` holding
+    /// the PEM text), e.g. made by `wasmdapr certs`. Without it, the
+    /// sidecars of one user on one machine share a bundle created
+    /// automatically under `$XDG_DATA_HOME/wasmdapr/trust`.
+    #[arg(long)]
+    pub enable_mtls: bool,
+    /// The trust anchors (CA certificates, PEM; Dapr's `ca.crt`).
+    #[arg(long, value_name = "FILE", requires = "enable_mtls")]
+    pub trust_anchors_file: Option<PathBuf>,
+    /// This sidecar's certificate chain (PEM, its own certificate first),
+    /// with the SPIFFE id `spiffe://<trust-domain>/ns/<namespace>/<app-id>`.
+    #[arg(long, value_name = "FILE", requires = "enable_mtls")]
+    pub cert_chain_file: Option<PathBuf>,
+    /// The private key of that certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "enable_mtls")]
+    pub cert_key_file: Option<PathBuf>,
     /// Largest request body the APIs accept; larger ones get 413.
     #[arg(long, default_value = "4MiB")]
     pub max_body_size: ByteSize,
@@ -110,6 +138,9 @@ pub enum SidecarError {
     /// The app could not be announced in (or withdrawn from) name resolution.
     #[error(transparent)]
     NameResolution(#[from] NameResolutionError),
+    /// The identity of `--enable-mtls` is missing or unusable.
+    #[error("mTLS: {0}")]
+    Mtls(String),
     /// A server failed while running.
     #[error("the Dapr {api} API stopped: {message}")]
     Serve {
@@ -128,6 +159,8 @@ pub struct Sidecar {
     pub http_addr: SocketAddr,
     /// Where the gRPC API listens.
     pub grpc_addr: SocketAddr,
+    /// Where the internal endpoint listens (none without an identity).
+    pub internal_addr: Option<SocketAddr>,
     /// The HTTP API's router and settings, also served in-process to the
     /// app's outbound requests to `http_addr` (see [`Sidecar::local_dapr`]).
     http_router: axum::Router,
@@ -205,6 +238,68 @@ async fn name_resolver(
     }
 }
 
+/// The identity of this sidecar on the internal endpoint: the files (or
+/// environment) of `--enable-mtls`, whose certificate must be this app's;
+/// else a certificate issued at start from the machine-local trust bundle,
+/// which every sidecar of the user shares with no configuration. Without a
+/// home directory there is no local bundle: the sidecar then neither calls
+/// nor accepts other sidecars (with a warning), as without name resolution.
+fn identity(app_id: &AppId, args: &DaprArgs) -> Result<Option<SidecarIdentity>, SidecarError> {
+    let mtls = |e: IdentityError| SidecarError::Mtls(e.to_string());
+    if args.enable_mtls {
+        let pem = |file: &Option<PathBuf>, flag: &str, env: &str| match file {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| SidecarError::Mtls(format!("{flag} {}: {e}", path.display()))),
+            None => std::env::var(env)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(String::into_bytes)
+                .ok_or_else(|| SidecarError::Mtls(format!("--enable-mtls needs {flag} or {env}"))),
+        };
+        let identity = SidecarIdentity::from_pem(
+            &pem(
+                &args.trust_anchors_file,
+                "--trust-anchors-file",
+                "DAPR_TRUST_ANCHORS",
+            )?,
+            &pem(
+                &args.cert_chain_file,
+                "--cert-chain-file",
+                "DAPR_CERT_CHAIN",
+            )?,
+            &pem(&args.cert_key_file, "--cert-key-file", "DAPR_CERT_KEY")?,
+        )
+        .map_err(mtls)?;
+        if &identity.id.app_id != app_id {
+            return Err(SidecarError::Mtls(format!(
+                "the certificate is {}, not of app '{app_id}'",
+                identity.id
+            )));
+        }
+        return Ok(Some(identity));
+    }
+    let Some(dir) = SqliteNameResolver::default_dir() else {
+        tracing::warn!(
+            "no home directory: no machine-local trust bundle, other sidecars cannot be called (pass --enable-mtls)"
+        );
+        return Ok(None);
+    };
+    let namespace = std::env::var("NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+    let local = CertificateAuthority::local(&dir.join("trust"), DEFAULT_TRUST_DOMAIN)
+        .and_then(|ca| ca.identity(&namespace, app_id, LOCAL_CERT_VALIDITY));
+    match local {
+        Ok(identity) => Ok(Some(identity)),
+        Err(CertError::Identity(e)) => Err(mtls(e)),
+        Err(error) => {
+            tracing::warn!(%error, "machine-local trust bundle unavailable: other sidecars cannot be called (pass --enable-mtls)");
+            Ok(None)
+        }
+    }
+}
+
 /// The registry of every component type this binary has.
 fn registry() -> ComponentRegistry {
     let mut registry = ComponentRegistry::new();
@@ -223,13 +318,20 @@ impl Sidecar {
             ComponentSpec::load_dirs(&args.resources_paths)?
         };
         let registry = registry();
-        // Opening the name resolution database overlaps loading the
-        // components (both wait on I/O), so it adds little to a cold start.
-        let (components, name_resolver) = tokio::join!(
+        // Opening the name resolution database and issuing the sidecar's
+        // certificate (key generation, on the blocking pool) overlap
+        // loading the components, so they add little to a cold start.
+        let identity = {
+            let (app_id, args) = (app_id.clone(), args.clone());
+            tokio::task::spawn_blocking(move || identity(&app_id, &args))
+        };
+        let (components, name_resolver, identity) = tokio::join!(
             Components::load(specs, &registry),
-            name_resolver(args.config.as_deref())
+            name_resolver(args.config.as_deref()),
+            identity
         );
         let (components, name_resolver) = (Arc::new(components?), name_resolver?);
+        let identity = identity.map_err(|e| SidecarError::Mtls(e.to_string()))??;
         let config = ApiConfig {
             api_token: std::env::var("DAPR_API_TOKEN")
                 .ok()
@@ -238,14 +340,8 @@ impl Sidecar {
         };
         let max_body_size = config.max_body_size;
         let mut runtime = Runtime::new(app_id, components);
-        if let Some(resolver) = &name_resolver {
-            // Hops present this sidecar's token: sidecars of one deployment
-            // share DAPR_API_TOKEN (or set none).
-            let invoker = SidecarClient::new(config.api_token.as_deref(), config.max_body_size)
-                .map_err(|e| SidecarError::Serve {
-                    api: "service invocation",
-                    message: e.to_string(),
-                })?;
+        if let (Some(resolver), Some(identity)) = (&name_resolver, &identity) {
+            let invoker = InternalClient::new(identity.clone(), config.max_body_size);
             runtime = runtime.with_remote_invocation(RemoteInvocation {
                 resolver: resolver.clone(),
                 invoker: Arc::new(invoker),
@@ -262,6 +358,10 @@ impl Sidecar {
         };
         let http = bind("HTTP", args.dapr_http_port).await?;
         let grpc = bind("gRPC", args.dapr_grpc_port).await?;
+        let internal = match &identity {
+            Some(_) => Some(bind("internal gRPC", args.dapr_internal_grpc_port).await?),
+            None => None,
+        };
         let local = |api, listener: &TcpListener, port| {
             listener
                 .local_addr()
@@ -273,6 +373,10 @@ impl Sidecar {
         };
         let http_addr = local("HTTP", &http, args.dapr_http_port)?;
         let grpc_addr = local("gRPC", &grpc, args.dapr_grpc_port)?;
+        let internal_addr = internal
+            .as_ref()
+            .map(|l| local("internal gRPC", l, args.dapr_internal_grpc_port))
+            .transpose()?;
         let http_router = wasmdapr_api::http::router(runtime.clone(), config.clone());
         let api_token = config.api_token.clone().filter(|t| !t.is_empty());
         // Both servers stop when the runtime is asked to shut down.
@@ -293,11 +397,26 @@ impl Sidecar {
         tasks.spawn(async move { http_server.await.map_err(failed("HTTP")) });
         let grpc_server = wasmdapr_api::serve_grpc(grpc, api, config, stopped(&runtime));
         tasks.spawn(async move { grpc_server.await.map_err(failed("gRPC")) });
+        if let (Some(listener), Some(identity)) = (internal, identity) {
+            let (runtime, stop) = (runtime.clone(), stopped(&runtime));
+            tasks.spawn(async move {
+                wasmdapr_api::internal::serve_internal(
+                    listener,
+                    runtime,
+                    &identity,
+                    max_body_size,
+                    stop,
+                )
+                .await
+                .map_err(failed("internal gRPC"))
+            });
+        }
         tracing::info!(%http_addr, %grpc_addr, app = %runtime.app_id(), "Dapr APIs listening");
         Ok(Self {
             runtime,
             http_addr,
             grpc_addr,
+            internal_addr,
             http_router,
             api_token,
             max_body_size,
@@ -360,10 +479,11 @@ impl Sidecar {
     /// While it runs, the app is announced in name resolution (so other
     /// sidecars can invoke it); on a clean stop it is withdrawn.
     pub async fn wait(mut self) -> Result<(), SidecarError> {
-        if let Some(resolver) = &self.name_resolver {
-            // Listening on every address: announce loopback, which other
-            // sidecars on this machine (the SQLite resolver's scope) reach.
-            let mut announced = self.http_addr;
+        if let (Some(resolver), Some(internal_addr)) = (&self.name_resolver, self.internal_addr) {
+            // Other sidecars call the internal endpoint. Listening on every
+            // address: announce loopback, which other sidecars on this
+            // machine (the SQLite resolver's scope) reach.
+            let mut announced = internal_addr;
             if announced.ip().is_unspecified() {
                 announced.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }

@@ -70,6 +70,7 @@ impl Setup {
             .current_dir(self.cwd())
             .env("WASMDAPR_CACHE_DIR", self.dir.path().join("cache"))
             .env("DAPR_GRPC_PORT", "0")
+            .env("DAPR_INTERNAL_GRPC_PORT", "0")
             .env_remove("DAPR_HTTP_PORT")
             .env_remove("DAPR_API_TOKEN")
             .env_remove("RUST_LOG")

@@ -17,6 +17,7 @@ fn wasmdapr(cache: &Path) -> Command {
         .env("WASMDAPR_CACHE_DIR", cache)
         .env("DAPR_HTTP_PORT", "0")
         .env("DAPR_GRPC_PORT", "0")
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
         .env_remove("RUST_LOG");
     cmd
 }

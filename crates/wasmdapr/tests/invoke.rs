@@ -94,6 +94,7 @@ fn sidecar(dir: &Path, id: &str, extra: &[&str], envs: &[(&str, &str)]) -> (Proc
         .arg(config(dir))
         .args(["--dapr-http-port", &http_port.to_string()])
         .args(["--dapr-grpc-port", &grpc_port.to_string()])
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
         .args(extra)
         .env_remove("DAPR_API_TOKEN")
         .env_remove("APP_API_TOKEN")
@@ -239,6 +240,7 @@ fn run_command(dir: &Path, id: &str, app: &str) -> (Command, u16) {
         .arg(config(dir))
         .args(["--dapr-http-port", &http_port.to_string()])
         .args(["--dapr-grpc-port", &free_port().to_string()])
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
         .arg(app);
     (cmd, http_port)
 }
@@ -444,6 +446,8 @@ fn bad_configurations_are_refused_at_start() {
                 "0",
                 "--dapr-grpc-port",
                 "0",
+                "--dapr-internal-grpc-port",
+                "0",
                 "--config",
             ])
             .arg(&file)
@@ -454,4 +458,142 @@ fn bad_configurations_are_refused_at_start() {
         assert_eq!(output.status.code(), Some(78), "{named}: {stderr}");
         assert!(stderr.contains(named), "{named}: {stderr}");
     }
+}
+
+/// `wasmdapr certs init` makes a trust bundle and `certs issue` a
+/// certificate per app (keys readable by the owner only); two sidecars
+/// started with `--enable-mtls` and those files invoke each other, and the
+/// callee's app sees the true caller, not the one the client wrote. A
+/// sidecar given another app's certificate refuses to start (exit 78).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_command_and_mtls_sidecars() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let certs = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+            .arg("certs")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "certs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    certs(&[
+        "init",
+        "--out",
+        &path("ca"),
+        "--trust-domain",
+        "example.org",
+    ]);
+    for app in ["billing", "checkout"] {
+        certs(&[
+            "issue",
+            "--ca",
+            &path("ca"),
+            "--app-id",
+            app,
+            "--out",
+            &path(app),
+        ]);
+    }
+    let mode = |p: &str| {
+        std::fs::metadata(dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("ca/ca.key"), 0o600);
+    assert_eq!(mode("billing/sidecar.key"), 0o600);
+    assert_eq!(
+        std::fs::read(dir.path().join("billing/ca.crt")).unwrap(),
+        std::fs::read(dir.path().join("ca/ca.crt")).unwrap()
+    );
+    let mtls = |app: &str| -> Vec<String> {
+        vec![
+            "--enable-mtls".into(),
+            "--trust-anchors-file".into(),
+            path(&format!("{app}/ca.crt")),
+            "--cert-chain-file".into(),
+            path(&format!("{app}/sidecar.crt")),
+            "--cert-key-file".into(),
+            path(&format!("{app}/sidecar.key")),
+        ]
+    };
+
+    // The app answers with the caller id it was told.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_port = listener.local_addr().unwrap().port();
+    let router = axum::Router::new().fallback(|r: Request| async move {
+        r.headers()
+            .get("dapr-caller-app-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    });
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut billing_flags = mtls("billing");
+    billing_flags.extend(["--app-port".into(), app_port.to_string()]);
+    let billing_flags: Vec<&str> = billing_flags.iter().map(String::as_str).collect();
+    let (_billing, _, _) = sidecar(dir.path(), "billing", &billing_flags, &[]);
+    let checkout_flags = mtls("checkout");
+    let checkout_flags: Vec<&str> = checkout_flags.iter().map(String::as_str).collect();
+    let (_checkout, port, _) = sidecar(dir.path(), "checkout", &checkout_flags, &[]);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let answer = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(
+                stream,
+                "POST /v1.0/invoke/billing/method/whoami HTTP/1.1\r\nHost: x\r\n\
+                 Connection: close\r\ndapr-caller-app-id: admin\r\n\
+                 dapr-callee-app-id: billing\r\nContent-Length: 0\r\n\r\n"
+            )
+            .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            response
+        })
+        .await
+        .unwrap();
+        if answer.starts_with("HTTP/1.1 200") || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\ncheckout"), "{answer}");
+
+    // Another app's certificate.
+    let mut flags = mtls("checkout");
+    flags.extend(
+        [
+            "sidecar",
+            "--app-id",
+            "billing",
+            "--dapr-http-port",
+            "0",
+            "--dapr-grpc-port",
+            "0",
+        ]
+        .map(str::to_owned),
+    );
+    flags.rotate_right(7);
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(dir.path())
+        .args(&flags)
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("spiffe://example.org/ns/default/checkout"),
+        "{stderr}"
+    );
 }

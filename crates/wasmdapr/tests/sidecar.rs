@@ -94,6 +94,7 @@ fn port_in_use_is_reported() {
             "--dapr-http-port",
             &port.to_string(),
         ])
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,7 +1,8 @@
 //! Service invocation end to end inside one test process: real sidecars
 //! (HTTP and gRPC servers over real runtimes), real apps (axum servers on
 //! 127.0.0.1:0 reached through [`HttpApp`]), real name resolution (the
-//! SQLite resolver on a temporary file) and the real [`SidecarClient`] hop.
+//! SQLite resolver on a temporary file) and the real hop between sidecars
+//! (the internal endpoint, gRPC over mutual TLS).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,8 @@ use dapr::dapr::proto::runtime::v1 as runtime;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use tokio::net::TcpListener;
 use wasmdapr_api::http_app::{HealthCheck, HttpAppConfig};
-use wasmdapr_api::{ApiConfig, HttpApp, RemoteDapr, SidecarClient};
+use wasmdapr_api::internal::{CertificateAuthority, SidecarIdentity};
+use wasmdapr_api::{ApiConfig, HttpApp, InternalClient, RemoteDapr};
 use wasmdapr_components::nameresolution::sqlite::SqliteNameResolver;
 use wasmdapr_runtime::invoke::TraceParent;
 use wasmdapr_runtime::{
@@ -27,11 +29,11 @@ use crate::{Sidecar, TOKEN};
 
 /// What the app saw of one request.
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    uri: String,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// A tiny HTTP app: records every request; `/healthz` answers 503 until
@@ -39,7 +41,7 @@ struct Seen {
 /// anything else 201 with
 /// `x-app: <name>` and the body echoed.
 #[derive(Clone)]
-struct App {
+pub(crate) struct App {
     name: &'static str,
     seen: Arc<Mutex<Vec<Seen>>>,
     healthy: Arc<std::sync::atomic::AtomicBool>,
@@ -47,7 +49,7 @@ struct App {
 }
 
 impl App {
-    async fn start(name: &'static str) -> Self {
+    pub(crate) async fn start(name: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = App {
             name,
@@ -60,7 +62,7 @@ impl App {
         app
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
@@ -69,7 +71,7 @@ impl App {
     }
 
     /// The channel to this app, sending `token` as its app token.
-    fn channel(&self, token: Option<&str>) -> HttpApp {
+    pub(crate) fn channel(&self, token: Option<&str>) -> HttpApp {
         HttpApp::new(HttpAppConfig {
             app_id: AppId::new(self.name).unwrap(),
             address: self.addr,
@@ -112,28 +114,60 @@ async fn handle(State(app): State<App>, request: Request) -> Response {
     (StatusCode::CREATED, [("x-app", app.name)], body).into_response()
 }
 
-/// A sidecar for `app_id` over no components, resolving through `nr_file`
-/// (in `nr_dir`) and registered there, with `token` as its API token (and its hop token).
-async fn sidecar(app_id: &str, nr_dir: &std::path::Path, token: Option<&str>) -> Sidecar {
+/// A sidecar for `app_id` over no components, resolving through the
+/// SQLite file in `nr_dir` and registered there with its internal endpoint,
+/// whose identity is issued from the trust bundle in `nr_dir/trust` (one
+/// bundle per test), with `token` as its API token.
+pub(crate) async fn sidecar(
+    app_id: &str,
+    nr_dir: &std::path::Path,
+    token: Option<&str>,
+) -> Sidecar {
+    let id = AppId::new(app_id).unwrap();
+    let ca = CertificateAuthority::local(&nr_dir.join("trust"), "public").unwrap();
+    let identity = ca
+        .identity("default", &id, Duration::from_secs(3600))
+        .unwrap();
+    sidecar_as(identity, nr_dir, token).await
+}
+
+/// A sidecar of `identity`'s app, as [`sidecar`] describes.
+pub(crate) async fn sidecar_as(
+    identity: SidecarIdentity,
+    nr_dir: &std::path::Path,
+    token: Option<&str>,
+) -> Sidecar {
     let resolver = SqliteNameResolver::open(&SqliteNameResolver::default_spec(nr_dir))
         .await
         .unwrap();
     let resolver: Arc<dyn NameResolver> = Arc::new(resolver);
-    let invoker = Arc::new(SidecarClient::new(token, 1 << 20).unwrap());
-    let id = AppId::new(app_id).unwrap();
-    let runtime = Runtime::new(id.clone(), Arc::new(Components::default())).with_remote_invocation(
-        RemoteInvocation {
-            resolver: resolver.clone(),
-            invoker,
-        },
+    let invoker = Arc::new(InternalClient::new(identity.clone(), 1 << 20));
+    let id = identity.id.app_id.clone();
+    let runtime = Arc::new(
+        Runtime::new(id.clone(), Arc::new(Components::default())).with_remote_invocation(
+            RemoteInvocation {
+                resolver: resolver.clone(),
+                invoker,
+            },
+        ),
     );
     let config = ApiConfig {
         api_token: token.map(str::to_owned),
         ..ApiConfig::default()
     };
-    let sidecar = Sidecar::serve(Arc::new(runtime), config).await;
+    let mut sidecar = Sidecar::serve(runtime.clone(), config).await;
+    let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal_addr = internal.local_addr().unwrap();
+    let stop = runtime.clone();
+    tokio::spawn(async move {
+        wasmdapr_api::internal::serve_internal(internal, runtime, &identity, 1 << 20, async move {
+            stop.shutdown_requested().await
+        })
+        .await
+    });
+    sidecar.internal_addr = Some(internal_addr);
     resolver
-        .register(&id, &sidecar.http_addr.to_string())
+        .register(&id, &internal_addr.to_string())
         .await
         .unwrap();
     sidecar
@@ -323,7 +357,8 @@ fn invoke_service(id: &str, method: &str, verb: i32, body: &[u8]) -> runtime::In
 /// shared SQLite file to sidecar B, which delivers to its app with B's app
 /// token, naming the caller. The trace id the client started is kept
 /// across both hops.
-/// Sidecars share the API token, which the hop presents.
+/// The hop is authenticated by the sidecars' certificates (mutual TLS on
+/// the internal endpoint), not by the API token.
 #[tokio::test]
 async fn sidecar_to_sidecar_through_name_resolution() {
     let dir = tempfile::tempdir().unwrap();

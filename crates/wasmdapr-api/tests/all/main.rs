@@ -5,8 +5,10 @@
 
 mod grpc;
 mod http;
+mod internal;
 mod invoke;
 mod remote;
+mod token;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +37,9 @@ pub struct Sidecar {
     pub http_addr: SocketAddr,
     /// `http://127.0.0.1:<port>` of the gRPC API.
     pub grpc: String,
+    /// The internal endpoint's address, when one is served
+    /// ([`invoke::sidecar`]).
+    pub internal_addr: Option<SocketAddr>,
     /// The runtime behind both.
     pub runtime: Arc<Runtime>,
     /// The HTTP server task; it ends when the runtime is asked to shut down.
@@ -120,6 +125,7 @@ impl Sidecar {
             http: format!("http://{http_addr}"),
             http_addr,
             grpc: format!("http://{grpc_addr}"),
+            internal_addr: None,
             runtime,
             http_task,
             client: reqwest::Client::new(),

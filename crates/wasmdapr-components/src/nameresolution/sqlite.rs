@@ -1,6 +1,6 @@
 //! `nameresolution.sqlite`: Dapr's SQLite name resolver. Sidecars on one
 //! machine (or sharing one locally mounted disk) register
-//! `app id → host:port` of their Dapr HTTP API in one SQLite file and renew
+//! `app id → host:port` of their internal endpoint in one SQLite file and renew
 //! it with a heartbeat; other sidecars look ids up there.
 //!
 //! Semantics follow Dapr's component: a row is live while its last heartbeat

@@ -71,6 +71,7 @@ pub fn sidecar_command(cwd: &Path, resources: Option<&Path>) -> (Command, u16, u
             "--dapr-grpc-port",
             &grpc.to_string(),
         ])
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
         .env_remove("DAPR_API_TOKEN")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null());
