@@ -21,8 +21,9 @@ use prost::Message as _;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
+use wasmdapr_runtime::error::echo;
 use wasmdapr_runtime::state::{
-    Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions,
+    Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions, Ttl,
 };
 use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest};
 
@@ -91,10 +92,44 @@ pub async fn serve_grpc(
         tracing::info!(%addr, "Dapr gRPC API listening");
     }
     tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            too_large_is_exhausted::<tonic::body::Body>,
+        ))
         .add_service(service(api, &config))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
         .map_err(io::Error::other)
+}
+
+/// tonic refuses a message over `max_decoding_message_size` with
+/// `OUT_OF_RANGE`; daprd (grpc-go) answers `RESOURCE_EXHAUSTED`, which
+/// clients retry on differently. The refusal is a trailers-only response
+/// (the status in its headers), rewritten here as Dapr's
+/// `ERR_BODY_TOO_LARGE`. No handler of ours answers `OUT_OF_RANGE`, and the
+/// message is checked too, so nothing else is rewritten.
+fn too_large_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let Some(refused) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if refused.code() != Code::OutOfRange
+        || !refused
+            .message()
+            .contains("decoded message length too large")
+    {
+        return response;
+    }
+    let exhausted = status(ApiError::new(
+        ErrorKind::BodyTooLarge,
+        refused.message().to_owned(),
+    ));
+    let headers = response.headers_mut();
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        headers.remove(name);
+    }
+    if let Err(error) = exhausted.add_header(headers) {
+        tracing::debug!(%error, "cannot rewrite a message-size refusal");
+    }
+    response
 }
 
 // ---------------------------------------------------------------- errors
@@ -201,6 +236,8 @@ fn set_request(item: common::StateItem) -> Result<SetRequest, ApiError> {
         etag: etag(item.etag),
         options: options(item.options)?,
         metadata: item.metadata,
+        // Parsed from the metadata by the runtime.
+        ttl: Ttl::Unset,
     })
 }
 
@@ -309,14 +346,15 @@ impl GrpcApi {
                 let item = op.request.ok_or_else(|| {
                     ApiError::malformed(format!(
                         "the `{}` operation has no request",
-                        op.operation_type
+                        echo(&op.operation_type)
                     ))
                 })?;
                 match op.operation_type.as_str() {
                     "upsert" => set_request(item).map(Operation::Upsert),
                     "delete" => delete_request(item).map(Operation::Delete),
                     other => Err(ApiError::malformed(format!(
-                        "operation type `{other}` is not supported (upsert, delete)"
+                        "operation type `{}` is not supported (upsert, delete)",
+                        echo(other)
                     ))),
                 }
             })

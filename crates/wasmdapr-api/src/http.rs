@@ -37,10 +37,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tower_http::trace::TraceLayer;
+use wasmdapr_runtime::error::echo;
 use wasmdapr_runtime::state::query::QueryResponse;
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
-    StateOptions,
+    StateOptions, Ttl,
 };
 use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, InvokeRequest, InvokeResponse};
 
@@ -185,8 +186,8 @@ type HttpResult<T> = Result<T, HttpError>;
 async fn not_found(request: Request) -> Response {
     let message = format!(
         "{} {} is not an API of this Dapr sidecar",
-        request.method(),
-        request.uri().path()
+        echo(request.method().as_str()),
+        echo(request.uri().path())
     );
     error_response(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", &message)
 }
@@ -306,7 +307,8 @@ fn concurrency(value: &str) -> Result<Concurrency, ApiError> {
         "first-write" => Ok(Concurrency::FirstWrite),
         "last-write" => Ok(Concurrency::LastWrite),
         other => Err(ApiError::malformed(format!(
-            "concurrency `{other}` is not first-write or last-write"
+            "concurrency `{}` is not first-write or last-write",
+            echo(other)
         ))),
     }
 }
@@ -317,7 +319,8 @@ fn consistency(value: &str) -> Result<Consistency, ApiError> {
         "eventual" => Ok(Consistency::Eventual),
         "strong" => Ok(Consistency::Strong),
         other => Err(ApiError::malformed(format!(
-            "consistency `{other}` is not eventual or strong"
+            "consistency `{}` is not eventual or strong",
+            echo(other)
         ))),
     }
 }
@@ -401,6 +404,8 @@ impl StateItemJson {
             etag: self.etag.map(Scalar::into_string),
             options: OptionsJson::parse(self.options)?,
             metadata,
+            // Parsed from the metadata by the runtime.
+            ttl: Ttl::Unset,
         })
     }
 
@@ -703,7 +708,8 @@ async fn transact_state(
             "upsert" => op.request.into_set().map(Operation::Upsert),
             "delete" => op.request.into_delete().map(Operation::Delete),
             other => Err(ApiError::malformed(format!(
-                "operation type `{other}` is not supported (upsert, delete)"
+                "operation type `{}` is not supported (upsert, delete)",
+                echo(other)
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;

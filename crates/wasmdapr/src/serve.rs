@@ -13,12 +13,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::error::Error as _;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
 use clap::Args;
+use http_body_util::LengthLimitError;
 use tokio::net::TcpListener;
 use wasmdapr_host::{App, Capabilities, Limits, WasmApp, WasmAppConfig};
 use wasmdapr_runtime::ChannelError;
@@ -220,6 +223,11 @@ async fn handle(State(handler): State<Handler>, request: Request) -> Response {
     }
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
+        // A body without a declared length (chunked) is cut off while it
+        // is read: still the 413 the declared one gets.
+        Err(error) if error.source().is_some_and(|e| e.is::<LengthLimitError>()) => {
+            return too_large(limit);
+        }
         Err(error) => {
             return plain(
                 StatusCode::BAD_REQUEST,

@@ -22,7 +22,7 @@ use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
     DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures, StateStore,
-    StateValue, WriteCondition,
+    StateValue, Ttl, WriteCondition,
 };
 
 use super::{backend_error, duration_or, expiry_metadata, from_unix_millis};
@@ -251,10 +251,9 @@ impl RedisStateStore {
     /// The TTL argument of the scripts: seconds, or -1 for none. A request
     /// without `ttlInSeconds` gets the component's default.
     fn ttl_arg(&self, request: &SetRequest) -> Result<i64, StateError> {
-        let ttl = if request.metadata.contains_key("ttlInSeconds") {
-            request.ttl()?
-        } else {
-            self.default_ttl
+        let ttl = match request.ttl {
+            Ttl::Unset => self.default_ttl,
+            ttl => ttl.duration(),
         };
         Ok(ttl.map_or(-1, |t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX)))
     }
