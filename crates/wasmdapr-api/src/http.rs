@@ -30,7 +30,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -110,7 +109,8 @@ pub fn router(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
 }
 
 /// Serves the Dapr HTTP API on `listener` until `shutdown` resolves, then
-/// lets in-flight requests finish.
+/// lets in-flight requests finish; the connections are bounded and timed
+/// as [`crate::server`] describes, by `config.server`.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     api: Arc<dyn DaprApi>,
@@ -120,16 +120,8 @@ pub async fn serve_http(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "Dapr HTTP API listening");
     }
-    // Small request/response exchanges on kept-alive connections (SDK
-    // calls, invocation hops) must not wait on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(api, config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = config.server;
+    crate::server::serve(listener, router(api, config), limits, shutdown).await
 }
 
 // ---------------------------------------------------------------- errors
