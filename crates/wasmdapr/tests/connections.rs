@@ -1,9 +1,10 @@
 //! Idle and slow connections cannot exhaust a server: `wasmdapr sidecar`
 //! (the Dapr HTTP API) and `wasmdapr run --app-listen` (a served app), each
 //! run under a 256-descriptor limit (`prlimit --nofile=256`), keep
-//! answering while hundreds of silent connections and a few header
-//! tricklers are open; the tricklers are closed after the header-read
-//! timeout, the silent ones after the idle timeout, and the process is
+//! answering while hundreds of silent connections, a few header tricklers
+//! and a stalled body are open; the tricklers are closed after the
+//! header-read timeout, the stalled body fails after the body-read timeout,
+//! the silent connections close after the idle timeout, and the process is
 //! healthy afterwards, without a flood of accept errors in its log.
 
 mod common;
@@ -23,8 +24,9 @@ use test_programs_artifacts::P2_SERVE_HELLO;
 const SILENT: usize = 300;
 /// Connections that send a request's headers a byte at a time.
 const TRICKLERS: usize = 5;
-/// The header-read and idle timeouts the servers are started with.
+/// The header-read, body-read and idle timeouts the servers are started with.
 const HEADER_TIMEOUT: &str = "1s";
+const BODY_TIMEOUT: &str = "1s";
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A process killed on drop, its stderr kept in a file.
@@ -58,6 +60,7 @@ fn start(args: &[String], extra: &[&str]) -> Process {
         .arg(env!("CARGO_BIN_EXE_wasmdapr"))
         .args(args)
         .args(["--http-header-read-timeout", HEADER_TIMEOUT])
+        .args(["--http-body-read-timeout", BODY_TIMEOUT])
         .args([
             "--http-idle-timeout",
             &format!("{}s", IDLE_TIMEOUT.as_secs()),
@@ -140,7 +143,7 @@ fn closed(stream: &mut TcpStream, wait: Duration) -> bool {
 
 /// The attack and the checks, against the server on `port` whose health
 /// is `path` answering `status`.
-fn survive(mut process: Process, port: u16, path: &'static str, status: u16) {
+fn survive(mut process: Process, port: u16, path: &'static str, status: u16, post_path: &str) {
     wait_until(port, path, status, &mut process);
     let started = Instant::now();
     let mut silent: Vec<TcpStream> = (0..SILENT)
@@ -172,6 +175,16 @@ fn survive(mut process: Process, port: u16, path: &'static str, status: u16) {
         })
         .collect();
 
+    // A body that stops half way holds a request in flight (so the idle
+    // timeout does not apply to it): the body-read timeout (1 s) fails it.
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stalled,
+        "POST {post_path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[{{\"key\":"
+    )
+    .unwrap();
+    let stalled_at = Instant::now();
+
     // While they are open, the server answers every probe within a second.
     let mut answered = 0;
     while started.elapsed() < Duration::from_secs(3) {
@@ -199,6 +212,20 @@ fn survive(mut process: Process, port: u16, path: &'static str, status: u16) {
         assert!(closed(&mut stream, Duration::from_secs(1)));
     }
     stop.store(true, Ordering::Relaxed);
+    let mut answer = String::new();
+    stalled
+        .set_read_timeout(Some(IDLE_TIMEOUT.saturating_sub(stalled_at.elapsed())))
+        .unwrap();
+    let _ = stalled.read_to_string(&mut answer);
+    assert!(
+        stalled_at.elapsed() < IDLE_TIMEOUT - Duration::from_secs(1),
+        "a stalled body was held for {:?}",
+        stalled_at.elapsed()
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "a stalled body was answered {answer}"
+    );
 
     // Every silent connection is closed once the idle timeout has passed
     // (most much earlier, to make room for the probes).
@@ -249,7 +276,13 @@ fn sidecar_survives_idle_and_slow_connections() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_port();
     let process = start(&sidecar_args(http, dir.path()), &[]);
-    survive(process, http, "/v1.0/healthz", 204);
+    survive(
+        process,
+        http,
+        "/v1.0/healthz",
+        204,
+        "/v1.0/state/statestore",
+    );
 }
 
 /// The Dapr HTTP API with a bound above the descriptor limit: the process
@@ -263,7 +296,13 @@ fn sidecar_survives_running_out_of_descriptors() {
         &sidecar_args(http, dir.path()),
         &["--http-max-connections", "100000"],
     );
-    survive(process, http, "/v1.0/healthz", 204);
+    survive(
+        process,
+        http,
+        "/v1.0/healthz",
+        204,
+        "/v1.0/state/statestore",
+    );
 }
 
 /// A served app's public server (`--app-listen`) is the same server.
@@ -288,5 +327,5 @@ fn app_listen_survives_idle_and_slow_connections() {
     // Flags go before the guest: `start` appends the timeouts, so the
     // guest is named through `extra`.
     let process = start(&args, &[P2_SERVE_HELLO]);
-    survive(process, app, "/", 200);
+    survive(process, app, "/", 200, "/");
 }
