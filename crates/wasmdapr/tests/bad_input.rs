@@ -72,6 +72,9 @@ impl Sidecar {
             .args(["--http-header-read-timeout", "500ms"])
             .args(["--http-body-read-timeout", "500ms"])
             .env_remove("DAPR_API_TOKEN")
+            // Any free port for the sidecar-to-sidecar endpoint (where
+            // there is one), so concurrent tests do not collide on 50002.
+            .env("DAPR_INTERNAL_GRPC_PORT", "0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

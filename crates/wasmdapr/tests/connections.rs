@@ -68,6 +68,9 @@ fn start(args: &[String], extra: &[&str]) -> Process {
         .args(extra)
         .current_dir(dir.path())
         .env_remove("DAPR_API_TOKEN")
+        // Any free port for the sidecar-to-sidecar endpoint (where there is
+        // one), so concurrent tests do not collide on 50002.
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
