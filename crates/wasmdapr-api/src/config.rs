@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::server::ServerLimits;
+
 /// Dapr's default `--max-body-size`: 4 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 4 << 20;
 
@@ -18,6 +20,8 @@ pub struct ApiConfig {
     pub api_token: Option<String>,
     /// The largest request body (HTTP) or message (gRPC) accepted, in bytes.
     pub max_body_size: usize,
+    /// Timeouts and the connection bound of the servers.
+    pub server: ServerLimits,
 }
 
 impl Default for ApiConfig {
@@ -25,6 +29,7 @@ impl Default for ApiConfig {
         Self {
             api_token: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            server: ServerLimits::default(),
         }
     }
 }
@@ -45,6 +50,7 @@ impl fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("api_token", &self.token())
             .field("max_body_size", &self.max_body_size)
+            .field("server", &self.server)
             .finish()
     }
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::runtime::v1 as runtime;
@@ -19,10 +20,10 @@ use dapr::dapr::proto::runtime::v1::dapr_server::{Dapr, DaprServer};
 use futures::Stream;
 use prost::Message as _;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
+use wasmdapr_runtime::error::echo;
 use wasmdapr_runtime::state::{
-    Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions,
+    Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions, Ttl,
 };
 use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest};
 
@@ -99,13 +100,73 @@ pub async fn serve_grpc(
     // have (health, reflection) are refused like the rest, not answered
     // `UNIMPLEMENTED` to a caller without the token.
     tonic::transport::Server::builder()
+        // A peer that stops answering pings is dropped rather than held.
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(GRPC_KEEPALIVE_INTERVAL))
+        // Bounds per connection: streams at once (the HTTP/2 setting
+        // clients obey), calls served at once, and resets a client may
+        // leave pending (the rapid-reset attack).
+        .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+        .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
+        .http2_max_pending_accept_reset_streams(Some(GRPC_MAX_PENDING_RESETS))
+        // Headers as large as Dapr's clients send, no larger.
+        .http2_max_header_list_size(Some(GRPC_MAX_HEADER_LIST))
         .layer(tonic::service::InterceptorLayer::new(TokenCheck(
             config.token(),
         )))
+        .layer(tower::util::MapResponseLayer::new(
+            too_large_is_exhausted::<tonic::body::Body>,
+        ))
         .add_service(dapr_server(api, &config))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            crate::server::incoming(listener, config.server.max_connections),
+            shutdown,
+        )
         .await
         .map_err(io::Error::other)
+}
+
+/// How often an idle gRPC connection is pinged, and how long a ping may
+/// go unanswered before the connection is closed.
+const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Calls one gRPC connection may have open at once.
+const GRPC_MAX_STREAMS: u32 = 256;
+/// Streams a client may reset before they are accepted (h2's default is 20).
+const GRPC_MAX_PENDING_RESETS: usize = 20;
+/// The largest header block accepted, in bytes (hyper's default is 16 MiB).
+const GRPC_MAX_HEADER_LIST: u32 = 64 << 10;
+
+/// tonic refuses a message over `max_decoding_message_size` with
+/// `OUT_OF_RANGE`; daprd (grpc-go) answers `RESOURCE_EXHAUSTED`, which
+/// clients retry on differently. The refusal is a trailers-only response
+/// (the status in its headers), rewritten here as Dapr's
+/// `ERR_BODY_TOO_LARGE`. No handler of ours answers `OUT_OF_RANGE`, and the
+/// message is checked too, so nothing else is rewritten.
+fn too_large_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let Some(refused) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if refused.code() != Code::OutOfRange
+        || !refused
+            .message()
+            .contains("decoded message length too large")
+    {
+        return response;
+    }
+    let exhausted = status(ApiError::new(
+        ErrorKind::BodyTooLarge,
+        refused.message().to_owned(),
+    ));
+    let headers = response.headers_mut();
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        headers.remove(name);
+    }
+    if let Err(error) = exhausted.add_header(headers) {
+        tracing::debug!(%error, "cannot rewrite a message-size refusal");
+    }
+    response
 }
 
 // ---------------------------------------------------------------- errors
@@ -212,6 +273,8 @@ fn set_request(item: common::StateItem) -> Result<SetRequest, ApiError> {
         etag: etag(item.etag),
         options: options(item.options)?,
         metadata: item.metadata,
+        // Parsed from the metadata by the runtime.
+        ttl: Ttl::Unset,
     })
 }
 
@@ -320,14 +383,15 @@ impl GrpcApi {
                 let item = op.request.ok_or_else(|| {
                     ApiError::malformed(format!(
                         "the `{}` operation has no request",
-                        op.operation_type
+                        echo(&op.operation_type)
                     ))
                 })?;
                 match op.operation_type.as_str() {
                     "upsert" => set_request(item).map(Operation::Upsert),
                     "delete" => delete_request(item).map(Operation::Delete),
                     other => Err(ApiError::malformed(format!(
-                        "operation type `{other}` is not supported (upsert, delete)"
+                        "operation type `{}` is not supported (upsert, delete)",
+                        echo(other)
                     ))),
                 }
             })

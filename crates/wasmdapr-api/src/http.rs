@@ -30,7 +30,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -38,10 +37,11 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tower_http::trace::TraceLayer;
 use wasmdapr_runtime::api::BulkStateItem;
+use wasmdapr_runtime::error::echo;
 use wasmdapr_runtime::state::query::QueryResponse;
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
-    StateOptions,
+    StateOptions, Ttl,
 };
 use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, InvokeRequest, InvokeResponse};
 
@@ -117,7 +117,8 @@ fn routes(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
 }
 
 /// Serves the Dapr HTTP API on `listener` until `shutdown` resolves, then
-/// lets in-flight requests finish.
+/// lets in-flight requests finish; the connections are bounded and timed
+/// as [`crate::server`] describes, by `config.server`.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     api: Arc<dyn DaprApi>,
@@ -127,16 +128,8 @@ pub async fn serve_http(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "Dapr HTTP API listening");
     }
-    // Small request/response exchanges on kept-alive connections (SDK
-    // calls, invocation hops) must not wait on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(api, config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = config.server;
+    crate::server::serve(listener, router(api, config), limits, shutdown).await
 }
 
 // ---------------------------------------------------------------- errors
@@ -193,8 +186,8 @@ type HttpResult<T> = Result<T, HttpError>;
 async fn not_found(request: Request) -> Response {
     let message = format!(
         "{} {} is not an API of this Dapr sidecar",
-        request.method(),
-        request.uri().path()
+        echo(request.method().as_str()),
+        echo(request.uri().path())
     );
     error_response(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", &message)
 }
@@ -328,7 +321,8 @@ fn concurrency(value: &str) -> Result<Concurrency, ApiError> {
         "first-write" => Ok(Concurrency::FirstWrite),
         "last-write" => Ok(Concurrency::LastWrite),
         other => Err(ApiError::malformed(format!(
-            "concurrency `{other}` is not first-write or last-write"
+            "concurrency `{}` is not first-write or last-write",
+            echo(other)
         ))),
     }
 }
@@ -339,7 +333,8 @@ fn consistency(value: &str) -> Result<Consistency, ApiError> {
         "eventual" => Ok(Consistency::Eventual),
         "strong" => Ok(Consistency::Strong),
         other => Err(ApiError::malformed(format!(
-            "consistency `{other}` is not eventual or strong"
+            "consistency `{}` is not eventual or strong",
+            echo(other)
         ))),
     }
 }
@@ -423,6 +418,8 @@ impl StateItemJson {
             etag: self.etag.map(Scalar::into_string),
             options: OptionsJson::parse(self.options)?,
             metadata,
+            // Parsed from the metadata by the runtime.
+            ttl: Ttl::Unset,
         })
     }
 
@@ -740,7 +737,8 @@ async fn transact_state(
             "upsert" => op.request.into_set().map(Operation::Upsert),
             "delete" => op.request.into_delete().map(Operation::Delete),
             other => Err(ApiError::malformed(format!(
-                "operation type `{other}` is not supported (upsert, delete)"
+                "operation type `{}` is not supported (upsert, delete)",
+                echo(other)
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -22,6 +22,8 @@
 //! - [`http_app`]: [`HttpApp`], the app channel to an ordinary process on
 //!   `--app-port`, with its readiness probe.
 //! - [`remote`]: [`RemoteDapr`], the `DaprApi` of another sidecar over gRPC.
+//! - [`server`]: the accept loop of the public HTTP servers (this API's and
+//!   a served app's): timeouts, a connection bound, survival of `EMFILE`.
 //!
 //! This crate depends on `wasmdapr-runtime` and knows no Wasm and no backend.
 
@@ -34,6 +36,7 @@ pub mod http_app;
 pub mod internal;
 pub mod invoke;
 pub mod remote;
+pub mod server;
 
 pub use config::{ApiConfig, ApiToken};
 pub use grpc::serve_grpc;
@@ -41,3 +44,4 @@ pub use http::serve_http;
 pub use http_app::HttpApp;
 pub use internal::InternalClient;
 pub use remote::RemoteDapr;
+pub use server::ServerLimits;

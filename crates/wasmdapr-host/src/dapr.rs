@@ -152,6 +152,8 @@ impl From<SaveItem> for SetRequest {
             etag: s.etag,
             options: options(s.concurrency, s.consistency),
             metadata: metadata(s.metadata),
+            // Parsed from the metadata by the runtime.
+            ttl: Default::default(),
         }
     }
 }

@@ -247,6 +247,19 @@ impl Outbound {
             return Err(HttpError::HttpRequestUriInvalid);
         };
         let host = normalize_host(host);
+        // A port that is not a u16 (`:65616`) must not fall back to the
+        // scheme's default port and be checked as that: it is no port at
+        // all. (`Uri::port` is `None` for it too, so the text is looked at.)
+        let written_port = uri
+            .authority()
+            .and_then(|a| a.as_str().rsplit_once(':'))
+            .filter(|(host, _)| !host.contains('[') || host.ends_with(']'))
+            .map(|(_, port)| port)
+            .filter(|port| !port.is_empty());
+        if written_port.is_some() && uri.port_u16().is_none() {
+            tracing::warn!(%uri, "outbound request refused: the port is not 0-65535");
+            return Err(HttpError::HttpRequestUriInvalid);
+        }
         let Some(port) = uri.port_u16().or_else(|| default_port(&scheme)) else {
             tracing::warn!(%uri, "outbound request refused: unknown scheme");
             return Err(HttpError::HttpRequestDenied);
@@ -397,6 +410,48 @@ impl WasiHttpHooks for OutboundHooks {
         match self.0.send(request, options) {
             Ok(future) => future,
             Err(error) => Box::new(async move { Err(error) }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port above 65535 is an invalid URL, not the scheme's default port:
+    /// `http://127.0.0.1:65616` (65616 = 65536 + 80) is refused though
+    /// `http://127.0.0.1` (port 80) is granted.
+    #[test]
+    fn out_of_range_port_is_invalid() {
+        let outbound = Outbound::new(OutboundPolicy {
+            allowed: AllowedHosts::parse(&["http://127.0.0.1", "http://*:*"]).unwrap(),
+            ..OutboundPolicy::default()
+        });
+        let route = |url: &str| outbound.route(&url.parse::<http::Uri>().unwrap());
+        assert!(matches!(
+            route("http://127.0.0.1/"),
+            Ok(Route::Network { .. })
+        ));
+        assert!(matches!(
+            route("http://127.0.0.1:80/"),
+            Ok(Route::Network { .. })
+        ));
+        for url in ["http://[::1]/", "http://[::1]:8080/", "http://h:/"] {
+            assert!(
+                matches!(route(url), Ok(Route::Network { .. })),
+                "{url} was refused"
+            );
+        }
+        for url in [
+            "http://[::1]:65616/",
+            "http://127.0.0.1:65616/",
+            "http://127.0.0.1:65536/",
+            "http://127.0.0.1:99999999999/",
+        ] {
+            assert!(
+                matches!(route(url), Err(HttpError::HttpRequestUriInvalid)),
+                "{url} was not refused as invalid"
+            );
         }
     }
 }

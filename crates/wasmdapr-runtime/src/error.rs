@@ -5,7 +5,40 @@
 //! The table follows Dapr's `pkg/messages` and `pkg/api/errors`: the codes are
 //! stable strings SDKs and users match on.
 
+use std::borrow::Cow;
 use std::fmt;
+
+/// The most of one client-given value (a store name, a key, a path) an
+/// error message repeats, in bytes.
+pub const MAX_ECHO: usize = 256;
+
+/// The longest error message, in bytes: gRPC carries it in the
+/// `grpc-message` header (percent-encoded, so up to three times longer)
+/// and clients refuse headers over 16 KiB, so a message must stay well
+/// below that whatever it quotes.
+pub const MAX_MESSAGE: usize = 2048;
+
+/// `input` as an error message may quote it: at most [`MAX_ECHO`] bytes,
+/// cut at a character boundary and ended with `…` when longer. Every error
+/// built from client input quotes it through this, so a 100 KB store name
+/// gives a short error rather than an answer the client cannot read.
+pub fn echo(input: &str) -> Cow<'_, str> {
+    truncate(input, MAX_ECHO)
+}
+
+/// `text` cut to at most `max` bytes (ellipsis included) at a character
+/// boundary.
+fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = max.saturating_sub(ELLIPSIS.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{ELLIPSIS}", &text[..end]))
+}
 
 /// gRPC status codes (the subset Dapr answers with), kept here so the runtime
 /// needs no gRPC library; the gRPC front door maps them one to one.
@@ -134,12 +167,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error of `kind` with `message`.
+    /// An error of `kind` with `message`, cut to [`MAX_MESSAGE`] bytes: a
+    /// safety net under [`echo`] for messages that quote something long
+    /// (a backend's error about a long key, a parser's excerpt).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE {
+            message = truncate(&message, MAX_MESSAGE).into_owned();
         }
+        Self { kind, message }
     }
 
     /// A malformed request.
@@ -188,6 +224,23 @@ mod tests {
         );
         assert_eq!(ErrorKind::StateStoreNotConfigured.row().1, 500);
         assert_eq!(ErrorKind::StateStoreTooManyTransactions.row().1, 400);
+    }
+
+    /// Client input is quoted at most `MAX_ECHO` bytes long, cut at a
+    /// character boundary; whole messages at most `MAX_MESSAGE`.
+    #[test]
+    fn echoed_input_is_capped() {
+        assert_eq!(echo("statestore"), "statestore");
+        let long = "é".repeat(100_000);
+        let quoted = echo(&long);
+        assert!(quoted.len() <= MAX_ECHO, "{}", quoted.len());
+        assert!(quoted.ends_with('…'));
+        assert!(quoted.starts_with("éé"));
+        let exact = "a".repeat(MAX_ECHO);
+        assert_eq!(echo(&exact), exact.as_str());
+        let e = ApiError::malformed(format!("bad: {long}"));
+        assert!(e.message.len() <= MAX_MESSAGE);
+        assert!(e.message.starts_with("bad: é"));
     }
 
     /// Every row reads back from its wire form, ETag rows included.

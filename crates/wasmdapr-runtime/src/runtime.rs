@@ -12,12 +12,13 @@ use crate::api::{BulkStateItem, ComponentInfo, DaprApi, RuntimeMetadata};
 use crate::app_channel::AppChannel;
 use crate::app_id::AppId;
 use crate::component::{ComponentError, ComponentSpec};
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind, echo};
 use crate::invoke::{self, InvokeRequest, InvokeResponse, RemoteInvocation};
 use crate::registry::ComponentRegistry;
 use crate::state::query::{self, Query, QueryResponse};
 use crate::state::{
     DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateError, StateStore, StateValue,
+    Ttl,
 };
 
 /// Separator between the prefix and the key, as Dapr stores keys.
@@ -231,7 +232,7 @@ impl Runtime {
             }
             _ => Err(ApiError::new(
                 ErrorKind::StateStoreNotFound,
-                format!("state store {name} is not found"),
+                format!("state store {} is not found", echo(name)),
             )),
         }
     }
@@ -245,7 +246,8 @@ fn prefixed(head: &str, key: &str) -> Result<String, ApiError> {
     }
     if !head.is_empty() && key.contains(KEY_SEPARATOR) {
         return Err(ApiError::malformed(format!(
-            "input key/keyPrefix '{key}' can't contain '{KEY_SEPARATOR}'"
+            "input key/keyPrefix '{}' can't contain '{KEY_SEPARATOR}'",
+            echo(key)
         )));
     }
     Ok(format!("{head}{key}"))
@@ -277,7 +279,7 @@ fn write_error(error: StateError, op: WriteOp, store: &str, key: &str) -> ApiErr
     let what = if key.is_empty() {
         String::new()
     } else {
-        format!(" (key {key})")
+        format!(" (key {})", echo(key))
     };
     let kind = match &error {
         StateError::EtagMismatch => mismatch,
@@ -288,7 +290,7 @@ fn write_error(error: StateError, op: WriteOp, store: &str, key: &str) -> ApiErr
     };
     ApiError::new(
         kind,
-        format!("failed {verb} state store {store}{what}: {error}"),
+        format!("failed {verb} state store {}{what}: {error}", echo(store)),
     )
 }
 
@@ -312,7 +314,11 @@ impl DaprApi for Runtime {
         loaded.store.get(request).await.map_err(|e| {
             ApiError::new(
                 ErrorKind::StateGet,
-                format!("fail to get {key} from state store {store}: {e}"),
+                format!(
+                    "fail to get {} from state store {}: {e}",
+                    echo(&key),
+                    echo(store)
+                ),
             )
         })
     }
@@ -376,6 +382,8 @@ impl DaprApi for Runtime {
         for mut item in items {
             let key = item.key.clone();
             item.key = prefixed(&head, &key)?;
+            item.ttl = Ttl::from_metadata(&item.metadata)
+                .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
             loaded
                 .store
                 .set(item)
@@ -436,6 +444,8 @@ impl DaprApi for Runtime {
             .map(|op| {
                 Ok(match op {
                     Operation::Upsert(mut r) => {
+                        r.ttl = Ttl::from_metadata(&r.metadata)
+                            .map_err(|e| write_error(e, WriteOp::Transaction, store, &r.key))?;
                         r.key = prefixed(&head, &r.key)?;
                         Operation::Upsert(r)
                     }
@@ -562,6 +572,8 @@ mod tests {
     #[derive(Default)]
     struct MapStore {
         data: Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
+        /// The TTL of every write, as the store received it.
+        ttls: Mutex<Vec<Ttl>>,
     }
 
     impl MapStore {
@@ -609,6 +621,7 @@ mod tests {
                 }))
         }
         async fn set(&self, r: SetRequest) -> Result<(), StateError> {
+            self.ttls.lock().unwrap().push(r.ttl);
             let mut data = self.data.lock().unwrap();
             Self::check(&data, &r.key, &r.condition())?;
             let version = data.get(&r.key).map_or(1, |(_, v)| v + 1);
@@ -857,6 +870,58 @@ mod tests {
         };
         let err = rt.delete_state("a", del).await.unwrap_err();
         assert_eq!((err.code(), err.http_status()), ("ERR_STATE_DELETE", 409));
+    }
+
+    /// A `ttlInSeconds` Dapr refuses (huge, below -1, not a number) is the
+    /// caller's 400 in a save and in a transaction, checked before the
+    /// store is called; the store receives the parsed TTL.
+    #[tokio::test]
+    async fn ttls_are_validated_once_here() {
+        let (c, stores) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        let with_ttl = |ttl: &str| SetRequest {
+            metadata: [("ttlInSeconds".to_string(), ttl.to_string())].into(),
+            ..item("k", "v")
+        };
+        for bad in ["9223372036854775807", "2147483648", "-2", "soon"] {
+            let err = rt.save_state("a", vec![with_ttl(bad)]).await.unwrap_err();
+            assert_eq!(
+                (err.code(), err.http_status()),
+                ("ERR_MALFORMED_REQUEST", 400),
+                "{bad}: {err}"
+            );
+            let op = Operation::Upsert(with_ttl(bad));
+            let err = rt
+                .transact_state("a", vec![op], Metadata::new())
+                .await
+                .unwrap_err();
+            assert_eq!(err.http_status(), 400, "{bad}: {err}");
+        }
+        assert!(keys(&stores[0]).is_empty());
+        rt.save_state("a", vec![with_ttl("2147483647")])
+            .await
+            .unwrap();
+        assert_eq!(
+            stores[0].ttls.lock().unwrap().as_slice(),
+            &[Ttl::After(std::time::Duration::from_secs(2_147_483_647))]
+        );
+    }
+
+    /// A store name or key of any length is quoted short in the error.
+    #[tokio::test]
+    async fn long_input_is_echoed_short() {
+        let (c, _) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        let name = "n".repeat(100_000);
+        let err = rt
+            .get_state(&name, GetRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "ERR_STATE_STORE_NOT_FOUND");
+        assert!(err.message.len() < 400, "{}", err.message.len());
+        let key = format!("{}||x", "k".repeat(100_000));
+        let err = rt.save_state("a", vec![item(&key, "v")]).await.unwrap_err();
+        assert!(err.message.len() < 400, "{}", err.message.len());
     }
 
     /// A transaction longer than the store allows is refused before it starts.

@@ -85,6 +85,68 @@ pub struct SetRequest {
     pub options: StateOptions,
     /// Request metadata (`ttlInSeconds`, `contentType`, …).
     pub metadata: Metadata,
+    /// The time to live, parsed from `metadata.ttlInSeconds` by the runtime
+    /// before the request reaches a store ([`Ttl::from_metadata`]): backends
+    /// read this and never parse the metadata themselves, so a TTL is
+    /// validated once, with one set of rules, whatever the backend.
+    pub ttl: Ttl,
+}
+
+/// The metadata key of a write's time to live, in seconds.
+pub const TTL_METADATA: &str = "ttlInSeconds";
+
+/// A write's time to live, as Dapr's `ttlInSeconds` gives it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ttl {
+    /// No `ttlInSeconds` (or an empty one): the store's default applies
+    /// (none, unless the component configures one).
+    #[default]
+    Unset,
+    /// `-1`: never expire, even if the component has a default TTL.
+    Never,
+    /// Expire this long after the write.
+    After(Duration),
+}
+
+impl Ttl {
+    /// The largest TTL Dapr accepts: `math.MaxInt32` seconds (about 68
+    /// years), so every backend can add it to the current time without
+    /// overflow.
+    pub const MAX_SECONDS: i64 = i32::MAX as i64;
+
+    /// Parses `ttlInSeconds` with the rules of Dapr's `ParseTTL`
+    /// (components-contrib `state/utils`): absent or empty is unset, else a
+    /// base-10 integer from -1 (never expire) to [`Ttl::MAX_SECONDS`];
+    /// anything else is refused, huge values included, rather than clamped.
+    pub fn from_metadata(metadata: &Metadata) -> Result<Self, StateError> {
+        let raw = match metadata.get(TTL_METADATA) {
+            None => return Ok(Ttl::Unset),
+            Some(raw) if raw.is_empty() => return Ok(Ttl::Unset),
+            Some(raw) => raw,
+        };
+        let invalid = || {
+            StateError::InvalidRequest(format!(
+                "incorrect value for metadata '{TTL_METADATA}' ({}): must be -1 or an integer \
+                 from 0 to {}",
+                crate::error::echo(raw),
+                Self::MAX_SECONDS
+            ))
+        };
+        match raw.parse::<i64>().map_err(|_| invalid())? {
+            -1 => Ok(Ttl::Never),
+            seconds @ 0..=Self::MAX_SECONDS => Ok(Ttl::After(Duration::from_secs(seconds as u64))),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// The time to live, if the value expires (`Unset` and `Never` do not;
+    /// a store with a default TTL tells them apart itself).
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            Ttl::After(ttl) => Some(ttl),
+            Ttl::Unset | Ttl::Never => None,
+        }
+    }
 }
 
 /// A delete of one key.
@@ -139,24 +201,6 @@ impl SetRequest {
     /// The write condition of this request.
     pub fn condition(&self) -> WriteCondition {
         WriteCondition::new(self.etag.as_deref(), self.options.concurrency)
-    }
-
-    /// The `ttlInSeconds` metadata: `None` when absent or `-1` (never
-    /// expire), else the time to live.
-    pub fn ttl(&self) -> Result<Option<Duration>, StateError> {
-        let Some(raw) = self.metadata.get("ttlInSeconds") else {
-            return Ok(None);
-        };
-        let seconds: i64 = raw.trim().parse().map_err(|_| {
-            StateError::InvalidRequest(format!("ttlInSeconds `{raw}` is not an integer"))
-        })?;
-        match seconds {
-            -1 => Ok(None),
-            s if s < -1 => Err(StateError::InvalidRequest(format!(
-                "ttlInSeconds {s} is negative (use -1 for no expiry)"
-            ))),
-            s => Ok(Some(Duration::from_secs(s as u64))),
-        }
     }
 }
 
@@ -334,17 +378,37 @@ mod tests {
         assert_eq!(delete.condition(), WriteCondition::Always);
     }
 
-    /// `ttlInSeconds` parses, -1 means forever, garbage is refused.
+    /// `ttlInSeconds` follows Dapr's `ParseTTL`: -1 is forever, empty is
+    /// unset, and what is not an integer from -1 to `MaxInt32` is refused
+    /// (a huge value too: it would overflow the stores' clocks).
     #[test]
     fn ttl_metadata() {
-        let with = |v: &str| SetRequest {
-            metadata: [("ttlInSeconds".to_string(), v.to_string())].into(),
-            ..Default::default()
-        };
-        assert_eq!(SetRequest::default().ttl().unwrap(), None);
-        assert_eq!(with("30").ttl().unwrap(), Some(Duration::from_secs(30)));
-        assert_eq!(with("-1").ttl().unwrap(), None);
-        assert!(with("-5").ttl().is_err());
-        assert!(with("soon").ttl().is_err());
+        let parse =
+            |v: &str| Ttl::from_metadata(&[(TTL_METADATA.to_string(), v.to_string())].into());
+        assert_eq!(Ttl::from_metadata(&Metadata::new()), Ok(Ttl::Unset));
+        assert_eq!(parse(""), Ok(Ttl::Unset));
+        assert_eq!(parse("30"), Ok(Ttl::After(Duration::from_secs(30))));
+        assert_eq!(parse("0"), Ok(Ttl::After(Duration::ZERO)));
+        assert_eq!(parse("-1"), Ok(Ttl::Never));
+        assert_eq!(
+            parse("2147483647"),
+            Ok(Ttl::After(Duration::from_secs(2_147_483_647)))
+        );
+        for bad in [
+            "-5",
+            "soon",
+            "2147483648",
+            "9223372036854775807",
+            "99999999999999999999",
+            " 5",
+            "1.5",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(StateError::InvalidRequest(_))),
+                "{bad:?} was accepted"
+            );
+        }
+        assert_eq!(Ttl::Never.duration(), None);
+        assert_eq!(Ttl::Unset.duration(), None);
     }
 }

@@ -40,7 +40,7 @@ enum Command {
     /// Ctrl-C, SIGTERM or the shutdown API.
     Run(Box<RunArgs>),
     /// Run the Dapr sidecar alone (like `daprd`), for apps that are not Wasm.
-    Sidecar(SidecarArgs),
+    Sidecar(Box<SidecarArgs>),
     /// Compile an app ahead of time into a `.cwasm` that `run` starts without compiling.
     ///
     /// A `.cwasm` is native code: run only the ones you compiled yourself.
@@ -169,7 +169,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(*args),
-        Command::Sidecar(args) => run_sidecar(args),
+        Command::Sidecar(args) => run_sidecar(*args),
         Command::Compile(args) => compile(args).map_err(Failure::Host),
         Command::Certs(command) => certs::run(command).map_err(Failure::Certs),
     };
@@ -327,6 +327,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         timeout: args.timeout,
     };
     let max_body_size = usize::try_from(args.dapr.max_body_size.0).unwrap_or(usize::MAX);
+    let server = args.dapr.http_server.limits();
     tokio_runtime()?.block_on(async {
         if let Some(endpoint) = &args.dapr_endpoint {
             // A sidecar elsewhere: the guest's Dapr calls go there over gRPC
@@ -360,7 +361,16 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
                 ..caps
             };
             if app.is_handler() {
-                return serve::serve_app(app, caps, limits, &args.serve, max_body_size, None).await;
+                return serve::serve_app(
+                    app,
+                    caps,
+                    limits,
+                    &args.serve,
+                    max_body_size,
+                    server,
+                    None,
+                )
+                .await;
             }
             let code = app.run(&caps, limits).await?;
             return Ok(exit_code::for_guest(code));
@@ -398,7 +408,16 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         };
         if app.is_handler() {
             let sidecar = Some(sidecar);
-            return serve::serve_app(app, caps, limits, &args.serve, max_body_size, sidecar).await;
+            return serve::serve_app(
+                app,
+                caps,
+                limits,
+                &args.serve,
+                max_body_size,
+                server,
+                sidecar,
+            )
+            .await;
         }
         let code = app.run(&caps, limits).await?;
         Ok(exit_code::for_guest(code))

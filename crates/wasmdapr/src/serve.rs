@@ -13,13 +13,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::error::Error as _;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt as _;
 use clap::Args;
+use http_body_util::LengthLimitError;
 use tokio::net::TcpListener;
+use wasmdapr_api::ServerLimits;
+use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::{App, Capabilities, Limits, WasmApp, WasmAppConfig};
 use wasmdapr_runtime::ChannelError;
 
@@ -38,6 +42,7 @@ pub async fn serve_app(
     limits: Limits,
     args: &ServeArgs,
     max_body_size: usize,
+    server: ServerLimits,
     sidecar: Option<Sidecar>,
 ) -> Result<u8, Failure> {
     let id = app.id().to_string();
@@ -62,7 +67,12 @@ pub async fn serve_app(
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            Some(tokio::spawn(listener.serve(app, max_body_size, shutdown)))
+            Some(tokio::spawn(listener.serve(
+                app,
+                max_body_size,
+                server,
+                shutdown,
+            )))
         }
         None => {
             eprintln!("wasmdapr: serving app '{id}' to Dapr service invocation");
@@ -127,6 +137,42 @@ impl ServeArgs {
     }
 }
 
+/// Timeouts and the connection bound of the public HTTP servers (the Dapr
+/// HTTP API and `--app-listen`); daprd has no flags for these, so the names
+/// are ours. See `wasmdapr_api::server` for what each does.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct HttpServerArgs {
+    /// The longest a client may take to send a request's headers; slower
+    /// connections are closed.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub http_header_read_timeout: Duration,
+    /// How long a connection with no request in flight stays open.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub http_idle_timeout: Duration,
+    /// The longest a request body may pause; the request then fails.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub http_body_read_timeout: Duration,
+    /// Connections each server keeps open at once; at the bound the one
+    /// idle longest is closed for a new one (503 if none is idle). Default:
+    /// half the process's open-file limit (at least 32).
+    #[arg(long)]
+    pub http_max_connections: Option<usize>,
+}
+
+impl HttpServerArgs {
+    /// The limits these flags give.
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: self.http_header_read_timeout,
+            idle_timeout: self.http_idle_timeout,
+            body_read_timeout: self.http_body_read_timeout,
+            max_connections: self
+                .http_max_connections
+                .unwrap_or_else(ServerLimits::default_max_connections),
+        }
+    }
+}
+
 /// Why the public server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -172,25 +218,19 @@ impl AppListener {
 
     /// Serves `app` until `shutdown` completes, then finishes the requests
     /// in flight. Request bodies are read only once a request is admitted,
-    /// at most `max_body_size` bytes (else 413).
+    /// at most `max_body_size` bytes (else 413). Connections are timed and
+    /// bounded by `server`, as on the Dapr HTTP API.
     pub async fn serve(
         self,
         app: Arc<WasmApp>,
         max_body_size: usize,
+        server: ServerLimits,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let router = axum::Router::new()
             .fallback(handle)
             .with_state(Handler { app, max_body_size });
-        // Small responses on kept-alive connections must not wait on
-        // Nagle's algorithm (as on the Dapr HTTP API).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
+        wasmdapr_api::server::serve(self.listener, router, server, shutdown)
             .await
             .map_err(ServeError::Serve)
     }
@@ -220,6 +260,11 @@ async fn handle(State(handler): State<Handler>, request: Request) -> Response {
     }
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
+        // A body without a declared length (chunked) is cut off while it
+        // is read: still the 413 the declared one gets.
+        Err(error) if error.source().is_some_and(|e| e.is::<LengthLimitError>()) => {
+            return too_large(limit);
+        }
         Err(error) => {
             return plain(
                 StatusCode::BAD_REQUEST,

@@ -83,6 +83,9 @@ pub struct DaprArgs {
     /// `~/.local/share/wasmdapr/nameresolution.db`).
     #[arg(long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Timeouts and connection bound of the HTTP servers.
+    #[command(flatten)]
+    pub http_server: crate::serve::HttpServerArgs,
 }
 
 /// How `wasmdapr sidecar` reaches its app, named as `daprd`'s flags.
@@ -337,6 +340,7 @@ impl Sidecar {
                 .ok()
                 .filter(|t| !t.is_empty()),
             max_body_size: usize::try_from(args.max_body_size.0).unwrap_or(usize::MAX),
+            server: args.http_server.limits(),
         };
         let max_body_size = config.max_body_size;
         let mut runtime = Runtime::new(app_id, components);

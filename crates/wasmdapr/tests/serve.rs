@@ -373,3 +373,49 @@ async fn a_handler_with_a_remote_sidecar_needs_app_listen() {
     assert!(status.success());
     assert!(served.exit().success());
 }
+
+/// A body over `--max-body-size` on `--app-listen` is 413 whether its
+/// length is declared or it comes chunked (the chunked one was 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_413_declared_or_chunked() {
+    let served = serve(P2_SERVE_HELLO, "limits", &["--max-body-size", "1KiB"]).await;
+    let client = reqwest::Client::new();
+    let declared = client
+        .post(served.url("/"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    let port = served.app;
+    let chunked = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let chunk = "y".repeat(1000);
+        let mut request = String::from(
+            "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        for _ in 0..4 {
+            request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+        }
+        request.push_str("0\r\n\r\n");
+        // The server may answer and close before the whole body is sent.
+        let _ = stream.write_all(request.as_bytes());
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+    let small = client
+        .post(served.url("/"))
+        .body("ok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+}

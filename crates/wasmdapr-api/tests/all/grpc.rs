@@ -276,8 +276,9 @@ async fn shutdown_is_requested() {
     .expect("shutdown requested");
 }
 
-/// A message over `max_body_size` is refused (tonic answers
-/// OUT_OF_RANGE or RESOURCE_EXHAUSTED) and nothing is saved.
+/// A message over `max_body_size` is refused as daprd refuses it,
+/// RESOURCE_EXHAUSTED with `ERR_BODY_TOO_LARGE` (not tonic's OUT_OF_RANGE),
+/// and nothing is saved.
 #[tokio::test]
 async fn oversize_message_is_refused() {
     let config = wasmdapr_api::ApiConfig {
@@ -290,14 +291,47 @@ async fn oversize_message_is_refused() {
         .save_state(save("statestore", vec![item("k", &[7u8; 4096], None)]))
         .await
         .expect_err("too large");
-    assert!(
-        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
-        "{status:?}"
-    );
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(reason(&status), "ERR_BODY_TOO_LARGE");
     let got = c
         .get_state(get("statestore", "k"))
         .await
         .unwrap()
         .into_inner();
     assert!(got.data.is_empty());
+}
+
+/// A `ttlInSeconds` Dapr refuses is INVALID_ARGUMENT ERR_MALFORMED_REQUEST;
+/// `9223372036854775807` used to panic the in-memory store (the stream
+/// was reset without a status).
+#[tokio::test]
+async fn ttls_dapr_refuses_are_invalid_argument() {
+    let s = Sidecar::start().await;
+    let mut c = client(&s).await;
+    for ttl in ["9223372036854775807", "-2", "soon"] {
+        let mut state = item("k", b"v", None);
+        state.metadata = [("ttlInSeconds".to_string(), ttl.to_string())].into();
+        let status = c
+            .save_state(save("statestore", vec![state]))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{ttl}: {status:?}");
+        assert_eq!(reason(&status), "ERR_MALFORMED_REQUEST");
+    }
+}
+
+/// A 100 KB store name is refused with a short message: the whole name in
+/// `grpc-message` overflowed the client's 16 KiB header limit, so the
+/// client saw a protocol error instead of Dapr's status.
+#[tokio::test]
+async fn long_input_is_not_echoed_whole() {
+    let s = Sidecar::start().await;
+    let mut c = client(&s).await;
+    let status = c
+        .get_state(get(&"s".repeat(100_000), "k"))
+        .await
+        .expect_err("unknown store");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(reason(&status), "ERR_STATE_STORE_NOT_FOUND");
+    assert!(status.message().len() < 1024, "{}", status.message().len());
 }

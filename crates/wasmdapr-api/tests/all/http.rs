@@ -576,3 +576,52 @@ async fn health_is_204() {
     let r = s.client.get(s.url("/v1.0/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
+
+/// A `ttlInSeconds` Dapr refuses is 400 ERR_MALFORMED_REQUEST and writes
+/// nothing, in a save and in a transaction; `9223372036854775807` used to
+/// overflow the in-memory store's clock (a panic, the connection dropped).
+/// -1, empty and `MaxInt32` are accepted, as Dapr's `ParseTTL` accepts them.
+#[tokio::test]
+async fn ttls_dapr_refuses_are_400() {
+    let s = Sidecar::start().await;
+    for ttl in ["9223372036854775807", "2147483648", "-2", "soon", "1e3"] {
+        let item = json!([{"key": "k", "value": 1, "metadata": {"ttlInSeconds": ttl}}]);
+        let r = save(&s, "statestore", item).await;
+        let message = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+        assert!(message.contains("ttlInSeconds"), "{message}");
+        let transaction = json!({"operations": [{"operation": "upsert",
+            "request": {"key": "k", "value": 1, "metadata": {"ttlInSeconds": ttl}}}]});
+        let r = s
+            .client
+            .post(s.url("/v1.0/state/statestore/transaction"))
+            .json(&transaction)
+            .send()
+            .await
+            .unwrap();
+        assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    }
+    assert_eq!(get(&s, "statestore", "k").await.status(), 204);
+    for ttl in ["-1", "", "2147483647"] {
+        let item = json!([{"key": "k", "value": 1, "metadata": {"ttlInSeconds": ttl}}]);
+        let r = save(&s, "statestore", item).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "ttlInSeconds {ttl:?}");
+    }
+}
+
+/// Client input quoted in an error is cut short: a 100 KB key or a 30 KB
+/// store name gives a message of a few hundred bytes, not the input back.
+#[tokio::test]
+async fn long_input_is_not_echoed_whole() {
+    let s = Sidecar::start().await;
+    let key = format!("{}||x", "k".repeat(100_000));
+    let r = save(&s, "statestore", json!([{"key": key, "value": 1}])).await;
+    let message = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    assert!(message.len() < 1024, "a message of {} bytes", message.len());
+    let store = "s".repeat(30_000);
+    let message = assert_error(get(&s, &store, "k").await, 400, "ERR_STATE_STORE_NOT_FOUND").await;
+    assert!(message.len() < 1024, "a message of {} bytes", message.len());
+    let path = format!("/{}", "p".repeat(30_000));
+    let r = s.client.get(s.url(&path)).send().await.unwrap();
+    let message = assert_error(r, 404, "ERR_NOT_FOUND").await;
+    assert!(message.len() < 1024, "a message of {} bytes", message.len());
+}

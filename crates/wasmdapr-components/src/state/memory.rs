@@ -119,7 +119,7 @@ impl Entries {
     }
 
     fn set(&mut self, request: &SetRequest, now: SystemTime) -> Result<(), StateError> {
-        let ttl = request.ttl()?;
+        let ttl = request.ttl.duration();
         self.check(&request.key, &request.condition(), now)?;
         self.version += 1;
         let entry = Entry {

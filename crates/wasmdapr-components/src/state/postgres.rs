@@ -330,10 +330,7 @@ fn check_etag(etag: &str) -> Result<(), StateError> {
 /// Checks what can be checked before touching the database.
 fn validate(operation: &Operation) -> Result<(), StateError> {
     let condition = match operation {
-        Operation::Upsert(set) => {
-            set.ttl()?;
-            set.condition()
-        }
+        Operation::Upsert(set) => set.condition(),
         Operation::Delete(delete) => delete.condition(),
     };
     if let WriteCondition::EtagMatches(etag) = condition {
@@ -361,7 +358,7 @@ async fn apply_set(
     statements: &Statements,
     request: &SetRequest,
 ) -> Result<(), StateError> {
-    let ttl: Option<f64> = request.ttl()?.map(|t| t.as_secs_f64());
+    let ttl: Option<f64> = request.ttl.duration().map(|t| t.as_secs_f64());
     let etag = uuid::Uuid::new_v4().to_string();
     let key = &request.key;
     let value = &request.value;

@@ -39,7 +39,7 @@ use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
     BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
-    StateStore, StateValue, WriteCondition,
+    StateStore, StateValue, Ttl, WriteCondition,
 };
 
 use super::{backend_error, bounded, bulk_get_in_chunks, expiry_metadata, from_unix_millis};
@@ -398,10 +398,9 @@ impl RedisStateStore {
     /// The TTL argument of the scripts: seconds, or -1 for none. A request
     /// without `ttlInSeconds` gets the component's default.
     fn ttl_arg(&self, request: &SetRequest) -> Result<i64, StateError> {
-        let ttl = if request.metadata.contains_key("ttlInSeconds") {
-            request.ttl()?
-        } else {
-            self.default_ttl
+        let ttl = match request.ttl {
+            Ttl::Unset => self.default_ttl,
+            ttl => ttl.duration(),
         };
         Ok(ttl.map_or(-1, |t| i64::try_from(t.as_secs()).unwrap_or(i64::MAX)))
     }

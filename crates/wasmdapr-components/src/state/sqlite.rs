@@ -326,7 +326,6 @@ fn check_etag(etag: &str) -> Result<(), StateError> {
 
 /// Checks what can be checked before touching the database.
 fn validate_set(request: &SetRequest) -> Result<(), StateError> {
-    request.ttl()?;
     if let WriteCondition::EtagMatches(etag) = request.condition() {
         check_etag(&etag)?;
     }
@@ -351,7 +350,7 @@ fn apply_set(
     request: &SetRequest,
 ) -> Result<(), StateError> {
     let now = SystemTime::now();
-    let expires = request.ttl()?.map(|ttl| unix_millis(now + ttl));
+    let expires = request.ttl.duration().map(|ttl| unix_millis(now + ttl));
     let now = unix_millis(now);
     let etag = uuid::Uuid::new_v4().to_string();
     let key = &request.key;
