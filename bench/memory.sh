@@ -208,7 +208,7 @@ Made by \`bench/memory.sh\` (IDLE=${IDLE}s, STORM_BODIES=$STORM_BODIES, STORE_KE
 | \`wasmdapr sidecar\` on SQLite | $(mib "$s_idle") | $(mib "$s_after") | $(mib "$s_peak") | $(mib "$s_idle_after") | **${s_ratio}×** |
 | \`wasmdapr run --app-listen\` of \`serve_hostile\` | $(mib "$a_idle") | $(mib "$a_after") | $(mib "$a_peak") | $(mib "$a_idle_after") | **${a_ratio}×** |
 
-Sidecar storms: $STORM_BODIES requests with 4 MiB bodies (half saves of a value just under \`--max-body-size\`, half bodies over it: 413), $CONCURRENCY at a time (RSS after them: $(mib "$s_bodies")); a store of $STORE_KEYS keys of ~1 KiB JSON; 100 queries of five shapes (filter, sort, pages; RSS after them: $(mib "$s_queries")); 8 bulk gets of every key (\`parallelism\` 0). App storms: 3 rounds of $((APP_STORM * 4)) requests, $APP_STORM at a time, to handlers that fill memory until \`--max-memory 64MiB\` traps them, that answer 4 MiB, that sleep 300 ms, and that answer \`ok\`. Target: back to at most 2× the idle RSS within 30 s.
+Sidecar storms: $STORM_BODIES requests with 4 MiB bodies (half saves of a value just under \`--max-body-size\`, half bodies over it, refused: 413, or the connection closed before the client had sent it all), $CONCURRENCY at a time (RSS after them: $(mib "$s_bodies")); a store of $STORE_KEYS keys of ~1 KiB JSON; 100 queries of five shapes (filter, sort, pages; RSS after them: $(mib "$s_queries")); 8 bulk gets of every key (\`parallelism\` 0). App storms: 3 rounds of $((APP_STORM * 4)) requests, $APP_STORM at a time, to handlers that fill memory until \`--max-memory 64MiB\` traps them, that answer 4 MiB, that sleep 300 ms, and that answer \`ok\`. Target: back to at most 2× the idle RSS within 30 s.
 <!-- /memory.sh -->
 EOF
 
