@@ -478,20 +478,19 @@ impl DaprApi for Runtime {
         }
         let query =
             Query::parse(&query).map_err(|e| ApiError::malformed(format!("invalid query: {e}")))?;
-        let rows = loaded.store.scan(&head).await.map_err(|e| {
+        query::run(&*loaded.store, &head, &query, |key| {
+            let key = key.strip_prefix(&head)?;
+            // Under a shared prefix (`none`, `name`), keys of other apps'
+            // prefixes are not this app's rows.
+            (head.is_empty() || !key.contains(KEY_SEPARATOR)).then(|| key.to_owned())
+        })
+        .await
+        .map_err(|e| {
             ApiError::new(
                 ErrorKind::StateQuery,
                 format!("failed query in state store {store}: {e}"),
             )
-        })?;
-        let rows = rows
-            .into_iter()
-            .filter_map(|(key, value)| Some((key.strip_prefix(&head)?.to_owned(), value)))
-            // Under a shared prefix (`none`, `name`), keys of other apps'
-            // prefixes are not this app's rows.
-            .filter(|(key, _)| head.is_empty() || !key.contains(KEY_SEPARATOR))
-            .collect();
-        Ok(query::evaluate(&query, rows))
+        })
     }
 
     async fn invoke(
@@ -565,7 +564,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::state::{StateFeatures, WriteCondition};
+    use crate::state::{ScanBatch, StateFeatures, WriteCondition};
 
     /// Stores values in a map; ETags are a counter; transactions are
     /// limited to two operations; every write condition is honoured.
@@ -574,6 +573,15 @@ mod tests {
         data: Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
         /// The TTL of every write, as the store received it.
         ttls: Mutex<Vec<Ttl>>,
+        /// What scans have returned so far.
+        scans: Mutex<ScanCount>,
+    }
+
+    /// Rows returned by scans, and the batch sizes asked for.
+    #[derive(Default)]
+    struct ScanCount {
+        rows: usize,
+        requested: Vec<usize>,
     }
 
     impl MapStore {
@@ -646,11 +654,22 @@ mod tests {
         fn max_transaction_operations(&self) -> Option<usize> {
             Some(2)
         }
-        async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
+        async fn scan(
+            &self,
+            prefix: &str,
+            cursor: Option<&str>,
+            batch: usize,
+        ) -> Result<ScanBatch, StateError> {
+            use std::ops::Bound;
             let data = self.data.lock().unwrap();
-            Ok(data
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
+            let from = match cursor {
+                Some(after) => Bound::Excluded(after),
+                None => Bound::Included(prefix),
+            };
+            let rows: Vec<(String, StateValue)> = data
+                .range::<str, _>((from, Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .take(batch)
                 .map(|(k, (d, v))| {
                     (
                         k.clone(),
@@ -661,7 +680,15 @@ mod tests {
                         },
                     )
                 })
-                .collect())
+                .collect();
+            let mut scans = self.scans.lock().unwrap();
+            scans.rows += rows.len();
+            scans.requested.push(batch);
+            let next = (rows.len() == batch).then(|| rows[batch - 1].0.clone());
+            Ok(ScanBatch { rows, next })
+        }
+        fn scan_in_key_order(&self) -> bool {
+            true
         }
     }
 
@@ -969,5 +996,74 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "ERR_MALFORMED_REQUEST");
+    }
+
+    /// A query over a big store reads it a batch at a time: without `sort`
+    /// it stops once its page is full, and after a batch of big values the
+    /// next ones ask for fewer rows, about `SCAN_BATCH_BYTES` of them.
+    #[tokio::test]
+    async fn queries_read_a_big_store_in_bounded_batches() {
+        let (c, stores) = components(&[("a", None, &[])]).await;
+        let store = &stores[0];
+        {
+            let mut data = store.data.lock().unwrap();
+            for i in 0..50_000 {
+                let value = format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(1000));
+                data.insert(format!("orders||k{i:06}"), (value.into_bytes(), 1));
+            }
+            // Big values after the small ones.
+            for i in 0..200 {
+                let value = format!(r#"{{"n":{i},"pad":"{}"}}"#, "y".repeat(256 << 10));
+                data.insert(format!("orders||z{i:03}"), (value.into_bytes(), 1));
+            }
+        }
+        let orders = runtime("orders", &c);
+        let page = orders
+            .query_state(
+                "a",
+                serde_json::json!({"page": {"limit": 5, "token": "100"}}),
+                Metadata::new(),
+            )
+            .await
+            .unwrap();
+        let keys: Vec<_> = page.results.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["k000100", "k000101", "k000102", "k000103", "k000104"]
+        );
+        assert_eq!(page.token.as_deref(), Some("105"));
+        let read = store.scans.lock().unwrap().rows;
+        assert!(
+            read <= 105 + query::SCAN_BATCH_ROWS,
+            "read {read} rows for one early page"
+        );
+
+        // A sorted query reads every row: in batches of up to 256 small
+        // values, then of fewer big ones.
+        store.scans.lock().unwrap().requested.clear();
+        let page = orders
+            .query_state(
+                "a",
+                serde_json::json!({
+                    "filter": {"GTE": {"n": 38}},
+                    "sort": [{"key": "pad", "order": "DESC"}],
+                    "page": {"limit": 3}
+                }),
+                Metadata::new(),
+            )
+            .await
+            .unwrap();
+        let keys: Vec<_> = page.results.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["z038", "z039", "z040"]);
+        assert_eq!(page.token.as_deref(), Some("3"));
+        let requested = store.scans.lock().unwrap().requested.clone();
+        assert_eq!(requested.iter().max(), Some(&query::SCAN_BATCH_ROWS));
+        // The batch that brought 184 values of 256 KiB (and the last 72
+        // small ones) makes the next ask for 8 MiB of rows that size.
+        let last = *requested.last().unwrap();
+        assert!(
+            last <= 2 * query::SCAN_BATCH_BYTES / (256 << 10),
+            "asked for {last} rows after values of 256 KiB: {requested:?}"
+        );
     }
 }

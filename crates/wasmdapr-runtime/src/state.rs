@@ -332,13 +332,43 @@ pub trait StateStore: Send + Sync + 'static {
         None
     }
 
-    /// Every live `(key, value)` whose key starts with `prefix`, for the
-    /// query API (which filters, sorts and pages them in
-    /// [`query::evaluate`]).
-    async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
-        let _ = prefix;
+    /// One batch of the live `(key, value)` pairs whose key starts with
+    /// `prefix`, for the query API (which filters, sorts and pages them
+    /// batch by batch in [`query::Evaluation`], so a query holds a batch and
+    /// a page, never the whole store).
+    ///
+    /// `cursor` is `None` for the first batch and then the
+    /// [`ScanBatch::next`] of the batch before; a batch without `next` is
+    /// the last. A batch has about `batch` rows: stores whose server sizes
+    /// the batch (Redis `SCAN … COUNT`) may return somewhat more or fewer,
+    /// even none before the end. Keys are in ascending byte order across the
+    /// whole scan when [`StateStore::scan_in_key_order`] says so; otherwise
+    /// the order is the store's and a key may appear in more than one batch.
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        batch: usize,
+    ) -> Result<ScanBatch, StateError> {
+        let _ = (prefix, cursor, batch);
         Err(StateError::NotSupported("queries"))
     }
+
+    /// Whether [`StateStore::scan`] returns keys once each, in ascending
+    /// byte order (as `str::cmp` orders them). A query without `sort` then
+    /// stops as soon as its page is full; otherwise it reads every batch.
+    fn scan_in_key_order(&self) -> bool {
+        false
+    }
+}
+
+/// One batch of a [`StateStore::scan`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanBatch {
+    /// Live `(key, value)` pairs under the prefix.
+    pub rows: Vec<(String, StateValue)>,
+    /// The cursor of the next batch; `None` when this one is the last.
+    pub next: Option<String>,
 }
 
 #[cfg(test)]

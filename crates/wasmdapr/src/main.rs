@@ -24,6 +24,33 @@ use wasmdapr_runtime::{AppId, DaprApi};
 
 use crate::sidecar::{AppArgs, DaprArgs, Sidecar, SidecarError};
 
+/// The process's allocator: jemalloc, configured by [`JEMALLOC_CONF`].
+///
+/// With glibc's malloc the sidecar stayed at 7-9x its idle memory after
+/// bursts of 4 MiB bodies, queries and bulk reads (`bench/memory.sh`): the
+/// arenas those bursts grew were kept. jemalloc returns them.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// A C string pointer jemalloc reads at start-up (`malloc_conf`).
+#[cfg(all(unix, not(target_env = "musl")))]
+#[repr(transparent)]
+pub struct JemallocConf(*const std::ffi::c_char);
+
+// SAFETY: it points to a static, immutable C string.
+#[cfg(all(unix, not(target_env = "musl")))]
+unsafe impl Sync for JemallocConf {}
+
+/// jemalloc's options: a background thread purges freed pages on its own
+/// schedule, so an idle process, which allocates nothing that would trigger
+/// a purge, still gives memory back; freed pages go back to the system
+/// after about a second (`dirty_decay_ms`, `muzzy_decay_ms`).
+#[cfg(all(unix, not(target_env = "musl")))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static JEMALLOC_CONF: JemallocConf =
+    JemallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000".as_ptr());
+
 /// Run WebAssembly apps as secure, millisecond-start services with the Dapr building blocks.
 #[derive(Parser)]
 #[command(name = "wasmdapr", version, about)]

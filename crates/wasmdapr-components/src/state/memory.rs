@@ -6,7 +6,8 @@
 //! reused, even after a key is deleted and written again; an ETag that is not
 //! a number is [`StateError::EtagInvalid`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -14,8 +15,8 @@ use async_trait::async_trait;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
-    StateStore, StateValue, WriteCondition,
+    BulkGetResult, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest, StateError,
+    StateFeatures, StateStore, StateValue, WriteCondition,
 };
 
 use super::{BULK_GET_CHUNK, expiry_metadata};
@@ -33,7 +34,8 @@ pub struct MemoryStateStore {
 
 #[derive(Debug, Default)]
 struct Entries {
-    map: HashMap<String, Entry>,
+    /// Ordered, so a query's scan reads it in key order, a batch at a time.
+    map: BTreeMap<String, Entry>,
     /// The last version handed out.
     version: u64,
     writes_since_sweep: usize,
@@ -223,15 +225,40 @@ impl StateStore for MemoryStateStore {
         Ok(())
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        batch: usize,
+    ) -> Result<ScanBatch, StateError> {
         let now = SystemTime::now();
         let entries = self.lock();
-        Ok(entries
+        let from = match cursor {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Included(prefix),
+        };
+        let mut next = None;
+        let mut rows = Vec::new();
+        for (key, entry) in entries
             .map
-            .iter()
-            .filter(|(key, entry)| key.starts_with(prefix) && entry.is_live(now))
-            .map(|(key, entry)| (key.clone(), entry.to_value()))
-            .collect())
+            .range::<str, _>((from, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+        {
+            if rows.len() == batch.max(1) {
+                next = rows
+                    .last()
+                    .map(|(key, _): &(String, StateValue)| key.clone());
+                break;
+            }
+            if entry.is_live(now) {
+                rows.push((key.clone(), entry.to_value()));
+            }
+        }
+        Ok(ScanBatch { rows, next })
+    }
+
+    fn scan_in_key_order(&self) -> bool {
+        true
     }
 }
 

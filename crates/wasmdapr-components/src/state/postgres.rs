@@ -27,8 +27,8 @@ use tokio_postgres::NoTls;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
-    StateStore, StateValue, WriteCondition,
+    BulkGetResult, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest, StateError,
+    StateFeatures, StateStore, StateValue, WriteCondition,
 };
 
 use super::{
@@ -113,7 +113,8 @@ struct Statements {
     update_if_etag: String,
     delete: String,
     delete_if_etag: String,
-    scan: String,
+    scan_first: String,
+    scan_next: String,
     cleanup: String,
 }
 
@@ -145,11 +146,19 @@ impl Statements {
             ),
             delete: format!("DELETE FROM {table} WHERE key = $1"),
             delete_if_etag: format!("DELETE FROM {table} WHERE key = $1 AND etag = $2 AND {LIVE}"),
-            // `!` as the LIKE escape avoids depending on how the server
-            // reads backslashes in string literals.
-            scan: format!(
+            // A batch of a scan, keyset-paginated on the primary key: the
+            // first from the start, the next ones after the last key of the
+            // batch before (`$3`). The order is the column's collation, which
+            // need not be byte order, so the store does not claim
+            // `scan_in_key_order`. `!` as the LIKE escape avoids depending on
+            // how the server reads backslashes in string literals.
+            scan_first: format!(
                 "SELECT key, value, etag, expiredate FROM {table} \
-                 WHERE key LIKE $1 ESCAPE '!' AND {LIVE}"
+                 WHERE key LIKE $1 ESCAPE '!' AND {LIVE} ORDER BY key LIMIT $2"
+            ),
+            scan_next: format!(
+                "SELECT key, value, etag, expiredate FROM {table} \
+                 WHERE key LIKE $1 ESCAPE '!' AND {LIVE} AND key > $3 ORDER BY key LIMIT $2"
             ),
             cleanup: format!(
                 "DELETE FROM {table} WHERE expiredate IS NOT NULL AND expiredate <= now()"
@@ -547,17 +556,38 @@ impl StateStore for PostgresStateStore {
         .await
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        batch: usize,
+    ) -> Result<ScanBatch, StateError> {
         let pattern = like_prefix(prefix);
+        let batch = batch.max(1);
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
         self.run("PostgreSQL scan", async {
             let error = |e| pg_error("PostgreSQL scan", e);
             let client = self.client("PostgreSQL scan").await?;
-            let statement = client
-                .prepare_cached(&self.shared.statements.scan)
-                .await
-                .map_err(error)?;
-            let rows = client.query(&statement, &[&pattern]).await.map_err(error)?;
-            rows.iter()
+            let statements = &self.shared.statements;
+            let rows = match cursor {
+                None => {
+                    let statement = client
+                        .prepare_cached(&statements.scan_first)
+                        .await
+                        .map_err(error)?;
+                    client.query(&statement, &[&pattern, &limit]).await
+                }
+                Some(after) => {
+                    let statement = client
+                        .prepare_cached(&statements.scan_next)
+                        .await
+                        .map_err(error)?;
+                    client.query(&statement, &[&pattern, &limit, &after]).await
+                }
+            }
+            .map_err(error)?;
+            let rows = rows
+                .iter()
                 .map(|row| {
                     Ok((
                         row.try_get(0).map_err(error)?,
@@ -568,7 +598,9 @@ impl StateStore for PostgresStateStore {
                         ),
                     ))
                 })
-                .collect()
+                .collect::<Result<Vec<(String, StateValue)>, StateError>>()?;
+            let next = (rows.len() == batch).then(|| rows[batch - 1].0.clone());
+            Ok(ScanBatch { rows, next })
         })
         .await
     }

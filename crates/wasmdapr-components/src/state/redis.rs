@@ -28,7 +28,6 @@
 //! 0.32 hands its `factor` to backon as the multiplier), and every call
 //! waited on it — the 26 s to 90 s hangs of a Redis outage.
 
-use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -38,8 +37,8 @@ use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisError, Red
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
-    StateStore, StateValue, Ttl, WriteCondition,
+    BulkGetResult, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest, StateError,
+    StateFeatures, StateStore, StateValue, Ttl, WriteCondition,
 };
 
 use super::{backend_error, bounded, bulk_get_in_chunks, expiry_metadata, from_unix_millis};
@@ -129,8 +128,8 @@ return 1
     )
 });
 
-/// How many keys one `SCAN` step asks for, and how many values one
-/// pipelined read fetches.
+/// The most keys one `SCAN` step of a query asks for (and so the most values
+/// one pipelined read fetches); the query asks for fewer when values are big.
 const SCAN_BATCH: usize = 500;
 
 /// The metadata of a `state.redis` component.
@@ -630,65 +629,73 @@ impl StateStore for RedisStateStore {
         Ok(())
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        batch: usize,
+    ) -> Result<ScanBatch, StateError> {
         let mut connection = self.connection.clone();
         let pattern = format!("{}*", glob_escape(prefix));
-        // SCAN may return a key more than once; the set removes repeats.
-        let mut keys = BTreeSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH)
-                .arg("TYPE")
-                .arg("hash")
-                .query_async(&mut connection)
-                .await
-                .map_err(redis_error("Redis scan"))?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+        // The cursor is SCAN's own: batches follow the server's hash order,
+        // COUNT is a hint, and a key may come twice (the query's evaluation
+        // holds a key once).
+        let cursor: u64 = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| StateError::Backend(format!("Redis scan: bad cursor `{c}`")))?,
+        };
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(batch.clamp(1, SCAN_BATCH))
+            .arg("TYPE")
+            .arg("hash")
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error("Redis scan"))?;
+        let next = (next != 0).then(|| next.to_string());
+        if keys.is_empty() {
+            return Ok(ScanBatch {
+                rows: Vec::new(),
+                next,
+            });
         }
-        let keys: Vec<String> = keys.into_iter().collect();
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("HMGET")
+                .arg(key)
+                .arg("data")
+                .arg("version")
+                .cmd("PEXPIRETIME")
+                .arg(key);
+        }
+        let values: Vec<redis::Value> = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error("Redis scan"))?;
+        if values.len() != keys.len() * 2 {
+            return Err(StateError::Backend(format!(
+                "Redis scan: {} replies to {} commands",
+                values.len(),
+                keys.len() * 2
+            )));
+        }
         let mut rows = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(SCAN_BATCH) {
-            let mut pipe = redis::pipe();
-            for key in chunk {
-                pipe.cmd("HMGET")
-                    .arg(key)
-                    .arg("data")
-                    .arg("version")
-                    .cmd("PEXPIRETIME")
-                    .arg(key);
-            }
-            let values: Vec<redis::Value> = pipe
-                .query_async(&mut connection)
-                .await
-                .map_err(redis_error("Redis scan"))?;
-            if values.len() != chunk.len() * 2 {
-                return Err(StateError::Backend(format!(
-                    "Redis scan: {} replies to {} commands",
-                    values.len(),
-                    chunk.len() * 2
-                )));
-            }
-            for (key, pair) in chunk.iter().zip(values.chunks(2)) {
-                let (data, version): (Option<Vec<u8>>, Option<String>) =
-                    redis::from_redis_value(&pair[0]).map_err(redis_error("Redis scan"))?;
-                let expires: i64 =
-                    redis::from_redis_value(&pair[1]).map_err(redis_error("Redis scan"))?;
-                // A key deleted or expired between SCAN and HMGET is skipped.
-                if let Some(value) = to_value(data, version, expires) {
-                    rows.push((key.clone(), value));
-                }
+        for (key, pair) in keys.into_iter().zip(values.chunks(2)) {
+            let (data, version): (Option<Vec<u8>>, Option<String>) =
+                redis::from_redis_value(&pair[0]).map_err(redis_error("Redis scan"))?;
+            let expires: i64 =
+                redis::from_redis_value(&pair[1]).map_err(redis_error("Redis scan"))?;
+            // A key deleted or expired between SCAN and HMGET is skipped.
+            if let Some(value) = to_value(data, version, expires) {
+                rows.push((key, value));
             }
         }
-        Ok(rows)
+        Ok(ScanBatch { rows, next })
     }
 }
 

@@ -31,8 +31,8 @@ use tokio::sync::Mutex;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    BulkGetResult, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
-    StateStore, StateValue, WriteCondition,
+    BulkGetResult, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest, StateError,
+    StateFeatures, StateStore, StateValue, WriteCondition,
 };
 
 use super::{
@@ -100,7 +100,8 @@ struct Statements {
     update_if_etag: String,
     delete: String,
     delete_if_etag: String,
-    scan: String,
+    scan_first: String,
+    scan_next: String,
     cleanup: String,
 }
 
@@ -108,6 +109,14 @@ impl Statements {
     fn new(table: &str) -> Self {
         // `?5` is "now" in unix milliseconds wherever it appears; a row is
         // live when it has no expiration or expires after now.
+        let scan = |lower: &str| {
+            format!(
+                "SELECT key, value, etag, expiration_time FROM {table} \
+                 WHERE {lower} AND substr(key, 1, length(?1)) = ?1 \
+                 AND (expiration_time IS NULL OR expiration_time > ?2) \
+                 ORDER BY key LIMIT ?4"
+            )
+        };
         let insert = format!(
             "INSERT INTO {table} (key, value, etag, expiration_time, update_time) \
              VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -139,13 +148,14 @@ impl Statements {
                 "DELETE FROM {table} WHERE key = ?1 AND etag = ?2 \
                  AND (expiration_time IS NULL OR expiration_time > ?3)"
             ),
-            // `key >= ?1` lets SQLite start from the index; `substr` makes
-            // the match exact (LIKE would be case-insensitive and need escaping).
-            scan: format!(
-                "SELECT key, value, etag, expiration_time FROM {table} \
-                 WHERE key >= ?1 AND substr(key, 1, length(?1)) = ?1 \
-                 AND (expiration_time IS NULL OR expiration_time > ?2)"
-            ),
+            // A batch of a scan, in key order (BINARY collation: byte
+            // order, as Rust orders strings): the first from the prefix on,
+            // the next ones after the last key of the batch before (`?3`).
+            // The lower bound lets SQLite start from the index; `substr`
+            // makes the match exact (LIKE would be case-insensitive and need
+            // escaping).
+            scan_first: scan("key >= ?1"),
+            scan_next: scan("key > ?3"),
             cleanup: format!(
                 "DELETE FROM {table} WHERE expiration_time IS NOT NULL AND expiration_time <= ?1"
             ),
@@ -500,24 +510,40 @@ impl StateStore for SqliteStateStore {
         .await
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<(String, StateValue)>, StateError> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        batch: usize,
+    ) -> Result<ScanBatch, StateError> {
         let prefix = prefix.to_owned();
+        let after = cursor.map(str::to_owned);
+        let batch = batch.max(1);
         self.run("SQLite scan", move |connection, statements| {
             let now = unix_millis(SystemTime::now());
-            let mut statement = connection
-                .prepare_cached(&statements.scan)
-                .map_err(sql_error)?;
+            let sql = match after {
+                None => &statements.scan_first,
+                Some(_) => &statements.scan_next,
+            };
+            let mut statement = connection.prepare_cached(sql).map_err(sql_error)?;
+            let limit = i64::try_from(batch).unwrap_or(i64::MAX);
             let rows = statement
-                .query_map(params![prefix, now], |row| {
+                .query_map(params![prefix, now, after, limit], |row| {
                     Ok((
                         row.get::<_, String>(0)?,
                         row_value(row.get(1)?, row.get(2)?, row.get(3)?),
                     ))
                 })
                 .map_err(sql_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+            let rows = rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)?;
+            let next = (rows.len() == batch).then(|| rows[batch - 1].0.clone());
+            Ok(ScanBatch { rows, next })
         })
         .await
+    }
+
+    fn scan_in_key_order(&self) -> bool {
+        true
     }
 }
 

@@ -13,6 +13,7 @@ use test_programs_artifacts::{
     EXAMPLE_HTTP_COUNTER, P2_CLI_HELLO, P2_SERVE_HELLO, P2_SERVE_HOSTILE, P2_SERVE_ISOLATION,
 };
 use wasmdapr_host::capabilities::Output;
+use wasmdapr_host::engine::MEMORY_KEEP_RESIDENT;
 use wasmdapr_host::{ByteSize, Capabilities, HostError, Limits, WasmApp, WasmAppConfig};
 use wasmdapr_runtime::state::{DeleteRequest, GetRequest};
 use wasmdapr_runtime::{
@@ -376,4 +377,50 @@ async fn http_counter_counts_every_request_on_redis() {
     };
     let id = format!("counter-redis-{}", std::process::id());
     count_concurrently(spec, &id, 40).await;
+}
+
+/// A pooled memory slot keeps resident what a plain request touched, so the
+/// next request on it is reset in place rather than faulted back in; a
+/// memory bomb (it fills its memory to `--max-memory` and traps) leaves at
+/// most `MEMORY_KEEP_RESIDENT` of its slot resident (it left 2 MiB before),
+/// so a storm of them on every slot of the pool leaves little behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_slots_keep_little_resident() {
+    let host = host();
+    let app = load(&host, P2_SERVE_HOSTILE);
+    let caps = Capabilities {
+        stdout: Output::Null,
+        stderr: Output::Null,
+        ..Capabilities::default()
+    };
+    let limits = Limits {
+        max_memory: ByteSize::mib(16),
+        timeout: Some(Duration::from_secs(30)),
+    };
+    let app = WasmApp::new(app, caps, limits, WasmAppConfig::new(4)).expect("a handler");
+    let metrics = host
+        .engine()
+        .pooling_allocator_metrics()
+        .expect("the pooling allocator");
+    for _ in 0..3 {
+        let response = app.handle(get("/")).await.unwrap();
+        assert_eq!(text(&response), "ok");
+    }
+    let warm = metrics.unused_warm_memories() as usize;
+    let plain = metrics.unused_memory_bytes_resident();
+    assert!(warm >= 1, "no warm memory slot after three requests");
+    assert!(
+        plain > 0 && plain <= warm * MEMORY_KEEP_RESIDENT,
+        "{plain} bytes kept resident in {warm} warm slots after plain requests"
+    );
+    for _ in 0..3 {
+        let failed = app.handle(get("/bomb")).await.unwrap_err();
+        assert!(matches!(failed, ChannelError::Failed { .. }), "{failed:?}");
+    }
+    let warm = metrics.unused_warm_memories() as usize;
+    let bombed = metrics.unused_memory_bytes_resident();
+    assert!(
+        bombed <= warm * MEMORY_KEEP_RESIDENT,
+        "{bombed} bytes kept resident in {warm} warm slots after memory bombs"
+    );
 }
