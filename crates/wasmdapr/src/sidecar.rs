@@ -399,20 +399,14 @@ impl Sidecar {
         let http_server =
             wasmdapr_api::serve_http(http, api.clone(), config.clone(), stopped(&runtime));
         tasks.spawn(async move { http_server.await.map_err(failed("HTTP")) });
-        let grpc_server = wasmdapr_api::serve_grpc(grpc, api, config, stopped(&runtime));
+        let grpc_server = wasmdapr_api::serve_grpc(grpc, api, config.clone(), stopped(&runtime));
         tasks.spawn(async move { grpc_server.await.map_err(failed("gRPC")) });
         if let (Some(listener), Some(identity)) = (internal, identity) {
             let (runtime, stop) = (runtime.clone(), stopped(&runtime));
             tasks.spawn(async move {
-                wasmdapr_api::internal::serve_internal(
-                    listener,
-                    runtime,
-                    &identity,
-                    max_body_size,
-                    stop,
-                )
-                .await
-                .map_err(failed("internal gRPC"))
+                wasmdapr_api::internal::serve_internal(listener, runtime, &identity, &config, stop)
+                    .await
+                    .map_err(failed("internal gRPC"))
             });
         }
         tracing::info!(%http_addr, %grpc_addr, app = %runtime.app_id(), "Dapr APIs listening");

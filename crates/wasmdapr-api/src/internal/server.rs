@@ -10,8 +10,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dapr::dapr::proto::common::v1 as common;
+use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::codegen::{Body, BoxFuture, StdError};
@@ -25,7 +26,9 @@ use super::{
     CALL_LOCAL_PATH, ENVELOPE_ALLOWANCE, InternalInvokeRequest, InternalInvokeResponse,
     InternalStatus, SERVICE_NAME, headers_to_map, map_to_headers,
 };
+use crate::ApiConfig;
 use crate::invoke::verb_from_grpc;
+use crate::server::CountedStream;
 
 /// The longest a TLS handshake may take before the connection is dropped,
 /// so silent connections cannot pile up.
@@ -40,7 +43,7 @@ pub async fn serve_internal(
     listener: TcpListener,
     runtime: Arc<Runtime>,
     identity: &SidecarIdentity,
-    max_body_size: usize,
+    config: &ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
@@ -48,14 +51,17 @@ pub async fn serve_internal(
     }
     let acceptor = TlsAcceptor::from(identity.server_config().map_err(io::Error::other)?);
     let (tx, rx) = tokio::sync::mpsc::channel::<TlsConn>(64);
-    let accepting = AbortOnDrop(tokio::spawn(accept(listener, acceptor, tx)));
+    // TCP connections are accepted as on the public gRPC API (bounded in
+    // number, backoff and rare warnings when out of descriptors).
+    let connections = crate::server::incoming(listener, config.server.max_connections);
+    let accepting = AbortOnDrop(tokio::spawn(accept(connections, acceptor, tx)));
     let incoming = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|conn| (Ok::<_, io::Error>(conn), rx))
     });
     let service = InternalService {
         runtime,
         trust_domain: identity.id.trust_domain.clone().into(),
-        max_message: max_body_size.saturating_add(ENVELOPE_ALLOWANCE),
+        max_message: config.max_body_size.saturating_add(ENVELOPE_ALLOWANCE),
     };
     let served = tonic::transport::Server::builder()
         .add_service(service)
@@ -78,21 +84,15 @@ impl Drop for AbortOnDrop {
 /// Accepts connections and runs each handshake in a task of its own, so a
 /// slow or silent peer does not hold up the others.
 async fn accept(
-    listener: TcpListener,
+    connections: impl Stream<Item = io::Result<CountedStream>> + Send,
     acceptor: TlsAcceptor,
     tx: tokio::sync::mpsc::Sender<TlsConn>,
 ) {
-    loop {
-        let (tcp, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of descriptors and the like: wait instead of spinning.
-                tracing::warn!(%error, "internal endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+    let mut connections = std::pin::pin!(connections);
+    // The stream pauses on accept errors itself and never ends.
+    while let Some(accepted) = connections.next().await {
+        let Ok(tcp) = accepted else { continue };
+        let remote = tcp.connect_info().remote_addr();
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -101,16 +101,16 @@ async fn accept(
                     let _ = tx.send(TlsConn { stream, peer }).await;
                 }
                 Ok(Err(error)) => {
-                    tracing::info!(%remote, %error, "internal endpoint: TLS handshake refused");
+                    tracing::info!(?remote, %error, "internal endpoint: TLS handshake refused");
                 }
-                Err(_) => tracing::info!(%remote, "internal endpoint: TLS handshake timed out"),
+                Err(_) => tracing::info!(?remote, "internal endpoint: TLS handshake timed out"),
             }
         });
     }
 }
 
 /// The SPIFFE id of the verified client certificate of `stream`.
-fn peer_id(stream: &TlsStream<TcpStream>) -> Result<SpiffeId, String> {
+fn peer_id(stream: &TlsStream<CountedStream>) -> Result<SpiffeId, String> {
     let (_, session) = stream.get_ref();
     let leaf = session
         .peer_certificates()
@@ -125,7 +125,7 @@ struct PeerId(Result<SpiffeId, String>);
 
 /// A TLS connection and its peer's identity.
 struct TlsConn {
-    stream: TlsStream<TcpStream>,
+    stream: TlsStream<CountedStream>,
     peer: PeerId,
 }
 

@@ -155,12 +155,12 @@ pub(crate) async fn sidecar_as(
         api_token: token.map(str::to_owned),
         ..ApiConfig::default()
     };
-    let mut sidecar = Sidecar::serve(runtime.clone(), config).await;
+    let mut sidecar = Sidecar::serve(runtime.clone(), config.clone()).await;
     let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let internal_addr = internal.local_addr().unwrap();
     let stop = runtime.clone();
     tokio::spawn(async move {
-        wasmdapr_api::internal::serve_internal(internal, runtime, &identity, 1 << 20, async move {
+        wasmdapr_api::internal::serve_internal(internal, runtime, &identity, &config, async move {
             stop.shutdown_requested().await
         })
         .await

@@ -635,7 +635,6 @@ impl StateStore for RedisStateStore {
         cursor: Option<&str>,
         batch: usize,
     ) -> Result<ScanBatch, StateError> {
-        let mut connection = self.connection.clone();
         let pattern = format!("{}*", glob_escape(prefix));
         // The cursor is SCAN's own: batches follow the server's hash order,
         // COUNT is a hint, and a key may come twice (the query's evaluation
@@ -646,17 +645,22 @@ impl StateStore for RedisStateStore {
                 .parse()
                 .map_err(|_| StateError::Backend(format!("Redis scan: bad cursor `{c}`")))?,
         };
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
+        // Both steps run under the store's deadline and retry, as every
+        // other call: a hung Redis must not hold a query either.
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
             .arg("MATCH")
             .arg(&pattern)
             .arg("COUNT")
             .arg(batch.clamp(1, SCAN_BATCH))
             .arg("TYPE")
-            .arg("hash")
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error("Redis scan"))?;
+            .arg("hash");
+        let (next, keys): (u64, Vec<String>) = self
+            .call("Redis scan", |mut connection| {
+                let scan = scan.clone();
+                async move { scan.query_async(&mut connection).await }
+            })
+            .await?;
         let next = (next != 0).then(|| next.to_string());
         if keys.is_empty() {
             return Ok(ScanBatch {
@@ -673,10 +677,12 @@ impl StateStore for RedisStateStore {
                 .cmd("PEXPIRETIME")
                 .arg(key);
         }
-        let values: Vec<redis::Value> = pipe
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error("Redis scan"))?;
+        let values: Vec<redis::Value> = self
+            .call("Redis scan", |mut connection| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async(&mut connection).await }
+            })
+            .await?;
         if values.len() != keys.len() * 2 {
             return Err(StateError::Backend(format!(
                 "Redis scan: {} replies to {} commands",
