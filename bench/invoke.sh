@@ -28,10 +28,13 @@ if ! command -v wrk >/dev/null 2>&1; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk
 fi
 
+# Honours CARGO_TARGET_DIR, as cargo does.
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+export CARGO_TARGET_DIR=$target
 cargo build --release -p wasmdapr
 cargo build --release -p wasmdapr-host --example hello_baseline
-bin=$PWD/target/release/wasmdapr
-app=$PWD/target/release/examples/hello_baseline
+bin=$target/release/wasmdapr
+app=$target/release/examples/hello_baseline
 
 work=$(mktemp -d)
 pids=()

@@ -34,10 +34,14 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || scripts/services.sh
 
+# Honours CARGO_TARGET_DIR, as cargo does (a release target of its own
+# keeps benchmarks off the development build's lock).
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+export CARGO_TARGET_DIR=$target
 cargo build --release -p wasmdapr
 cargo build --release -p wasmdapr-host --example hello_baseline
 cargo build --release --target wasm32-wasip2 --manifest-path test-programs/Cargo.toml \
-  --target-dir target/bench-guests --bin serve_hello
+  --target-dir "$target/bench-guests" --bin serve_hello
 cargo build --release --target wasm32-wasip2 -p http-counter
 wasmtime=${WASMTIME:-$(command -v wasmtime || true)}
 if [[ -z $wasmtime && -x target/bench-tools/bin/wasmtime ]]; then
@@ -47,10 +51,10 @@ if [[ -z $wasmtime && ${INSTALL_PEERS:-0} == 1 ]]; then
   cargo install wasmtime-cli --version 48.0.8 --locked --root target/bench-tools
   wasmtime=target/bench-tools/bin/wasmtime
 fi
-bin=target/release/wasmdapr
-baseline=target/release/examples/hello_baseline
-hello=target/bench-guests/wasm32-wasip2/release/serve_hello.wasm
-counter=target/wasm32-wasip2/release/http-counter.wasm
+bin=$target/release/wasmdapr
+baseline=$target/release/examples/hello_baseline
+hello=$target/bench-guests/wasm32-wasip2/release/serve_hello.wasm
+counter=$target/wasm32-wasip2/release/http-counter.wasm
 
 work=$(mktemp -d)
 pids=()
