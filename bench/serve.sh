@@ -107,8 +107,8 @@ kill "$base_pid"
 
 # (a) + (c): the hello handler, served publicly and through the sidecar.
 app_port=$(free_port); dapr_port=$(free_port)
-(cd "$work" && exec "$OLDPWD/$bin" run --app-id hello --app-listen "127.0.0.1:$app_port" \
-  --dapr-http-port "$dapr_port" --dapr-grpc-port 0 --dapr-internal-grpc-port 0 --cache-dir "$work/cache" "$OLDPWD/$hello") \
+(cd "$work" && exec "$bin" run --app-id hello --app-listen "127.0.0.1:$app_port" \
+  --dapr-http-port "$dapr_port" --dapr-grpc-port 0 --dapr-internal-grpc-port 0 --cache-dir "$work/cache" "$hello") \
   2>"$work/hello.log" & pids+=($!); hello_pid=$!
 wait_for "http://127.0.0.1:$app_port/"
 wait_for "http://127.0.0.1:$dapr_port/v1.0/healthz"
@@ -141,9 +141,9 @@ fi
 
 # (b) the counter on Redis.
 counter_port=$(free_port)
-(cd "$work" && exec "$OLDPWD/$bin" run --app-id "bench-counter-$$" --app-listen "127.0.0.1:$counter_port" \
+(cd "$work" && exec "$bin" run --app-id "bench-counter-$$" --app-listen "127.0.0.1:$counter_port" \
   --resources-path "$OLDPWD/examples/components/redis" --dapr-http-port 0 --dapr-grpc-port 0 --dapr-internal-grpc-port 0 \
-  --cache-dir "$work/cache" "$OLDPWD/$counter") 2>"$work/counter.log" & pids+=($!); counter_pid=$!
+  --cache-dir "$work/cache" "$counter") 2>"$work/counter.log" & pids+=($!); counter_pid=$!
 wait_for "http://127.0.0.1:$counter_port/"
 read -r counter_rps counter_p50 counter_p99 counter_bad < <(load "http://127.0.0.1:$counter_port/" "$COUNTER_CONNECTIONS" counter POST)
 kill "$counter_pid"
