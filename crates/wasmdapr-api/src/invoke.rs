@@ -8,7 +8,7 @@ use bytes::Bytes;
 use dapr::dapr::proto::common::v1::http_extension::Verb;
 use http::Method;
 use tonic::Code;
-use wasmdapr_runtime::ApiError;
+use wasmdapr_runtime::{ApiError, InvokeRequest};
 
 /// The verb of a gRPC `HTTPExtension`; `NONE` (no extension) is `POST`, as
 /// Dapr delivers such calls to HTTP apps.
@@ -49,6 +49,43 @@ pub fn verb_to_grpc(method: &Method) -> Result<Verb, ApiError> {
             )));
         }
     })
+}
+
+/// `request` as the `common.v1.InvokeRequest` both gRPC clients send (to a
+/// real sidecar's `InvokeService`, to another sidecar's `CallLocal`): the
+/// body as an `Any`, its content type, and the verb and query in the
+/// `HTTPExtension`; the headers are given back for the caller to send as
+/// metadata. Verbs the proto has no value for are refused.
+pub fn invoke_message(
+    request: InvokeRequest,
+) -> Result<
+    (
+        dapr::dapr::proto::common::v1::InvokeRequest,
+        http::HeaderMap,
+    ),
+    ApiError,
+> {
+    use dapr::dapr::proto::common::v1 as common;
+    let verb = verb_to_grpc(&request.verb)?;
+    let content_type = request
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let message = common::InvokeRequest {
+        method: request.method,
+        data: Some(prost_types::Any {
+            type_url: String::new(),
+            value: request.body.to_vec(),
+        }),
+        content_type,
+        http_extension: Some(common::HttpExtension {
+            verb: verb as i32,
+            querystring: request.query.unwrap_or_default(),
+        }),
+    };
+    Ok((message, request.headers))
 }
 
 /// The gRPC code of an app's non-2xx HTTP status (the mapping of gRPC's

@@ -22,7 +22,7 @@ use wasmdapr_runtime::state::{
 use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest, InvokeResponse};
 
 use crate::config::API_TOKEN_HEADER;
-use crate::invoke::{HTTP_STATUS_METADATA, verb_to_grpc};
+use crate::invoke::{HTTP_STATUS_METADATA, invoke_message};
 
 /// Why the remote sidecar could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -355,31 +355,13 @@ impl DaprApi for RemoteDapr {
         app_id: &str,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, ApiError> {
-        let content_type = request
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let verb = verb_to_grpc(&request.verb)?;
+        let (message, mut all) = invoke_message(request)?;
         let message = runtime::InvokeServiceRequest {
             id: app_id.to_owned(),
-            message: Some(common::InvokeRequest {
-                method: request.method,
-                data: Some(prost_types::Any {
-                    type_url: String::new(),
-                    value: request.body.to_vec(),
-                }),
-                content_type,
-                http_extension: Some(common::HttpExtension {
-                    verb: verb as i32,
-                    querystring: request.query.unwrap_or_default(),
-                }),
-            }),
+            message: Some(message),
         };
         let mut grpc_request = self.request(message);
         let headers = std::mem::take(grpc_request.metadata_mut()).into_headers();
-        let mut all = request.headers;
         all.extend(headers);
         *grpc_request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(all);
         match self.client.clone().invoke_service(grpc_request).await {

@@ -7,7 +7,6 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dapr::dapr::proto::common::v1 as common;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
@@ -19,7 +18,7 @@ use super::{
     CALL_LOCAL_PATH, ENVELOPE_ALLOWANCE, InternalInvokeRequest, InternalInvokeResponse,
     headers_to_map, map_to_headers,
 };
-use crate::invoke::{describe, verb_to_grpc};
+use crate::invoke::{describe, invoke_message};
 
 /// Calls other sidecars' internal endpoints as `identity`. One HTTP/2
 /// connection per (address, app) is kept and multiplexed; each is bound to
@@ -97,28 +96,11 @@ impl RemoteInvoker for InternalClient {
             address: address.to_owned(),
             reason,
         };
-        let verb = verb_to_grpc(&request.verb).map_err(|e| error(e.message))?;
-        let content_type = request
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let (message, headers) = invoke_message(request).map_err(|e| error(e.message))?;
         let message = InternalInvokeRequest {
             ver: 1,
-            metadata: headers_to_map(&request.headers),
-            message: Some(common::InvokeRequest {
-                method: request.method,
-                data: Some(prost_types::Any {
-                    type_url: String::new(),
-                    value: request.body.to_vec(),
-                }),
-                content_type,
-                http_extension: Some(common::HttpExtension {
-                    verb: verb as i32,
-                    querystring: request.query.unwrap_or_default(),
-                }),
-            }),
+            metadata: headers_to_map(&headers),
+            message: Some(message),
         };
         let channel = self.channel(address, app).map_err(error)?;
         let limit = self.max_body_size.saturating_add(ENVELOPE_ALLOWANCE);
