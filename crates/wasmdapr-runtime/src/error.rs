@@ -4,9 +4,22 @@
 //!
 //! The table follows Dapr's `pkg/messages` and `pkg/api/errors`: the codes are
 //! stable strings SDKs and users match on.
+//!
+//! daprd builds some errors with rich details (`dapr/kit` `errors.NewBuilder`,
+//! `pkg/api/errors/state.go`): a `google.rpc.ErrorInfo` whose `reason` is a
+//! `DAPR_…` string, a `ResourceInfo` naming the component and, for bad input,
+//! `BadRequest` field violations. Those kinds carry their reason in the table
+//! ([`ErrorKind::reason`]) and the errors carry the rest as typed data
+//! ([`ErrorDetails`]), built by one constructor per daprd error
+//! ([`ApiError::state_store`]); the front doors render them (the runtime
+//! knows no gRPC library).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
+
+/// The `domain` of every `google.rpc.ErrorInfo` Dapr sends.
+pub const DOMAIN: &str = "dapr.io";
 
 /// The most of one client-given value (a store name, a key, a path) an
 /// error message repeats, in bytes.
@@ -64,11 +77,21 @@ pub enum GrpcCode {
     ResourceExhausted,
 }
 
+/// `Some(reason)` for a row that names one, else `None`.
+macro_rules! reason {
+    () => {
+        None
+    };
+    ($reason:literal) => {
+        Some($reason)
+    };
+}
+
 /// Declares [`ErrorKind`], its one table of `(Dapr code, HTTP status, gRPC
-/// code)` rows and the list of every kind, from one list, so no kind can
-/// lack a row or be missing from [`ErrorKind::ALL`].
+/// code[, ErrorInfo reason])` rows and the list of every kind, from one
+/// list, so no kind can lack a row or be missing from [`ErrorKind::ALL`].
 macro_rules! error_table {
-    ($($(#[doc = $doc:literal])* $kind:ident => ($code:literal, $status:literal, $grpc:ident),)*) => {
+    ($($(#[doc = $doc:literal])* $kind:ident => ($code:literal, $status:literal, $grpc:ident $(, $reason:literal)?),)*) => {
         /// The kinds of API error, each one row of Dapr's error table.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum ErrorKind {
@@ -85,24 +108,42 @@ macro_rules! error_table {
                     $(ErrorKind::$kind => ($code, $status, GrpcCode::$grpc),)*
                 }
             }
+
+            /// The `google.rpc.ErrorInfo` reason daprd gives this kind when
+            /// it builds it with rich details (`DAPR_STATE_NOT_FOUND`), or
+            /// `None` for daprd's plain errors (`{errorCode, message}` over
+            /// HTTP), whose gRPC `ErrorInfo` reason is the code itself.
+            pub const fn reason(self) -> Option<&'static str> {
+                match self {
+                    $(ErrorKind::$kind => reason!($($reason)?),)*
+                }
+            }
         }
     };
 }
 
 // Dapr keeps the operation's code for ETag problems and signals them by
 // status: 409 Conflict / ABORTED for a mismatch, 400 / INVALID_ARGUMENT for
-// an unparseable ETag.
+// an unparseable ETag. The reasons are daprd's `pkg/messages/errorcodes`.
+// Where rows share a code, the plain row comes first: `from_wire` takes the
+// first row of a code when nothing more tells them apart.
 error_table! {
     /// The request is malformed (bad JSON, missing key, bad option).
     MalformedRequest => ("ERR_MALFORMED_REQUEST", 400, InvalidArgument),
+    /// A state key holds the key separator `||` (daprd's `InvalidKeyName`).
+    StateIllegalKey => ("ERR_MALFORMED_REQUEST", 400, InvalidArgument, "DAPR_STATE_ILLEGAL_KEY"),
     /// The named state store does not exist (or is out of the app's scope).
-    StateStoreNotFound => ("ERR_STATE_STORE_NOT_FOUND", 400, InvalidArgument),
+    StateStoreNotFound => ("ERR_STATE_STORE_NOT_FOUND", 400, InvalidArgument, "DAPR_STATE_NOT_FOUND"),
     /// No state store is configured at all.
-    StateStoreNotConfigured => ("ERR_STATE_STORE_NOT_CONFIGURED", 500, FailedPrecondition),
-    /// The state store lacks the feature asked for (transactions, query).
+    StateStoreNotConfigured => ("ERR_STATE_STORE_NOT_CONFIGURED", 500, FailedPrecondition, "DAPR_STATE_NOT_CONFIGURED"),
+    /// The state store refused an operation as not supported.
     StateStoreNotSupported => ("ERR_STATE_STORE_NOT_SUPPORTED", 500, Unimplemented),
+    /// The state store has no transactions.
+    StateStoreTransactionsNotSupported => ("ERR_STATE_STORE_NOT_SUPPORTED", 500, Unimplemented, "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"),
+    /// The state store has no query API.
+    StateStoreQueryNotSupported => ("ERR_STATE_STORE_NOT_SUPPORTED", 500, Internal, "DAPR_STATE_QUERYING_NOT_SUPPORTED"),
     /// A transaction has more operations than the store allows.
-    StateStoreTooManyTransactions => ("ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", 400, InvalidArgument),
+    StateStoreTooManyTransactions => ("ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", 400, InvalidArgument, "DAPR_STATE_TOO_MANY_TRANSACTIONS"),
     /// Reading state failed.
     StateGet => ("ERR_STATE_GET", 500, Internal),
     /// Reading state in bulk failed.
@@ -116,7 +157,7 @@ error_table! {
     /// A state transaction failed.
     StateTransaction => ("ERR_STATE_TRANSACTION", 500, Internal),
     /// A state query failed.
-    StateQuery => ("ERR_STATE_QUERY", 500, Internal),
+    StateQuery => ("ERR_STATE_QUERY", 500, Internal, "DAPR_STATE_QUERY_FAILED"),
     /// A write's ETag does not match the stored one (save).
     StateSaveEtagMismatch => ("ERR_STATE_SAVE", 409, Aborted),
     /// A delete's ETag does not match the stored one.
@@ -147,13 +188,71 @@ error_table! {
 }
 
 impl ErrorKind {
-    /// The kind a Dapr sidecar meant by `code` sent with `grpc` (the row
-    /// whose code and gRPC code both match, else the first row with the
-    /// code): how errors of a remote sidecar become ours again unchanged.
+    /// The kind a Dapr sidecar meant by `code` sent with `grpc`, where
+    /// `code` is an `ErrorInfo` reason (`DAPR_STATE_NOT_FOUND`) or a Dapr
+    /// error code (`ERR_STATE_SAVE`): the row with that reason, else the
+    /// row whose code and gRPC code both match, else the first row with the
+    /// code. This is how errors of a remote sidecar become ours again.
     pub fn from_wire(code: &str, grpc: GrpcCode) -> Option<ErrorKind> {
+        if let Some(&kind) = Self::ALL.iter().find(|k| k.reason() == Some(code)) {
+            return Some(kind);
+        }
         let mut same_code = Self::ALL.iter().filter(|k| k.row().0 == code);
         let first = same_code.clone().next().copied();
         same_code.find(|k| k.row().2 == grpc).copied().or(first)
+    }
+}
+
+/// `google.rpc.ResourceInfo`: the component an error is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// The kind of component (`state`).
+    pub resource_type: String,
+    /// The component's name (as the caller gave it, quoted through [`echo`]).
+    pub resource_name: String,
+    /// Who owns it (daprd leaves it empty).
+    pub owner: String,
+    /// What is wrong with it (daprd leaves it empty).
+    pub description: String,
+}
+
+/// One `google.rpc.BadRequest.FieldViolation`: which input is wrong and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The input (daprd names the offending key itself).
+    pub field: String,
+    /// Why it is refused.
+    pub description: String,
+}
+
+/// One `google.rpc.Help.Link`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HelpLink {
+    /// What the link explains.
+    pub description: String,
+    /// Where.
+    pub url: String,
+}
+
+/// The rich details of an error beyond its kind's reason: what daprd puts in
+/// `google.rpc.Status.details` next to the `ErrorInfo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorDetails {
+    /// The `ErrorInfo` metadata (`appID`, `maxOpsPerTransaction`, …);
+    /// ordered, as daprd's JSON (Go sorts map keys).
+    pub metadata: BTreeMap<String, String>,
+    /// The `ResourceInfo`, when the error is about one component.
+    pub resource: Option<ResourceInfo>,
+    /// The `BadRequest` field violations, for bad input.
+    pub field_violations: Vec<FieldViolation>,
+    /// The `Help` links.
+    pub help: Vec<HelpLink>,
+}
+
+impl ErrorDetails {
+    /// No details at all.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
     }
 }
 
@@ -164,6 +263,9 @@ pub struct ApiError {
     pub kind: ErrorKind,
     /// A message for humans, naming what failed.
     pub message: String,
+    /// The rich details, boxed: most errors have none, and an `ApiError`
+    /// travels in every `Result` of the API.
+    details: Option<Box<ErrorDetails>>,
 }
 
 impl ApiError {
@@ -175,7 +277,88 @@ impl ApiError {
         if message.len() > MAX_MESSAGE {
             message = truncate(&message, MAX_MESSAGE).into_owned();
         }
-        Self { kind, message }
+        Self {
+            kind,
+            message,
+            details: None,
+        }
+    }
+
+    /// The state errors daprd builds with rich details, for store `name`.
+    pub fn state_store(name: &str) -> StateStoreError<'_> {
+        StateStoreError { name }
+    }
+
+    /// The rich details (empty for most errors).
+    pub fn details(&self) -> &ErrorDetails {
+        static NONE: ErrorDetails = ErrorDetails {
+            metadata: BTreeMap::new(),
+            resource: None,
+            field_violations: Vec::new(),
+            help: Vec::new(),
+        };
+        self.details.as_deref().unwrap_or(&NONE)
+    }
+
+    /// This error with `details` (a remote sidecar's, read back).
+    pub fn with_details(mut self, details: ErrorDetails) -> Self {
+        self.details = (!details.is_empty()).then(|| Box::new(details));
+        self
+    }
+
+    fn details_mut(&mut self) -> &mut ErrorDetails {
+        self.details.get_or_insert_default()
+    }
+
+    /// This error with `key` = `value` in its `ErrorInfo` metadata.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.details_mut().metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// This error about component `name` of type `resource_type`.
+    pub fn with_resource(mut self, resource_type: &str, name: &str) -> Self {
+        self.details_mut().resource = Some(ResourceInfo {
+            resource_type: resource_type.to_owned(),
+            resource_name: echo(name).into_owned(),
+            ..ResourceInfo::default()
+        });
+        self
+    }
+
+    /// This error with a `BadRequest` violation of `field` (quoted through
+    /// [`echo`]), for `description`.
+    pub fn with_field_violation(mut self, field: &str, description: impl Into<String>) -> Self {
+        self.details_mut().field_violations.push(FieldViolation {
+            field: echo(field).into_owned(),
+            description: truncate(&description.into(), MAX_MESSAGE).into_owned(),
+        });
+        self
+    }
+
+    /// This error with `appID` in its metadata, as daprd sets it when it
+    /// knows the app id (none when `app_id` is empty).
+    fn with_app_id(self, app_id: &str) -> Self {
+        if app_id.is_empty() {
+            self
+        } else {
+            self.with_metadata("appID", app_id)
+        }
+    }
+
+    /// This error with a `Help` link.
+    pub fn with_help_link(mut self, url: &str, description: &str) -> Self {
+        self.details_mut().help.push(HelpLink {
+            description: description.to_owned(),
+            url: url.to_owned(),
+        });
+        self
+    }
+
+    /// The `ErrorInfo` reason: the kind's `DAPR_…` reason when daprd builds
+    /// it with rich details, else `None`.
+    pub fn reason(&self) -> Option<&'static str> {
+        self.kind.reason()
     }
 
     /// A malformed request.
@@ -196,6 +379,93 @@ impl ApiError {
     /// The gRPC status code.
     pub fn grpc_code(&self) -> GrpcCode {
         self.kind.row().2
+    }
+}
+
+/// The state errors daprd builds with rich details
+/// (`pkg/api/errors/state.go`), one constructor each, worded as daprd words
+/// them. Every one but "not found" / "not configured" names the store in a
+/// `ResourceInfo`.
+#[derive(Debug, Clone, Copy)]
+pub struct StateStoreError<'a> {
+    name: &'a str,
+}
+
+impl StateStoreError<'_> {
+    /// The store does not exist (or is out of `app_id`'s scope).
+    pub fn not_found(self, app_id: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::StateStoreNotFound,
+            format!("state store {} is not found", echo(self.name)),
+        )
+        .with_app_id(app_id)
+    }
+
+    /// No state store is configured at all.
+    pub fn not_configured(self, app_id: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::StateStoreNotConfigured,
+            format!("state store {} is not configured", echo(self.name)),
+        )
+        .with_app_id(app_id)
+    }
+
+    /// `key` holds `separator`, which would forge another key prefix.
+    pub fn illegal_key(self, key: &str, separator: &str) -> ApiError {
+        let message = format!(
+            "input key/keyPrefix '{}' can't contain '{separator}'",
+            echo(key)
+        );
+        ApiError::new(ErrorKind::StateIllegalKey, message.clone())
+            .with_field_violation(key, message)
+            .with_resource("state", self.name)
+    }
+
+    /// The store has no transactions.
+    pub fn transactions_not_supported(self) -> ApiError {
+        ApiError::new(
+            ErrorKind::StateStoreTransactionsNotSupported,
+            format!(
+                "state store {} doesn't support transactions",
+                echo(self.name)
+            ),
+        )
+        .with_help_link(
+            "https://docs.dapr.io/reference/components-reference/supported-state-stores/",
+            "Check the list of state stores and the features they support",
+        )
+        .with_resource("state", self.name)
+    }
+
+    /// A transaction of `count` operations, over the store's `max`.
+    pub fn too_many_transactional_ops(self, count: usize, max: usize) -> ApiError {
+        ApiError::new(
+            ErrorKind::StateStoreTooManyTransactions,
+            format!(
+                "the transaction contains {count} operations, which is more than what the state store supports: {max}"
+            ),
+        )
+        .with_resource("state", self.name)
+        .with_metadata("currentOpsTransaction", count.to_string())
+        .with_metadata("maxOpsPerTransaction", max.to_string())
+    }
+
+    /// The store has no query API.
+    pub fn query_not_supported(self) -> ApiError {
+        ApiError::new(
+            ErrorKind::StateStoreQueryNotSupported,
+            "state store does not support querying",
+        )
+        .with_resource("state", self.name)
+    }
+
+    /// A query failed, for `detail`.
+    pub fn query_failed(self, detail: impl fmt::Display) -> ApiError {
+        ApiError::new(
+            ErrorKind::StateQuery,
+            format!("state store {} query failed: {detail}", echo(self.name)),
+        )
+        .with_resource("state", self.name)
     }
 }
 
@@ -243,13 +513,104 @@ mod tests {
         assert!(e.message.starts_with("bad: é"));
     }
 
-    /// Every row reads back from its wire form, ETag rows included.
+    /// Every row reads back from its wire form (the `ErrorInfo` reason, which
+    /// is the code for plain errors), ETag rows included.
     #[test]
     fn rows_round_trip_from_the_wire() {
         for &kind in ErrorKind::ALL {
             let (code, _, grpc) = kind.row();
-            assert_eq!(ErrorKind::from_wire(code, grpc), Some(kind), "{kind:?}");
+            let reason = kind.reason().unwrap_or(code);
+            assert_eq!(ErrorKind::from_wire(reason, grpc), Some(kind), "{kind:?}");
         }
         assert_eq!(ErrorKind::from_wire("ERR_NOPE", GrpcCode::Internal), None);
+        // A code alone (a message prefix) reads as the plain row.
+        assert_eq!(
+            ErrorKind::from_wire("ERR_MALFORMED_REQUEST", GrpcCode::InvalidArgument),
+            Some(ErrorKind::MalformedRequest)
+        );
+    }
+
+    /// The rich state errors carry daprd's reasons, statuses, wording and
+    /// details (`pkg/api/errors/state.go`).
+    #[test]
+    fn rich_state_errors_match_daprd() {
+        let e = ApiError::state_store("mystore").not_found("myapp");
+        assert_eq!(
+            (e.code(), e.http_status(), e.grpc_code(), e.reason()),
+            (
+                "ERR_STATE_STORE_NOT_FOUND",
+                400,
+                GrpcCode::InvalidArgument,
+                Some("DAPR_STATE_NOT_FOUND")
+            )
+        );
+        assert_eq!(e.message, "state store mystore is not found");
+        assert_eq!(e.details().metadata["appID"], "myapp");
+        assert_eq!(e.details().resource, None, "daprd skips ResourceInfo here");
+
+        let e = ApiError::state_store("mystore").not_configured("");
+        assert_eq!(e.reason(), Some("DAPR_STATE_NOT_CONFIGURED"));
+        assert_eq!(e.message, "state store mystore is not configured");
+        assert!(e.details().is_empty());
+
+        let e = ApiError::state_store("mystore").illegal_key("k||", "||");
+        assert_eq!(
+            (e.code(), e.http_status(), e.reason()),
+            ("ERR_MALFORMED_REQUEST", 400, Some("DAPR_STATE_ILLEGAL_KEY"))
+        );
+        assert_eq!(e.message, "input key/keyPrefix 'k||' can't contain '||'");
+        assert_eq!(
+            e.details().field_violations,
+            [FieldViolation {
+                field: "k||".into(),
+                description: e.message.clone(),
+            }]
+        );
+        let resource = e.details().resource.clone().expect("ResourceInfo");
+        assert_eq!(
+            (
+                resource.resource_type.as_str(),
+                resource.resource_name.as_str()
+            ),
+            ("state", "mystore")
+        );
+
+        let e = ApiError::state_store("mystore").transactions_not_supported();
+        assert_eq!(
+            (e.grpc_code(), e.reason()),
+            (
+                GrpcCode::Unimplemented,
+                Some("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED")
+            )
+        );
+        assert_eq!(e.details().help.len(), 1);
+
+        let e = ApiError::state_store("mystore").too_many_transactional_ops(5, 2);
+        assert_eq!(e.details().metadata["currentOpsTransaction"], "5");
+        assert_eq!(e.details().metadata["maxOpsPerTransaction"], "2");
+
+        let e = ApiError::state_store("mystore").query_not_supported();
+        assert_eq!(
+            (e.code(), e.grpc_code()),
+            ("ERR_STATE_STORE_NOT_SUPPORTED", GrpcCode::Internal)
+        );
+        let e = ApiError::state_store("mystore").query_failed("boom");
+        assert_eq!(e.message, "state store mystore query failed: boom");
+        assert_eq!(e.reason(), Some("DAPR_STATE_QUERY_FAILED"));
+
+        // daprd's plain errors have no reason of their own.
+        assert_eq!(ErrorKind::StateSave.reason(), None);
+    }
+
+    /// A long key or store name is quoted short in the details too: they
+    /// travel in the `grpc-status-details-bin` header.
+    #[test]
+    fn details_quote_input_short() {
+        let long = "k".repeat(100_000);
+        let e = ApiError::state_store(&long).illegal_key(&format!("{long}||"), "||");
+        let details = e.details();
+        assert!(details.field_violations[0].field.len() <= MAX_ECHO);
+        assert!(details.field_violations[0].description.len() <= MAX_MESSAGE);
+        assert!(details.resource.as_ref().unwrap().resource_name.len() <= MAX_ECHO);
     }
 }

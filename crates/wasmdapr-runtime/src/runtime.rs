@@ -221,34 +221,25 @@ impl Runtime {
 
     fn store(&self, name: &str) -> Result<(&LoadedStateStore, String), ApiError> {
         if self.components.state.is_empty() {
-            return Err(ApiError::new(
-                ErrorKind::StateStoreNotConfigured,
-                "state store is not configured",
-            ));
+            return Err(ApiError::state_store(name).not_configured(self.app_id.as_str()));
         }
         match self.components.state.get(name) {
             Some(loaded) if loaded.spec.in_scope(self.app_id.as_str()) => {
                 Ok((loaded, loaded.prefix.head(&self.app_id, name)))
             }
-            _ => Err(ApiError::new(
-                ErrorKind::StateStoreNotFound,
-                format!("state store {} is not found", echo(name)),
-            )),
+            _ => Err(ApiError::state_store(name).not_found(self.app_id.as_str())),
         }
     }
 }
 
 /// Prefixes a caller's key, refusing empty keys and keys that would forge
 /// another prefix.
-fn prefixed(head: &str, key: &str) -> Result<String, ApiError> {
+fn prefixed(store: &str, head: &str, key: &str) -> Result<String, ApiError> {
     if key.is_empty() {
-        return Err(ApiError::malformed("a state key cannot be empty"));
+        return Err(ApiError::malformed("state key cannot be empty"));
     }
     if !head.is_empty() && key.contains(KEY_SEPARATOR) {
-        return Err(ApiError::malformed(format!(
-            "input key/keyPrefix '{}' can't contain '{KEY_SEPARATOR}'",
-            echo(key)
-        )));
+        return Err(ApiError::state_store(store).illegal_key(key, KEY_SEPARATOR));
     }
     Ok(format!("{head}{key}"))
 }
@@ -256,30 +247,30 @@ fn prefixed(head: &str, key: &str) -> Result<String, ApiError> {
 /// The error of a failed write, by operation: ETag problems keep Dapr's
 /// 409 / 400 split, bad input is the caller's, the rest is the store's.
 fn write_error(error: StateError, op: WriteOp, store: &str, key: &str) -> ApiError {
-    let (mismatch, invalid, failed, verb) = match op {
+    // Worded as daprd's `pkg/messages` (`ErrStateSave`, `ErrStateDelete`,
+    // `ErrStateTransaction`).
+    let (mismatch, invalid, failed, message) = match op {
         WriteOp::Save => (
             ErrorKind::StateSaveEtagMismatch,
             ErrorKind::StateSaveEtagInvalid,
             ErrorKind::StateSave,
-            "saving",
+            format!(
+                "failed saving state in state store {}: {error}",
+                echo(store)
+            ),
         ),
         WriteOp::Delete => (
             ErrorKind::StateDeleteEtagMismatch,
             ErrorKind::StateDeleteEtagInvalid,
             ErrorKind::StateDelete,
-            "deleting",
+            format!("failed deleting state with key {}: {error}", echo(key)),
         ),
         WriteOp::Transaction => (
             ErrorKind::StateTransactionEtagMismatch,
             ErrorKind::StateTransactionEtagInvalid,
             ErrorKind::StateTransaction,
-            "executing a transaction on",
+            format!("error while executing state transaction: {error}"),
         ),
-    };
-    let what = if key.is_empty() {
-        String::new()
-    } else {
-        format!(" (key {})", echo(key))
     };
     let kind = match &error {
         StateError::EtagMismatch => mismatch,
@@ -288,10 +279,7 @@ fn write_error(error: StateError, op: WriteOp, store: &str, key: &str) -> ApiErr
         StateError::NotSupported(_) => ErrorKind::StateStoreNotSupported,
         StateError::Backend(_) => failed,
     };
-    ApiError::new(
-        kind,
-        format!("failed {verb} state store {}{what}: {error}", echo(store)),
-    )
+    ApiError::new(kind, message)
 }
 
 #[derive(Clone, Copy)]
@@ -310,7 +298,7 @@ impl DaprApi for Runtime {
     ) -> Result<Option<StateValue>, ApiError> {
         let (loaded, head) = self.store(store)?;
         let key = request.key.clone();
-        request.key = prefixed(&head, &key)?;
+        request.key = prefixed(store, &head, &key)?;
         loaded.store.get(request).await.map_err(|e| {
             ApiError::new(
                 ErrorKind::StateGet,
@@ -341,7 +329,7 @@ impl DaprApi for Runtime {
             .iter()
             .map(|key| {
                 Ok(GetRequest {
-                    key: prefixed(&head, key)?,
+                    key: prefixed(store, &head, key)?,
                     metadata: metadata.clone(),
                     ..GetRequest::default()
                 })
@@ -381,7 +369,7 @@ impl DaprApi for Runtime {
         let (loaded, head) = self.store(store)?;
         for mut item in items {
             let key = item.key.clone();
-            item.key = prefixed(&head, &key)?;
+            item.key = prefixed(store, &head, &key)?;
             item.ttl = Ttl::from_metadata(&item.metadata)
                 .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
             loaded
@@ -396,7 +384,7 @@ impl DaprApi for Runtime {
     async fn delete_state(&self, store: &str, mut request: DeleteRequest) -> Result<(), ApiError> {
         let (loaded, head) = self.store(store)?;
         let key = request.key.clone();
-        request.key = prefixed(&head, &key)?;
+        request.key = prefixed(store, &head, &key)?;
         loaded
             .store
             .delete(request)
@@ -423,21 +411,14 @@ impl DaprApi for Runtime {
     ) -> Result<(), ApiError> {
         let (loaded, head) = self.store(store)?;
         if !loaded.store.features().transactional {
-            return Err(ApiError::new(
-                ErrorKind::StateStoreNotSupported,
-                format!("state store {store} doesn't support transaction"),
-            ));
+            return Err(ApiError::state_store(store).transactions_not_supported());
         }
         if let Some(max) = loaded.store.max_transaction_operations()
             && operations.len() > max
         {
-            return Err(ApiError::new(
-                ErrorKind::StateStoreTooManyTransactions,
-                format!(
-                    "the transaction contains {} operations, which is more than what the state store supports: {max}",
-                    operations.len()
-                ),
-            ));
+            return Err(
+                ApiError::state_store(store).too_many_transactional_ops(operations.len(), max)
+            );
         }
         let operations = operations
             .into_iter()
@@ -446,11 +427,11 @@ impl DaprApi for Runtime {
                     Operation::Upsert(mut r) => {
                         r.ttl = Ttl::from_metadata(&r.metadata)
                             .map_err(|e| write_error(e, WriteOp::Transaction, store, &r.key))?;
-                        r.key = prefixed(&head, &r.key)?;
+                        r.key = prefixed(store, &head, &r.key)?;
                         Operation::Upsert(r)
                     }
                     Operation::Delete(mut r) => {
-                        r.key = prefixed(&head, &r.key)?;
+                        r.key = prefixed(store, &head, &r.key)?;
                         Operation::Delete(r)
                     }
                 })
@@ -471,10 +452,7 @@ impl DaprApi for Runtime {
     ) -> Result<QueryResponse, ApiError> {
         let (loaded, head) = self.store(store)?;
         if !loaded.store.features().query {
-            return Err(ApiError::new(
-                ErrorKind::StateStoreNotSupported,
-                format!("state store {store} doesn't support query"),
-            ));
+            return Err(ApiError::state_store(store).query_not_supported());
         }
         let query =
             Query::parse(&query).map_err(|e| ApiError::malformed(format!("invalid query: {e}")))?;
@@ -485,12 +463,7 @@ impl DaprApi for Runtime {
             (head.is_empty() || !key.contains(KEY_SEPARATOR)).then(|| key.to_owned())
         })
         .await
-        .map_err(|e| {
-            ApiError::new(
-                ErrorKind::StateQuery,
-                format!("failed query in state store {store}: {e}"),
-            )
-        })
+        .map_err(|e| ApiError::state_store(store).query_failed(e))
     }
 
     async fn invoke(
