@@ -18,16 +18,16 @@ use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::runtime::v1 as runtime;
 use dapr::dapr::proto::runtime::v1::dapr_server::{Dapr, DaprServer};
 use futures::Stream;
-use prost::Message as _;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
 use wasmdapr_runtime::error::echo;
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions, Ttl,
 };
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest};
+use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, InvokeRequest};
 
 use crate::config::{API_TOKEN_HEADER, ApiConfig, ApiToken};
+pub(crate) use crate::error::status;
 use crate::invoke::{HTTP_STATUS_METADATA, grpc_code_for_http, verb_from_grpc};
 
 /// The Dapr gRPC service over a [`DaprApi`].
@@ -170,57 +170,6 @@ fn too_large_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<
 }
 
 // ---------------------------------------------------------------- errors
-
-/// `google.rpc.ErrorInfo`, the detail Dapr attaches to its errors (the
-/// `dapr` crate has `google.rpc.Status` but not this message).
-#[derive(Clone, PartialEq, prost::Message)]
-struct ErrorInfo {
-    #[prost(string, tag = "1")]
-    reason: String,
-    #[prost(string, tag = "2")]
-    domain: String,
-    #[prost(map = "string, string", tag = "3")]
-    metadata: HashMap<String, String>,
-}
-
-fn code(code: GrpcCode) -> Code {
-    match code {
-        GrpcCode::InvalidArgument => Code::InvalidArgument,
-        GrpcCode::NotFound => Code::NotFound,
-        GrpcCode::FailedPrecondition => Code::FailedPrecondition,
-        GrpcCode::Aborted => Code::Aborted,
-        GrpcCode::Unimplemented => Code::Unimplemented,
-        GrpcCode::Internal => Code::Internal,
-        GrpcCode::PermissionDenied => Code::PermissionDenied,
-        GrpcCode::Unauthenticated => Code::Unauthenticated,
-        GrpcCode::ResourceExhausted => Code::ResourceExhausted,
-    }
-}
-
-/// An [`ApiError`] as a gRPC status with Dapr's `ErrorInfo` detail.
-pub(crate) fn status(e: ApiError) -> Status {
-    let code = code(e.grpc_code());
-    let message = e.to_string();
-    if matches!(code, Code::Internal) {
-        tracing::warn!(error = %message, "gRPC call failed");
-    } else {
-        tracing::debug!(error = %message, "gRPC call refused");
-    }
-    let info = ErrorInfo {
-        reason: e.code().to_owned(),
-        domain: "dapr.io".to_owned(),
-        metadata: HashMap::new(),
-    };
-    let details = dapr::google::rpc::Status {
-        code: code as i32,
-        message: message.clone(),
-        details: vec![prost_types::Any {
-            type_url: "type.googleapis.com/google.rpc.ErrorInfo".to_owned(),
-            value: info.encode_to_vec(),
-        }],
-    };
-    Status::with_details(code, message, details.encode_to_vec().into())
-}
 
 // ---------------------------------------------------------------- input
 

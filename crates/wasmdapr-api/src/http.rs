@@ -46,6 +46,7 @@ use wasmdapr_runtime::state::{
 use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, InvokeRequest, InvokeResponse};
 
 use crate::config::{API_TOKEN_HEADER, ApiConfig, ApiToken};
+use crate::error::{HttpError, error_response};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -133,51 +134,6 @@ pub async fn serve_http(
 }
 
 // ---------------------------------------------------------------- errors
-
-/// An [`ApiError`] as Dapr's HTTP error response.
-struct HttpError(ApiError);
-
-impl From<ApiError> for HttpError {
-    fn from(e: ApiError) -> Self {
-        Self(e)
-    }
-}
-
-/// Dapr's error body.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorBody<'a> {
-    error_code: &'a str,
-    message: &'a str,
-}
-
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::to_vec(&ErrorBody {
-        error_code: code,
-        message,
-    })
-    .unwrap_or_default();
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        Bytes::from(body),
-    )
-        .into_response()
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let status =
-            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::warn!(code = e.code(), message = %e.message, "request failed");
-        } else {
-            tracing::debug!(code = e.code(), message = %e.message, "request refused");
-        }
-        error_response(status, e.code(), &e.message)
-    }
-}
 
 type HttpResult<T> = Result<T, HttpError>;
 

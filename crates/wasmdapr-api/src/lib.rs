@@ -13,6 +13,9 @@
 //! - [`grpc`]: the Dapr gRPC API: [`grpc::GrpcApi`] implements the generated
 //!   `Dapr` service trait; [`grpc::service`] wraps it with the token check
 //!   and size limit; [`grpc::serve_grpc`] serves it.
+//! - `error`: the runtime's `ApiError` on the wire, one place per door:
+//!   HTTP bodies, gRPC statuses with Dapr's rich details, and statuses of a
+//!   remote sidecar read back.
 //! - [`invoke`]: the verb/status translations the front doors share.
 //! - [`internal`]: the internal endpoint between sidecars (gRPC
 //!   `dapr.proto.internals.v1.ServiceInvocation/CallLocal` over mutual TLS):
@@ -30,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod error;
 pub mod grpc;
 pub mod http;
 pub mod http_app;

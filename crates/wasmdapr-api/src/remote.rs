@@ -9,19 +9,19 @@ use async_trait::async_trait;
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::runtime::v1 as runtime;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
-use prost::Message as _;
+use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
 use wasmdapr_runtime::api::{BulkStateItem, ComponentInfo, RuntimeMetadata};
 use wasmdapr_runtime::state::query::{QueryItem, QueryResponse};
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
     StateOptions, StateValue,
 };
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest, InvokeResponse};
+use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, InvokeRequest, InvokeResponse};
 
 use crate::config::API_TOKEN_HEADER;
+use crate::error::api_error;
 use crate::invoke::{HTTP_STATUS_METADATA, invoke_message};
 
 /// Why the remote sidecar could not be reached.
@@ -77,53 +77,6 @@ impl RemoteDapr {
         }
         request
     }
-}
-
-/// `google.rpc.ErrorInfo`: its `reason` is the Dapr error code.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ErrorInfo {
-    #[prost(string, tag = "1")]
-    reason: String,
-}
-
-fn grpc_code(code: Code) -> GrpcCode {
-    match code {
-        Code::InvalidArgument => GrpcCode::InvalidArgument,
-        Code::NotFound => GrpcCode::NotFound,
-        Code::FailedPrecondition => GrpcCode::FailedPrecondition,
-        Code::Aborted => GrpcCode::Aborted,
-        Code::Unimplemented => GrpcCode::Unimplemented,
-        Code::PermissionDenied => GrpcCode::PermissionDenied,
-        Code::Unauthenticated => GrpcCode::Unauthenticated,
-        Code::ResourceExhausted => GrpcCode::ResourceExhausted,
-        _ => GrpcCode::Internal,
-    }
-}
-
-/// A remote failure as the [`ApiError`] the local runtime would have returned.
-///
-/// The Dapr code comes from the `ErrorInfo` detail, or from the message's
-/// `CODE: ` prefix; a failure with neither (the sidecar is down, the call
-/// timed out) keeps `fallback`, the operation's own code.
-fn api_error(status: Status, fallback: ErrorKind) -> ApiError {
-    let grpc = grpc_code(status.code());
-    let from_details = dapr::google::rpc::Status::decode(status.details())
-        .ok()
-        .into_iter()
-        .flat_map(|s| s.details)
-        .filter(|any| any.type_url.ends_with("google.rpc.ErrorInfo"))
-        .find_map(|any| ErrorInfo::decode(any.value.as_slice()).ok())
-        .map(|info| info.reason);
-    let message = status.message();
-    let (prefix, rest) = match message.split_once(": ") {
-        Some((code, rest)) if code.starts_with("ERR_") => (Some(code.to_owned()), rest),
-        _ => (None, message),
-    };
-    let kind = from_details
-        .or(prefix)
-        .and_then(|code| ErrorKind::from_wire(&code, grpc))
-        .unwrap_or(fallback);
-    ApiError::new(kind, rest.to_owned())
 }
 
 fn concurrency(c: Concurrency) -> i32 {
@@ -436,26 +389,5 @@ impl DaprApi for RemoteDapr {
                 tracing::warn!(%status, "the remote sidecar refused to shut down");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A remote status maps back to the same error kind, from the detail or the message prefix.
-    #[test]
-    fn statuses_map_back_to_kinds() {
-        let s = Status::new(Code::Aborted, "ERR_STATE_SAVE: possible etag mismatch");
-        let e = api_error(s, ErrorKind::StateGet);
-        assert_eq!(
-            (e.kind, e.message.as_str()),
-            (ErrorKind::StateSaveEtagMismatch, "possible etag mismatch")
-        );
-        let e = api_error(
-            Status::new(Code::Unavailable, "connection refused"),
-            ErrorKind::StateGet,
-        );
-        assert_eq!(e.kind, ErrorKind::StateGet);
     }
 }

@@ -175,8 +175,9 @@ async fn etag_conflict_is_aborted() {
     assert!(status.message().contains("ERR_STATE_SAVE"));
 }
 
-/// An unknown store is INVALID_ARGUMENT with reason ERR_STATE_STORE_NOT_FOUND;
-/// a transaction on a store without transactions is UNIMPLEMENTED.
+/// An unknown store is INVALID_ARGUMENT with daprd's reason
+/// DAPR_STATE_NOT_FOUND; a transaction on a store without transactions is
+/// UNIMPLEMENTED with DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED.
 #[tokio::test]
 async fn store_errors_map_to_codes() {
     let s = Sidecar::start().await;
@@ -186,7 +187,8 @@ async fn store_errors_map_to_codes() {
         .await
         .expect_err("unknown store");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(reason(&status), "ERR_STATE_STORE_NOT_FOUND");
+    assert_eq!(reason(&status), "DAPR_STATE_NOT_FOUND");
+    assert!(status.message().contains("ERR_STATE_STORE_NOT_FOUND"));
 
     let status = c
         .execute_state_transaction(runtime::ExecuteStateTransactionRequest {
@@ -196,7 +198,8 @@ async fn store_errors_map_to_codes() {
         .await
         .expect_err("no transactions");
     assert_eq!(status.code(), Code::Unimplemented);
-    assert_eq!(reason(&status), "ERR_STATE_STORE_NOT_SUPPORTED");
+    assert_eq!(reason(&status), "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED");
+    assert!(status.message().contains("ERR_STATE_STORE_NOT_SUPPORTED"));
 
     let status = c
         .query_state_alpha1(runtime::QueryStateRequest {
@@ -332,6 +335,6 @@ async fn long_input_is_not_echoed_whole() {
         .await
         .expect_err("unknown store");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert_eq!(reason(&status), "ERR_STATE_STORE_NOT_FOUND");
+    assert_eq!(reason(&status), "DAPR_STATE_NOT_FOUND");
     assert!(status.message().len() < 1024, "{}", status.message().len());
 }

@@ -3,6 +3,7 @@
 //! backend, spoken to with reqwest, raw TCP and the generated Dapr gRPC
 //! client.
 
+mod errors;
 mod grpc;
 mod http;
 mod internal;
