@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::{ApiError, ErrorKind};
+use crate::error::ApiError;
 
 /// A delivery to the app. The URI is the app-side path and query
 /// (`/method/name?x=1`), without scheme or authority.
@@ -59,9 +59,12 @@ pub enum ChannelError {
 
 impl From<ChannelError> for ApiError {
     /// A failed delivery of a service invocation is Dapr's
-    /// `ERR_DIRECT_INVOKE`, naming the app and the cause.
+    /// `ERR_DIRECT_INVOKE`, naming the app and the cause as daprd words it.
     fn from(error: ChannelError) -> Self {
-        ApiError::new(ErrorKind::DirectInvoke, error.to_string())
+        let (ChannelError::Busy { app, .. }
+        | ChannelError::Timeout { app, .. }
+        | ChannelError::Failed { app, .. }) = &error;
+        crate::invoke::invoke_error(app, &error)
     }
 }
 

@@ -41,6 +41,15 @@ fn run_suite(mut cmd: Command, sidecar: &Sidecar, what: &str) {
 }
 
 fn python_suite(sidecar: &Sidecar) {
+    python_module(sidecar, "test_state");
+}
+
+/// The Python SDK reading Dapr's rich error details (`test_errors.py`).
+fn python_errors_suite(sidecar: &Sidecar) {
+    python_module(sidecar, "test_errors");
+}
+
+fn python_module(sidecar: &Sidecar, module: &str) {
     let python = repo().join(".venv/bin/python");
     assert!(
         python.exists(),
@@ -49,7 +58,7 @@ fn python_suite(sidecar: &Sidecar) {
     );
     let mut cmd = Command::new(python);
     cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
-        .args(["-m", "unittest", "-v", "test_state"]);
+        .args(["-m", "unittest", "-v", module]);
     run_suite(cmd, sidecar, "Dapr Python SDK");
 }
 
@@ -74,6 +83,13 @@ fn python_sdk_on_embedded_sqlite() {
 #[test]
 fn python_sdk_on_redis() {
     against(Some(REDIS), python_suite);
+}
+
+/// The Python SDK reads Dapr's rich errors (`DaprGrpcError` details,
+/// `DaprHttpError` code, message and body) from both doors.
+#[test]
+fn python_sdk_reads_rich_errors() {
+    against(None, python_errors_suite);
 }
 
 /// The JavaScript SDK's state suite passes against the embedded SQLite default.
