@@ -1,5 +1,9 @@
-//! Dapr's Configuration resource (`--config FILE`), the part of it this
-//! runtime reads: `spec.nameResolution`.
+//! Dapr's `Configuration` resource ([`ConfigurationSpec`]): the `--config
+//! FILE` of a sidecar, or a document of a resources folder. Named so it is
+//! not mistaken for the configuration building block (`configuration.*`
+//! stores). This runtime applies `spec.nameResolution` (from `--config`);
+//! `spec.tracing` and `spec.features` are read for the blocks to come, and
+//! the names of the other sections are kept so they can be reported.
 //!
 //! ```yaml
 //! apiVersion: dapr.io/v1alpha1
@@ -24,14 +28,60 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::component::{ComponentError, ComponentSpec};
+use crate::component::{ComponentError, ComponentSpec, scalar_text};
 
-/// The parts of a Configuration resource the runtime uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Configuration {
+/// A Configuration resource, as far as this runtime reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigurationSpec {
+    /// `metadata.name` (`configuration` when absent).
+    pub name: String,
     /// `spec.nameResolution`, as a component spec of type
     /// `nameresolution.<component>`; `None` when the file has none.
     pub name_resolution: Option<ComponentSpec>,
+    /// `spec.tracing`.
+    pub tracing: Option<TracingSpec>,
+    /// `spec.features`: preview features switched on or off.
+    pub features: Vec<FeatureSpec>,
+    /// The other sections of `spec` (`metric`, `accessControl`,
+    /// `httpPipeline`, …), by name: not applied by this build, so reported.
+    pub other_sections: Vec<String>,
+}
+
+/// `spec.tracing` of a Configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingSpec {
+    /// The fraction of requests traced, as text (`"1"`, `"0.5"`).
+    #[serde(default)]
+    pub sampling_rate: Option<String>,
+    /// `otel`: where spans are exported.
+    #[serde(default)]
+    pub otel: Option<OtelSpec>,
+}
+
+/// `spec.tracing.otel` of a Configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtelSpec {
+    /// `host:port` of the collector.
+    #[serde(default)]
+    pub endpoint_address: Option<String>,
+    /// `grpc` or `http`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Whether the collector is reached without TLS.
+    #[serde(default)]
+    pub is_secure: Option<bool>,
+}
+
+/// One of `spec.features`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FeatureSpec {
+    /// The feature's name.
+    pub name: String,
+    /// Whether it is on.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +101,11 @@ struct RawMeta {
 #[serde(rename_all = "camelCase")]
 struct RawSpec {
     name_resolution: Option<RawNameResolution>,
+    tracing: Option<TracingSpec>,
+    #[serde(default)]
+    features: Vec<FeatureSpec>,
+    #[serde(flatten)]
+    other: BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -61,7 +116,7 @@ struct RawNameResolution {
     configuration: BTreeMap<String, serde_yaml::Value>,
 }
 
-impl Configuration {
+impl ConfigurationSpec {
     /// Reads and parses the Configuration file at `path`.
     pub fn load(path: &Path) -> Result<Self, ComponentError> {
         let text = std::fs::read_to_string(path).map_err(|e| ComponentError::File {
@@ -73,12 +128,22 @@ impl Configuration {
 
     /// Parses a Configuration document (`source` names it in errors).
     pub fn parse(text: &str, source: &Path) -> Result<Self, ComponentError> {
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| ComponentError::File {
+                file: source.to_owned(),
+                message: e.to_string(),
+            })?;
+        Self::from_yaml(value, source)
+    }
+
+    /// Reads one Configuration document of `source`.
+    pub fn from_yaml(value: serde_yaml::Value, source: &Path) -> Result<Self, ComponentError> {
         let file_error = |message: String| ComponentError::File {
             file: source.to_owned(),
             message,
         };
         let raw: RawConfiguration =
-            serde_yaml::from_str(text).map_err(|e| file_error(e.to_string()))?;
+            serde_yaml::from_value(value).map_err(|e| file_error(e.to_string()))?;
         if raw.kind.as_deref() != Some("Configuration") {
             return Err(file_error(format!(
                 "kind is `{}`, expected `Configuration`",
@@ -89,12 +154,34 @@ impl Configuration {
             .metadata
             .and_then(|m| m.name)
             .unwrap_or_else(|| "configuration".into());
-        let Some(nr) = raw.spec.and_then(|s| s.name_resolution) else {
-            return Ok(Self::default());
+        let spec = raw.spec.unwrap_or(RawSpec {
+            name_resolution: None,
+            tracing: None,
+            features: Vec::new(),
+            other: BTreeMap::new(),
+        });
+        let mut config = Self {
+            name_resolution: None,
+            tracing: spec.tracing,
+            features: spec.features,
+            other_sections: spec.other.into_keys().collect(),
+            name,
         };
+        if let Some(nr) = spec.name_resolution {
+            config.name_resolution = Some(Self::name_resolution(nr, &config.name, source)?);
+        }
+        Ok(config)
+    }
+
+    /// `spec.nameResolution` as the spec of its backend.
+    fn name_resolution(
+        nr: RawNameResolution,
+        name: &str,
+        source: &Path,
+    ) -> Result<ComponentSpec, ComponentError> {
         let field = |field: &str, message: String| ComponentError::Field {
             file: source.to_owned(),
-            component: name.clone(),
+            component: name.to_owned(),
             field: field.to_owned(),
             message,
         };
@@ -104,29 +191,21 @@ impl Configuration {
             .ok_or_else(|| field("spec.nameResolution.component", "is required".into()))?;
         let mut metadata = BTreeMap::new();
         for (key, value) in nr.configuration {
-            let text = match value {
-                serde_yaml::Value::String(s) => s,
-                serde_yaml::Value::Number(n) => n.to_string(),
-                serde_yaml::Value::Bool(b) => b.to_string(),
-                serde_yaml::Value::Null => String::new(),
-                _ => {
-                    return Err(field(
-                        &format!("spec.nameResolution.configuration.{key}"),
-                        "must be a string, a number or a boolean".into(),
-                    ));
-                }
-            };
+            let text = scalar_text(value).ok_or_else(|| {
+                field(
+                    &format!("spec.nameResolution.configuration.{key}"),
+                    "must be a string, a number or a boolean".into(),
+                )
+            })?;
             metadata.insert(key, text);
         }
-        Ok(Self {
-            name_resolution: Some(ComponentSpec {
-                name,
-                kind: format!("nameresolution.{}", component.trim()),
-                version: nr.version.unwrap_or_else(|| "v1".into()),
-                metadata,
-                scopes: Vec::new(),
-                source: PathBuf::from(source),
-            }),
+        Ok(ComponentSpec {
+            name: name.to_owned(),
+            kind: format!("nameresolution.{}", component.trim()),
+            version: nr.version.unwrap_or_else(|| "v1".into()),
+            metadata,
+            scopes: Vec::new(),
+            source: PathBuf::from(source),
         })
     }
 }
@@ -142,7 +221,7 @@ mod tests {
         let text = "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: appconfig\n\
                     spec:\n  nameResolution:\n    component: sqlite\n    version: v1\n    configuration:\n\
                     \x20     connectionString: /tmp/nr.db\n      updateInterval: 2s\n      timeout: 1\n";
-        let config = Configuration::parse(text, Path::new("config.yaml")).unwrap();
+        let config = ConfigurationSpec::parse(text, Path::new("config.yaml")).unwrap();
         let spec = config.name_resolution.unwrap();
         assert_eq!(spec.kind, "nameresolution.sqlite");
         assert_eq!(spec.name, "appconfig");
@@ -153,18 +232,18 @@ mod tests {
     /// No nameResolution is no resolver; a wrong kind or a missing component is an error naming it.
     #[test]
     fn errors_and_absence() {
-        let none = Configuration::parse(
+        let none = ConfigurationSpec::parse(
             "kind: Configuration\nspec:\n  tracing: {}\n",
             Path::new("c.yaml"),
         )
         .unwrap();
         assert_eq!(none.name_resolution, None);
-        let err = Configuration::parse("kind: Component\n", Path::new("c.yaml")).unwrap_err();
+        let err = ConfigurationSpec::parse("kind: Component\n", Path::new("c.yaml")).unwrap_err();
         assert!(
             err.to_string().contains("expected `Configuration`"),
             "{err}"
         );
-        let err = Configuration::parse(
+        let err = ConfigurationSpec::parse(
             "kind: Configuration\nspec:\n  nameResolution:\n    configuration: {}\n",
             Path::new("c.yaml"),
         )
@@ -173,7 +252,7 @@ mod tests {
             err.to_string().contains("spec.nameResolution.component"),
             "{err}"
         );
-        let err = Configuration::parse(
+        let err = ConfigurationSpec::parse(
             "kind: Configuration\nspec:\n  nameResolution:\n    component: sqlite\n    configuration:\n      x: [1]\n",
             Path::new("c.yaml"),
         )
