@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::resources::{ResourceMeta, read_document};
+
 /// A component declared in YAML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentSpec {
@@ -191,12 +193,7 @@ impl ComponentDeclaration {
         source: &Path,
         document: usize,
     ) -> Result<Self, ComponentError> {
-        let raw: RawComponent =
-            serde_yaml::from_value(value).map_err(|e| ComponentError::File {
-                file: source.to_owned(),
-                message: format!("document {document}: {e}"),
-            })?;
-        raw.into_declaration(source)
+        read_document::<RawComponent>(value, source, document)?.into_declaration(source)
     }
 }
 
@@ -216,7 +213,7 @@ pub(crate) fn scalar_text(value: serde_yaml::Value) -> Option<String> {
 #[serde(rename_all = "camelCase")]
 struct RawComponent {
     api_version: Option<String>,
-    metadata: Option<RawMeta>,
+    metadata: Option<ResourceMeta>,
     spec: Option<RawSpec>,
     auth: Option<RawAuth>,
     #[serde(default)]
@@ -227,11 +224,6 @@ struct RawComponent {
 #[serde(rename_all = "camelCase")]
 struct RawAuth {
     secret_store: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawMeta {
-    name: Option<String>,
 }
 
 #[derive(Deserialize)]

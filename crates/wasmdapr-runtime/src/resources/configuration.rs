@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::{ResourceMeta, read_document};
 use crate::component::{ComponentError, ComponentSpec, scalar_text};
 
 /// A Configuration resource, as far as this runtime reads it.
@@ -88,13 +89,8 @@ pub struct FeatureSpec {
 #[serde(rename_all = "camelCase")]
 struct RawConfiguration {
     kind: Option<String>,
-    metadata: Option<RawMeta>,
+    metadata: Option<ResourceMeta>,
     spec: Option<RawSpec>,
-}
-
-#[derive(Deserialize)]
-struct RawMeta {
-    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -133,22 +129,25 @@ impl ConfigurationSpec {
                 file: source.to_owned(),
                 message: e.to_string(),
             })?;
-        Self::from_yaml(value, source)
+        Self::from_yaml(value, source, 1)
     }
 
-    /// Reads one Configuration document of `source`.
-    pub fn from_yaml(value: serde_yaml::Value, source: &Path) -> Result<Self, ComponentError> {
-        let file_error = |message: String| ComponentError::File {
-            file: source.to_owned(),
-            message,
-        };
-        let raw: RawConfiguration =
-            serde_yaml::from_value(value).map_err(|e| file_error(e.to_string()))?;
+    /// Reads one Configuration document of `source` (its number
+    /// `document`, from 1, for messages).
+    pub fn from_yaml(
+        value: serde_yaml::Value,
+        source: &Path,
+        document: usize,
+    ) -> Result<Self, ComponentError> {
+        let raw: RawConfiguration = read_document(value, source, document)?;
         if raw.kind.as_deref() != Some("Configuration") {
-            return Err(file_error(format!(
-                "kind is `{}`, expected `Configuration`",
-                raw.kind.unwrap_or_default()
-            )));
+            return Err(ComponentError::File {
+                file: source.to_owned(),
+                message: format!(
+                    "kind is `{}`, expected `Configuration`",
+                    raw.kind.unwrap_or_default()
+                ),
+            });
         }
         let name = raw
             .metadata
@@ -258,5 +257,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("configuration.x"), "{err}");
+    }
+
+    /// Tracing and features are read; the other sections are named so the
+    /// loader can say they are not applied.
+    #[test]
+    fn tracing_features_and_other_sections() {
+        let text = "kind: Configuration\nmetadata:\n  name: full\nspec:\n  tracing:\n    samplingRate: \"1\"\n\
+                    \x20   otel:\n      endpointAddress: localhost:4317\n      protocol: grpc\n      isSecure: false\n\
+                    \x20 features:\n  - name: SchedulerReminders\n    enabled: true\n\
+                    \x20 metric:\n    enabled: true\n  accessControl:\n    defaultAction: deny\n";
+        let config = ConfigurationSpec::parse(text, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.name, "full");
+        let tracing = config.tracing.unwrap();
+        assert_eq!(tracing.sampling_rate.as_deref(), Some("1"));
+        let otel = tracing.otel.unwrap();
+        assert_eq!(otel.endpoint_address.as_deref(), Some("localhost:4317"));
+        assert_eq!(otel.is_secure, Some(false));
+        assert_eq!(
+            config.features,
+            [FeatureSpec {
+                name: "SchedulerReminders".into(),
+                enabled: true
+            }]
+        );
+        assert_eq!(config.other_sections, ["accessControl", "metric"]);
     }
 }

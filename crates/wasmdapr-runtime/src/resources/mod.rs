@@ -29,6 +29,25 @@ pub use configuration::ConfigurationSpec;
 pub use resiliency::Resiliency;
 pub use subscription::Subscription;
 
+/// `metadata` of a resource document: the part every kind shares.
+#[derive(Deserialize)]
+pub(crate) struct ResourceMeta {
+    pub(crate) name: Option<String>,
+}
+
+/// Reads document `number` (from 1) of `source` as `T`; a document that
+/// does not fit is an error naming the file and the document.
+pub(crate) fn read_document<T: serde::de::DeserializeOwned>(
+    value: serde_yaml::Value,
+    source: &Path,
+    number: usize,
+) -> Result<T, ComponentError> {
+    serde_yaml::from_value(value).map_err(|e| ComponentError::File {
+        file: source.to_owned(),
+        message: format!("document {number}: {e}"),
+    })
+}
+
 /// The resources of one or more folders.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
@@ -110,7 +129,7 @@ impl Resources {
                     .push(Resiliency::from_yaml(value, source, number)?),
                 "Configuration" => resources
                     .configurations
-                    .push(ConfigurationSpec::from_yaml(value, source)?),
+                    .push(ConfigurationSpec::from_yaml(value, source, number)?),
                 _ => {
                     let name = value
                         .get("metadata")

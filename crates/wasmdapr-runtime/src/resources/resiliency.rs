@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::{ResourceMeta, read_document};
 use crate::component::ComponentError;
 
 /// A Resiliency resource.
@@ -169,16 +170,11 @@ pub struct ComponentTargets {
 
 #[derive(Deserialize)]
 struct RawResiliency {
-    metadata: Option<RawMeta>,
+    metadata: Option<ResourceMeta>,
     #[serde(default)]
     spec: RawSpec,
     #[serde(default)]
     scopes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct RawMeta {
-    name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

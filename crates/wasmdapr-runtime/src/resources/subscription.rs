@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::{ResourceMeta, read_document};
 use crate::component::{ComponentError, scalar_text};
 
 /// A declarative subscription, whichever version declared it.
@@ -105,15 +106,10 @@ pub struct BulkSubscribe {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawSubscription {
-    metadata: Option<RawMeta>,
+    metadata: Option<ResourceMeta>,
     spec: Option<RawSpec>,
     #[serde(default)]
     scopes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct RawMeta {
-    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -141,11 +137,7 @@ impl Subscription {
         source: &Path,
         document: usize,
     ) -> Result<Self, ComponentError> {
-        let raw: RawSubscription =
-            serde_yaml::from_value(value).map_err(|e| ComponentError::File {
-                file: source.to_owned(),
-                message: format!("document {document}: {e}"),
-            })?;
+        let raw: RawSubscription = read_document(value, source, document)?;
         let name = raw.metadata.and_then(|m| m.name).unwrap_or_default();
         let err = |field: &str, message: String| ComponentError::Field {
             file: source.to_owned(),
