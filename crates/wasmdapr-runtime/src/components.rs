@@ -120,13 +120,22 @@ pub struct Components {
 }
 
 impl Components {
+    /// Builds every component of `specs` (declared in code, so none
+    /// ignores errors): the first failure aborts the whole load.
+    pub async fn load(
+        specs: Vec<ComponentSpec>,
+        registry: &ComponentRegistry,
+    ) -> Result<Self, ComponentError> {
+        Self::load_declared(specs.into_iter().map(Into::into).collect(), registry).await
+    }
+
     /// Builds every declared component, in order (the resources loader puts
     /// secret stores first, so the others can refer to them). A component
     /// that cannot be built fails the whole load, so a process never runs
     /// half-configured, unless it says `spec.ignoreErrors: true`: then it is
     /// skipped with a warning, as daprd does.
-    pub async fn load<D: Into<ComponentDeclaration>>(
-        declarations: Vec<D>,
+    pub async fn load_declared(
+        declarations: Vec<ComponentDeclaration>,
         registry: &ComponentRegistry,
     ) -> Result<Self, ComponentError> {
         let mut components = Self::default();
@@ -135,7 +144,7 @@ impl Components {
                 spec,
                 ignore_errors,
                 ..
-            } = declaration.into();
+            } = declaration;
             let (name, kind) = (spec.name.clone(), spec.kind.clone());
             let built = match registry.loader(&spec) {
                 Ok(load) => load(spec).await,
@@ -301,7 +310,7 @@ mod tests {
             ignore_errors,
             auth_secret_store: None,
         };
-        let err = Components::load(
+        let err = Components::load_declared(
             vec![broken(false), spec("a", "state.null", &[]).into()],
             &registry(),
         )
@@ -314,7 +323,7 @@ mod tests {
             ignore_errors: true,
             auth_secret_store: None,
         };
-        let components = Components::load(
+        let components = Components::load_declared(
             vec![broken(true), unknown, spec("a", "state.null", &[]).into()],
             &registry(),
         )

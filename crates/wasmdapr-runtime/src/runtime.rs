@@ -10,11 +10,9 @@ use async_trait::async_trait;
 use crate::api::{BulkStateItem, ComponentInfo, DaprApi, RuntimeMetadata};
 use crate::app_channel::AppChannel;
 use crate::app_id::AppId;
-use crate::component::ComponentSpec;
 use crate::components::{Components, KEY_SEPARATOR, LoadedStateStore, LookupError};
 use crate::error::{ApiError, ErrorKind, echo};
 use crate::invoke::{self, InvokeRequest, InvokeResponse, RemoteInvocation};
-use crate::registry::ComponentRegistry;
 use crate::state::query::{self, Query, QueryResponse};
 use crate::state::{
     DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateError, StateStore, StateValue,
@@ -451,6 +449,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::component::ComponentSpec;
+    use crate::registry::ComponentRegistry;
     use crate::state::{ScanBatch, StateFeatures, WriteCondition};
 
     /// Stores values in a map; ETags are a counter; transactions are

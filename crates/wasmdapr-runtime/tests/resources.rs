@@ -139,7 +139,7 @@ async fn a_folder_of_every_kind_loads() {
         "every-kind",
         &[("a.yaml", FIRST), ("b.yml", SECOND), ("notes.txt", "x")],
     );
-    let resources = Resources::load_dirs(&[dir.clone()]).unwrap();
+    let resources = Resources::load_dirs(std::slice::from_ref(&dir)).unwrap();
     let names: Vec<&str> = resources
         .components
         .iter()
@@ -166,7 +166,7 @@ async fn a_folder_of_every_kind_loads() {
     assert_eq!(resources.subscriptions[1].routes.rules[0].path, "/created");
     assert_eq!(resources.resiliencies[0].name, "resilient");
 
-    let components = Components::load(resources.components, &registry())
+    let components = Components::load_declared(resources.components, &registry())
         .await
         .unwrap();
     let loaded: Vec<&str> = components.specs().map(|s| s.name.as_str()).collect();
@@ -205,8 +205,8 @@ async fn a_folder_of_every_kind_loads() {
 async fn errors_still_stop_the_load() {
     let strict = SECOND.replace("  ignoreErrors: true\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: typo", "---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: typo");
     let dir = folder("strict", &[("b.yaml", &strict)]);
-    let resources = Resources::load_dirs(&[dir.clone()]).unwrap();
-    let err = Components::load(resources.components, &registry())
+    let resources = Resources::load_dirs(std::slice::from_ref(&dir)).unwrap();
+    let err = Components::load_declared(resources.components, &registry())
         .await
         .err()
         .unwrap();
@@ -218,7 +218,7 @@ async fn errors_still_stop_the_load() {
     let _ = std::fs::remove_dir_all(dir);
 
     let dir = folder("twice", &[("a.yaml", FIRST), ("c.yaml", FIRST)]);
-    let err = Resources::load_dirs(&[dir.clone()]).unwrap_err();
+    let err = Resources::load_dirs(std::slice::from_ref(&dir)).unwrap_err();
     assert!(
         err.to_string().contains("already declared in") && err.to_string().contains("a.yaml"),
         "{err}"
@@ -230,9 +230,7 @@ async fn errors_still_stop_the_load() {
 /// the state block maps to `ERR_STATE_STORE_NOT_CONFIGURED`.
 #[tokio::test]
 async fn no_component_of_a_kind_is_not_configured() {
-    let components = Components::load(Vec::<ComponentSpec>::new(), &registry())
-        .await
-        .unwrap();
+    let components = Components::load(Vec::new(), &registry()).await.unwrap();
     let app = AppId::new("orders").unwrap();
     assert_eq!(
         components

@@ -158,7 +158,7 @@ async fn memory_per_instance(resources: &Path) -> serde_json::Value {
     let specs = Resources::load_dirs(&[resources.to_path_buf()])
         .unwrap()
         .components;
-    let components = Arc::new(Components::load(specs, &registry).await.unwrap());
+    let components = Arc::new(Components::load_declared(specs, &registry).await.unwrap());
     let id = AppId::new("bench").unwrap();
     let runtime: Arc<dyn DaprApi> = Arc::new(Runtime::new(id.clone(), components));
     let host = Host::new(HostConfig::default()).unwrap();

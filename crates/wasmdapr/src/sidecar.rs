@@ -326,7 +326,7 @@ impl Sidecar {
             tokio::task::spawn_blocking(move || identity(&app_id, &args))
         };
         let (components, name_resolver, identity) = tokio::join!(
-            Components::load(specs, &registry),
+            Components::load_declared(specs, &registry),
             name_resolver(args.config.as_deref(), &registry),
             identity
         );

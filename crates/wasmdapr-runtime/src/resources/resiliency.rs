@@ -193,11 +193,7 @@ impl Resiliency {
         source: &Path,
         document: usize,
     ) -> Result<Self, ComponentError> {
-        let raw: RawResiliency =
-            serde_yaml::from_value(value).map_err(|e| ComponentError::File {
-                file: source.to_owned(),
-                message: format!("document {document}: {e}"),
-            })?;
+        let raw: RawResiliency = read_document(value, source, document)?;
         let name = raw
             .metadata
             .and_then(|m| m.name)
