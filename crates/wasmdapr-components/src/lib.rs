@@ -10,8 +10,12 @@
 //!   [`state::redis`] (`state.redis`), [`state::postgres`]
 //!   (`state.postgresql`).
 //! - [`nameresolution`]: name resolvers — [`nameresolution::sqlite`]
-//!   (`nameresolution.sqlite`, the default); [`nameresolution::open`] builds
-//!   the one a Configuration names.
+//!   (`nameresolution.sqlite`, the default).
+//!
+//! [`register`] lists every component type of every kind, once; the
+//! runtime's registry builds them by type (`state.redis`), and a new
+//! backend or a new kind (`pubsub.*`, `bindings.*`, `secretstores.*`,
+//! `configuration.*`, `lock.*`) is one more line there.
 //!
 //! This crate knows no HTTP API and no Wasm, and depends only on
 //! `wasmdapr-runtime`. The conformance suite every state store passes is
@@ -24,26 +28,30 @@ pub mod state;
 
 use std::sync::Arc;
 
-use wasmdapr_runtime::ComponentRegistry;
 use wasmdapr_runtime::state::StateStore;
+use wasmdapr_runtime::{ComponentRegistry, NameResolver};
 
-/// Registers every component type of this crate: the one place that lists
-/// the backends.
+/// Registers every component type of this crate, of every kind: the one
+/// place that lists the backends.
 pub fn register(registry: &mut ComponentRegistry) {
-    registry.register_state("state.in-memory", |spec| async move {
+    registry.register::<dyn StateStore, _, _>("state.in-memory", |spec| async move {
         let store = state::memory::MemoryStateStore::from_spec(&spec)?;
         Ok(Arc::new(store) as Arc<dyn StateStore>)
     });
-    registry.register_state("state.sqlite", |spec| async move {
+    registry.register::<dyn StateStore, _, _>("state.sqlite", |spec| async move {
         let store = state::sqlite::SqliteStateStore::open(&spec).await?;
         Ok(Arc::new(store) as Arc<dyn StateStore>)
     });
-    registry.register_state("state.redis", |spec| async move {
+    registry.register::<dyn StateStore, _, _>("state.redis", |spec| async move {
         let store = state::redis::RedisStateStore::connect(&spec).await?;
         Ok(Arc::new(store) as Arc<dyn StateStore>)
     });
-    registry.register_state("state.postgresql", |spec| async move {
+    registry.register::<dyn StateStore, _, _>("state.postgresql", |spec| async move {
         let store = state::postgres::PostgresStateStore::connect(&spec).await?;
         Ok(Arc::new(store) as Arc<dyn StateStore>)
+    });
+    registry.register::<dyn NameResolver, _, _>("nameresolution.sqlite", |spec| async move {
+        let resolver = nameresolution::sqlite::SqliteNameResolver::open(&spec).await?;
+        Ok(Arc::new(resolver) as Arc<dyn NameResolver>)
     });
 }

@@ -1,5 +1,6 @@
-//! Dapr component YAML: parsing `kind: Component` documents from
-//! `--resources-path` directories into [`ComponentSpec`]s.
+//! A Dapr `Component` resource: [`ComponentSpec`], what a backend is built
+//! from, and [`ComponentDeclaration`], the spec with what the loader needs
+//! besides (`spec.ignoreErrors`, `auth.secretStore`).
 //!
 //! ```yaml
 //! apiVersion: dapr.io/v1alpha1
@@ -8,20 +9,23 @@
 //!   name: statestore
 //! spec:
 //!   type: state.redis
-//!   version: v1
+//!   version: v1          # optional: v1 when absent, as daprd reads it
+//!   ignoreErrors: false  # true: a component that cannot be built is skipped
 //!   metadata:
 //!   - name: redisHost
 //!     value: localhost:6379
 //! scopes: [checkout]
 //! ```
 //!
-//! Every problem is reported with the file and the field; loading is all or
-//! nothing, so the sidecar never starts half-configured.
+//! Every problem is reported with the file and the field. The documents of
+//! a resources folder are read by [`crate::resources`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::resources::{ResourceMeta, read_document};
 
 /// A component declared in YAML.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,66 +156,56 @@ impl ComponentSpec {
             message: message.to_string(),
         }
     }
+}
 
-    /// Parses every `kind: Component` document of a YAML text. Documents of
-    /// other kinds (Configuration, Subscription, Resiliency) are skipped.
-    pub fn parse(text: &str, source: &Path) -> Result<Vec<ComponentSpec>, ComponentError> {
-        let mut specs = Vec::new();
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let file_error = |message: String| ComponentError::File {
-                file: source.to_owned(),
-                message: format!("document {}: {message}", index + 1),
-            };
-            let value =
-                serde_yaml::Value::deserialize(document).map_err(|e| file_error(e.to_string()))?;
-            if value.is_null() {
-                continue;
-            }
-            let kind = value.get("kind").and_then(|k| k.as_str());
-            if kind != Some("Component") {
-                continue;
-            }
-            let raw: RawComponent =
-                serde_yaml::from_value(value).map_err(|e| file_error(e.to_string()))?;
-            specs.push(raw.into_spec(source)?);
+/// A `Component` as declared in a resources folder: its [`ComponentSpec`]
+/// and how the loader treats it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentDeclaration {
+    /// What the backend is built from.
+    pub spec: ComponentSpec,
+    /// `spec.ignoreErrors`: a component that cannot be built (unknown type,
+    /// bad metadata, unreachable server) is skipped with a warning instead
+    /// of stopping the process, as daprd does.
+    pub ignore_errors: bool,
+    /// `auth.secretStore`: the secret store its `secretKeyRef`s are read
+    /// from (Dapr's default: `kubernetes`, or the only one). Kept for the
+    /// secrets building block; secret stores load first so it can resolve.
+    pub auth_secret_store: Option<String>,
+}
+
+impl From<ComponentSpec> for ComponentDeclaration {
+    /// A spec built in code: errors are not ignored.
+    fn from(spec: ComponentSpec) -> Self {
+        Self {
+            spec,
+            ignore_errors: false,
+            auth_secret_store: None,
         }
-        Ok(specs)
     }
+}
 
-    /// Loads every `.yaml` / `.yml` file of each directory, in name order.
-    /// Two components with one name are an error.
-    pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<ComponentSpec>, ComponentError> {
-        let mut specs: Vec<ComponentSpec> = Vec::new();
-        for dir in dirs {
-            let read = std::fs::read_dir(dir).map_err(|e| ComponentError::File {
-                file: dir.clone(),
-                message: format!("cannot read the resources directory: {e}"),
-            })?;
-            let mut files: Vec<PathBuf> = read
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-                .collect();
-            files.sort();
-            for file in files {
-                let text = std::fs::read_to_string(&file).map_err(|e| ComponentError::File {
-                    file: file.clone(),
-                    message: e.to_string(),
-                })?;
-                for spec in Self::parse(&text, &file)? {
-                    if let Some(first) = specs.iter().find(|s| s.name == spec.name) {
-                        return Err(spec.field_error(
-                            "metadata.name",
-                            format!(
-                                "a component of this name is already declared in {}",
-                                first.source.display()
-                            ),
-                        ));
-                    }
-                    specs.push(spec);
-                }
-            }
-        }
-        Ok(specs)
+impl ComponentDeclaration {
+    /// Reads one `kind: Component` document (`document` is its number in
+    /// `source`, from 1, for messages).
+    pub fn from_yaml(
+        value: serde_yaml::Value,
+        source: &Path,
+        document: usize,
+    ) -> Result<Self, ComponentError> {
+        read_document::<RawComponent>(value, source, document)?.into_declaration(source)
+    }
+}
+
+/// The text of a scalar YAML value (metadata values may be written as
+/// strings, numbers or booleans); `None` for a list or a map.
+pub(crate) fn scalar_text(value: serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::Null => Some(String::new()),
+        serde_yaml::Value::String(s) => Some(s),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -219,22 +213,27 @@ impl ComponentSpec {
 #[serde(rename_all = "camelCase")]
 struct RawComponent {
     api_version: Option<String>,
-    metadata: Option<RawMeta>,
+    metadata: Option<ResourceMeta>,
     spec: Option<RawSpec>,
+    auth: Option<RawAuth>,
     #[serde(default)]
     scopes: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct RawMeta {
-    name: Option<String>,
+#[serde(rename_all = "camelCase")]
+struct RawAuth {
+    secret_store: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawSpec {
     #[serde(rename = "type")]
     kind: Option<String>,
     version: Option<String>,
+    #[serde(default)]
+    ignore_errors: bool,
     #[serde(default)]
     metadata: Vec<RawItem>,
 }
@@ -248,7 +247,7 @@ struct RawItem {
 }
 
 impl RawComponent {
-    fn into_spec(self, source: &Path) -> Result<ComponentSpec, ComponentError> {
+    fn into_declaration(self, source: &Path) -> Result<ComponentDeclaration, ComponentError> {
         let name = self.metadata.and_then(|m| m.name).unwrap_or_default();
         let err = |field: &str, message: &str| ComponentError::Field {
             file: source.to_owned(),
@@ -278,10 +277,11 @@ impl RawComponent {
             .kind
             .filter(|k| !k.is_empty())
             .ok_or_else(|| err("spec.type", "is required"))?;
+        // daprd reads a missing version as `v1`; the SDKs' own examples omit it.
         let version = spec
             .version
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| err("spec.version", "is required (e.g. v1)"))?;
+            .unwrap_or_else(|| "v1".into());
         let mut metadata = BTreeMap::new();
         for (i, item) in spec.metadata.into_iter().enumerate() {
             let field = format!("spec.metadata[{i}]");
@@ -297,18 +297,12 @@ impl RawComponent {
                     ),
                 ));
             }
-            let value = match item.value {
-                None | Some(serde_yaml::Value::Null) => String::new(),
-                Some(serde_yaml::Value::String(s)) => s,
-                Some(serde_yaml::Value::Bool(b)) => b.to_string(),
-                Some(serde_yaml::Value::Number(n)) => n.to_string(),
-                Some(_) => {
-                    return Err(err(
-                        &format!("{field}.value"),
-                        "must be a string, number or boolean",
-                    ));
-                }
-            };
+            let value = scalar_text(item.value.unwrap_or_default()).ok_or_else(|| {
+                err(
+                    &format!("{field}.value"),
+                    "must be a string, number or boolean",
+                )
+            })?;
             if metadata.insert(item_name.clone(), value).is_some() {
                 return Err(err(
                     &format!("{field}.name"),
@@ -316,13 +310,17 @@ impl RawComponent {
                 ));
             }
         }
-        Ok(ComponentSpec {
-            name,
-            kind,
-            version,
-            metadata,
-            scopes: self.scopes,
-            source: source.to_owned(),
+        Ok(ComponentDeclaration {
+            spec: ComponentSpec {
+                name,
+                kind,
+                version,
+                metadata,
+                scopes: self.scopes,
+                source: source.to_owned(),
+            },
+            ignore_errors: spec.ignore_errors,
+            auth_secret_store: self.auth.and_then(|a| a.secret_store),
         })
     }
 }
@@ -332,7 +330,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Vec<ComponentSpec>, ComponentError> {
-        ComponentSpec::parse(text, Path::new("components/x.yaml"))
+        crate::resources::Resources::parse(text, Path::new("components/x.yaml"))
+            .map(|r| r.components.into_iter().map(|c| c.spec).collect())
     }
 
     /// Several documents per file; other kinds skipped; values of any scalar type.
@@ -365,10 +364,6 @@ mod tests {
                 "components/x.yaml: component `s`: spec.type: is required",
             ),
             (
-                format!("{head}spec:\n  type: state.redis\n"),
-                "spec.version: is required",
-            ),
-            (
                 "apiVersion: v2\nkind: Component\nmetadata:\n  name: s\n".into(),
                 "apiVersion: `v2`",
             ),
@@ -391,5 +386,21 @@ mod tests {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(expected), "expected `{expected}` in `{err}`");
         }
+    }
+
+    /// As daprd: a missing `spec.version` is `v1`; `spec.ignoreErrors` and
+    /// `auth.secretStore` are read.
+    #[test]
+    fn version_defaults_to_v1_and_loader_fields_are_read() {
+        let text = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: s\n\
+                    spec:\n  type: state.redis\n  ignoreErrors: true\nauth:\n  secretStore: vault\n";
+        let resources =
+            crate::resources::Resources::parse(text, Path::new("components/x.yaml")).unwrap();
+        let declared = &resources.components[0];
+        assert_eq!(declared.spec.version, "v1");
+        assert!(declared.ignore_errors);
+        assert_eq!(declared.auth_secret_store.as_deref(), Some("vault"));
+        let plain = parse("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: s\nspec:\n  type: state.redis\n  version: v2\n").unwrap();
+        assert_eq!(plain[0].version, "v2");
     }
 }

@@ -7,18 +7,22 @@
 //! - [`api`]: [`DaprApi`], the trait every front door calls.
 //! - [`app_channel`]: [`AppChannel`], how the runtime delivers requests to its app.
 //! - [`runtime`]: [`Runtime`], the local implementation over loaded
-//!   [`Components`]: store lookup, scopes, key prefixing, error mapping.
+//!   [`Components`]: key prefixing, validation, error mapping.
+//! - [`components`]: [`Components`], the loaded components of every kind,
+//!   and their scoped lookup.
 //! - [`error`]: [`ApiError`], Dapr's error table (code, HTTP status, gRPC code).
 //! - [`state`]: the [`StateStore`](state::StateStore) trait backends implement,
 //!   shared write semantics, and the query language ([`state::query`]).
-//! - [`component`]: Dapr component YAML ([`ComponentSpec`]) and its loader.
-//! - [`registry`]: [`ComponentRegistry`], component type → factory.
+//! - [`component`]: a Dapr `Component` resource ([`ComponentSpec`]).
+//! - [`registry`]: [`ComponentRegistry`], component type → factory, for
+//!   every component kind.
+//! - [`resources`]: [`Resources`], the loader of resources folders
+//!   (`Component`, `Subscription`, `Resiliency`, `Configuration`).
 //! - [`app_id`]: [`AppId`], the validated identity of an app.
 //! - [`invoke`]: service invocation: [`InvokeRequest`], routing to the own
 //!   app or to another app's sidecar ([`RemoteInvoker`]), hop-by-hop
 //!   headers and `traceparent`.
 //! - [`nameresolution`]: [`NameResolver`], app id → sidecar address.
-//! - [`configuration`]: Dapr's Configuration resource (`--config`).
 
 #![deny(missing_docs)]
 
@@ -26,20 +30,23 @@ pub mod api;
 pub mod app_channel;
 pub mod app_id;
 pub mod component;
-pub mod configuration;
+pub mod components;
 pub mod error;
 pub mod invoke;
 pub mod nameresolution;
 pub mod registry;
+pub mod resources;
 pub mod runtime;
 pub mod state;
 
 pub use api::DaprApi;
 pub use app_channel::{AppChannel, AppRequest, AppResponse, ChannelError};
 pub use app_id::AppId;
-pub use component::{ComponentError, ComponentSpec};
+pub use component::{ComponentDeclaration, ComponentError, ComponentSpec};
+pub use components::Components;
 pub use error::{ApiError, ErrorKind, GrpcCode};
 pub use invoke::{InvokeRequest, InvokeResponse, RemoteInvocation, RemoteInvoker};
 pub use nameresolution::NameResolver;
 pub use registry::ComponentRegistry;
-pub use runtime::{Components, Runtime};
+pub use resources::Resources;
+pub use runtime::Runtime;

@@ -3,7 +3,6 @@
 //! store lookup and scopes, key prefixing, validation, and the mapping of
 //! store errors to Dapr's error table.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,18 +10,14 @@ use async_trait::async_trait;
 use crate::api::{BulkStateItem, ComponentInfo, DaprApi, RuntimeMetadata};
 use crate::app_channel::AppChannel;
 use crate::app_id::AppId;
-use crate::component::{ComponentError, ComponentSpec};
+use crate::components::{Components, KEY_SEPARATOR, LoadedStateStore, LookupError};
 use crate::error::{ApiError, ErrorKind, echo};
 use crate::invoke::{self, InvokeRequest, InvokeResponse, RemoteInvocation};
-use crate::registry::ComponentRegistry;
 use crate::state::query::{self, Query, QueryResponse};
 use crate::state::{
     DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateError, StateStore, StateValue,
     Ttl,
 };
-
-/// Separator between the prefix and the key, as Dapr stores keys.
-pub const KEY_SEPARATOR: &str = "||";
 
 /// The most keys one bulk get may ask for; more is refused with
 /// `ERR_MALFORMED_REQUEST` (400) naming this limit. Dapr sets no such limit
@@ -30,111 +25,6 @@ pub const KEY_SEPARATOR: &str = "||";
 /// is held in memory until the answer is written, so the count is bounded
 /// here, generously: 100,000 keys (the bulk of issue 10's load test).
 pub const MAX_BULK_GET_KEYS: usize = 100_000;
-
-/// How a store's keys are prefixed (`keyPrefix` metadata).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPrefix {
-    /// `<app-id>||key` (the default): apps sharing a store do not collide.
-    AppId,
-    /// `<store name>||key`: apps sharing a store share keys.
-    Name,
-    /// `key` as given.
-    None,
-    /// `<custom>||key`.
-    Custom(String),
-}
-
-impl KeyPrefix {
-    fn from_spec(spec: &ComponentSpec) -> Result<Self, ComponentError> {
-        Ok(match spec.metadata("keyPrefix") {
-            None | Some("appid") => KeyPrefix::AppId,
-            Some("name") => KeyPrefix::Name,
-            Some("none") => KeyPrefix::None,
-            Some(custom) if custom.contains(KEY_SEPARATOR) => {
-                return Err(spec.field_error(
-                    "spec.metadata.keyPrefix",
-                    format!("`{custom}` cannot contain `{KEY_SEPARATOR}`"),
-                ));
-            }
-            Some(custom) => KeyPrefix::Custom(custom.to_owned()),
-        })
-    }
-
-    /// The part before the key, separator included (empty for `none`).
-    fn head(&self, app: &AppId, store: &str) -> String {
-        match self {
-            KeyPrefix::AppId => format!("{app}{KEY_SEPARATOR}"),
-            KeyPrefix::Name => format!("{store}{KEY_SEPARATOR}"),
-            KeyPrefix::None => String::new(),
-            KeyPrefix::Custom(c) => format!("{c}{KEY_SEPARATOR}"),
-        }
-    }
-}
-
-/// A loaded state store.
-pub struct LoadedStateStore {
-    /// Its declaration.
-    pub spec: ComponentSpec,
-    /// The backend.
-    pub store: Arc<dyn StateStore>,
-    prefix: KeyPrefix,
-}
-
-/// The components of a process, loaded once and shared by every app's [`Runtime`].
-#[derive(Default)]
-pub struct Components {
-    state: BTreeMap<String, LoadedStateStore>,
-}
-
-impl Components {
-    /// Builds every component of `specs`; the first failure aborts the whole
-    /// load so a process never runs half-configured.
-    pub async fn load(
-        specs: Vec<ComponentSpec>,
-        registry: &ComponentRegistry,
-    ) -> Result<Self, ComponentError> {
-        let mut state = BTreeMap::new();
-        for spec in specs {
-            if spec.kind.starts_with("state.") {
-                let Some(factory) = registry.state(&spec.kind) else {
-                    return Err(spec.field_error(
-                        "spec.type",
-                        format!(
-                            "unknown state store type `{}` (known: {})",
-                            spec.kind,
-                            registry.state_kinds().join(", ")
-                        ),
-                    ));
-                };
-                let prefix = KeyPrefix::from_spec(&spec)?;
-                let store = factory(spec.clone()).await?;
-                tracing::info!(name = %spec.name, kind = %spec.kind, "state store ready");
-                state.insert(
-                    spec.name.clone(),
-                    LoadedStateStore {
-                        spec,
-                        store,
-                        prefix,
-                    },
-                );
-            } else {
-                return Err(spec.field_error(
-                    "spec.type",
-                    format!(
-                        "`{}` is not a building block this runtime supports yet (state.*)",
-                        spec.kind
-                    ),
-                ));
-            }
-        }
-        Ok(Self { state })
-    }
-
-    /// The state stores, by name.
-    pub fn state_stores(&self) -> impl Iterator<Item = &LoadedStateStore> {
-        self.state.values()
-    }
-}
 
 /// The Dapr API of one app.
 pub struct Runtime {
@@ -220,14 +110,14 @@ impl Runtime {
     }
 
     fn store(&self, name: &str) -> Result<(&LoadedStateStore, String), ApiError> {
-        if self.components.state.is_empty() {
-            return Err(ApiError::state_store(name).not_configured(self.app_id.as_str()));
-        }
-        match self.components.state.get(name) {
-            Some(loaded) if loaded.spec.in_scope(self.app_id.as_str()) => {
-                Ok((loaded, loaded.prefix.head(&self.app_id, name)))
+        match self.components.scoped::<dyn StateStore>(name, &self.app_id) {
+            Ok(loaded) => Ok((loaded, loaded.prefix().head(&self.app_id, name))),
+            Err(LookupError::NotConfigured) => {
+                Err(ApiError::state_store(name).not_configured(self.app_id.as_str()))
             }
-            _ => Err(ApiError::state_store(name).not_found(self.app_id.as_str())),
+            Err(LookupError::NotFound) => {
+                Err(ApiError::state_store(name).not_found(self.app_id.as_str()))
+            }
         }
     }
 }
@@ -299,7 +189,7 @@ impl DaprApi for Runtime {
         let (loaded, head) = self.store(store)?;
         let key = request.key.clone();
         request.key = prefixed(store, &head, &key)?;
-        loaded.store.get(request).await.map_err(|e| {
+        loaded.component.get(request).await.map_err(|e| {
             ApiError::new(
                 ErrorKind::StateGet,
                 format!(
@@ -336,7 +226,7 @@ impl DaprApi for Runtime {
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         let mut answers = loaded
-            .store
+            .component
             .bulk_get(requests, parallelism)
             .await
             .into_iter();
@@ -373,7 +263,7 @@ impl DaprApi for Runtime {
             item.ttl = Ttl::from_metadata(&item.metadata)
                 .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
             loaded
-                .store
+                .component
                 .set(item)
                 .await
                 .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
@@ -386,7 +276,7 @@ impl DaprApi for Runtime {
         let key = request.key.clone();
         request.key = prefixed(store, &head, &key)?;
         loaded
-            .store
+            .component
             .delete(request)
             .await
             .map_err(|e| write_error(e, WriteOp::Delete, store, &key))
@@ -410,10 +300,10 @@ impl DaprApi for Runtime {
         _metadata: Metadata,
     ) -> Result<(), ApiError> {
         let (loaded, head) = self.store(store)?;
-        if !loaded.store.features().transactional {
+        if !loaded.component.features().transactional {
             return Err(ApiError::state_store(store).transactions_not_supported());
         }
-        if let Some(max) = loaded.store.max_transaction_operations()
+        if let Some(max) = loaded.component.max_transaction_operations()
             && operations.len() > max
         {
             return Err(
@@ -438,7 +328,7 @@ impl DaprApi for Runtime {
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         loaded
-            .store
+            .component
             .transact(operations)
             .await
             .map_err(|e| write_error(e, WriteOp::Transaction, store, ""))
@@ -451,12 +341,12 @@ impl DaprApi for Runtime {
         _metadata: Metadata,
     ) -> Result<QueryResponse, ApiError> {
         let (loaded, head) = self.store(store)?;
-        if !loaded.store.features().query {
+        if !loaded.component.features().query {
             return Err(ApiError::state_store(store).query_not_supported());
         }
         let query =
             Query::parse(&query).map_err(|e| ApiError::malformed(format!("invalid query: {e}")))?;
-        query::run(&*loaded.store, &head, &query, |key| {
+        query::run(&*loaded.component, &head, &query, |key| {
             let key = key.strip_prefix(&head)?;
             // Under a shared prefix (`none`, `name`), keys of other apps'
             // prefixes are not this app's rows.
@@ -499,15 +389,14 @@ impl DaprApi for Runtime {
     async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {
         let components = self
             .components
-            .state
-            .values()
+            .state_stores()
             .filter(|s| s.spec.in_scope(self.app_id.as_str()))
             .map(|s| ComponentInfo {
                 name: s.spec.name.clone(),
                 kind: s.spec.kind.clone(),
                 version: s.spec.version.clone(),
                 capabilities: s
-                    .store
+                    .component
                     .features()
                     .names()
                     .into_iter()
@@ -537,6 +426,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::component::ComponentSpec;
+    use crate::registry::ComponentRegistry;
     use crate::state::{ScanBatch, StateFeatures, WriteCondition};
 
     /// Stores values in a map; ETags are a counter; transactions are

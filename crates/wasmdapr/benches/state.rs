@@ -24,7 +24,7 @@ use dapr::dapr::proto::runtime::v1::{GetStateRequest, SaveStateRequest};
 use redis::AsyncCommands;
 use test_programs_artifacts::P2_BENCH_STATE_GET;
 use wasmdapr_host::{Capabilities, Host, HostConfig, Limits, Output};
-use wasmdapr_runtime::{AppId, ComponentRegistry, ComponentSpec, Components, DaprApi, Runtime};
+use wasmdapr_runtime::{AppId, ComponentRegistry, Components, DaprApi, Resources, Runtime};
 
 const SEQUENTIAL: usize = 5_000;
 /// Guest instances alive at once when measuring memory per instance (the
@@ -155,8 +155,10 @@ fn guest_gets(resources: &Path, mode: &str, name: &str) -> serde_json::Value {
 async fn memory_per_instance(resources: &Path) -> serde_json::Value {
     let mut registry = ComponentRegistry::new();
     wasmdapr_components::register(&mut registry);
-    let specs = ComponentSpec::load_dirs(&[resources.to_path_buf()]).unwrap();
-    let components = Arc::new(Components::load(specs, &registry).await.unwrap());
+    let specs = Resources::load_dirs(&[resources.to_path_buf()])
+        .unwrap()
+        .components;
+    let components = Arc::new(Components::load_declared(specs, &registry).await.unwrap());
     let id = AppId::new("bench").unwrap();
     let runtime: Arc<dyn DaprApi> = Arc::new(Runtime::new(id.clone(), components));
     let host = Host::new(HostConfig::default()).unwrap();

@@ -24,10 +24,10 @@ use wasmdapr_components::nameresolution::sqlite::SqliteNameResolver;
 use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::outbound::{BoxBody, box_body};
 use wasmdapr_host::{ByteSize, LocalDapr, LocalHttp};
-use wasmdapr_runtime::configuration::Configuration;
 use wasmdapr_runtime::nameresolution::NameResolutionError;
+use wasmdapr_runtime::resources::ConfigurationSpec;
 use wasmdapr_runtime::{
-    AppId, ComponentError, ComponentRegistry, ComponentSpec, Components, Runtime,
+    AppId, ComponentError, ComponentRegistry, ComponentSpec, Components, Resources, Runtime,
 };
 use wasmdapr_runtime::{ChannelError, NameResolver, RemoteInvocation};
 
@@ -218,15 +218,14 @@ fn millis_or_duration(value: &str) -> Result<std::time::Duration, String> {
 /// apps, with a warning.
 async fn name_resolver(
     config: Option<&std::path::Path>,
+    registry: &ComponentRegistry,
 ) -> Result<Option<Arc<dyn NameResolver>>, SidecarError> {
     let configured = match config {
-        Some(path) => Configuration::load(path)?.name_resolution,
+        Some(path) => ConfigurationSpec::load(path)?.name_resolution,
         None => None,
     };
     if let Some(spec) = configured {
-        return Ok(Some(
-            wasmdapr_components::nameresolution::open(&spec).await?,
-        ));
+        return Ok(Some(registry.build::<dyn NameResolver>(spec).await?));
     }
     let Some(dir) = SqliteNameResolver::default_dir() else {
         tracing::warn!("no home directory: other apps cannot be invoked (pass --config)");
@@ -314,11 +313,9 @@ impl Sidecar {
     /// Loads the components and starts both APIs.
     pub async fn start(app_id: AppId, args: &DaprArgs) -> Result<Self, SidecarError> {
         let specs = if args.resources_paths.is_empty() {
-            vec![ComponentSpec::embedded_state_store(std::path::Path::new(
-                EMBEDDED_DIR,
-            ))]
+            vec![ComponentSpec::embedded_state_store(std::path::Path::new(EMBEDDED_DIR)).into()]
         } else {
-            ComponentSpec::load_dirs(&args.resources_paths)?
+            Resources::load_dirs(&args.resources_paths)?.components
         };
         let registry = registry();
         // Opening the name resolution database and issuing the sidecar's
@@ -329,8 +326,8 @@ impl Sidecar {
             tokio::task::spawn_blocking(move || identity(&app_id, &args))
         };
         let (components, name_resolver, identity) = tokio::join!(
-            Components::load(specs, &registry),
-            name_resolver(args.config.as_deref()),
+            Components::load_declared(specs, &registry),
+            name_resolver(args.config.as_deref(), &registry),
             identity
         );
         let (components, name_resolver) = (Arc::new(components?), name_resolver?);

@@ -578,7 +578,10 @@ mod file_tests {
     /// An unknown backend in a Configuration is a configuration error naming it.
     #[tokio::test]
     async fn unknown_backend_is_refused() {
-        let err = crate::nameresolution::open(&spec("nameresolution.mdns", &[]))
+        let mut registry = wasmdapr_runtime::ComponentRegistry::new();
+        crate::register(&mut registry);
+        let err = registry
+            .build::<dyn NameResolver>(spec("nameresolution.mdns", &[]))
             .await
             .err()
             .unwrap();

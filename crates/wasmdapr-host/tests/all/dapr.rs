@@ -156,7 +156,7 @@ async fn scenario(components: Arc<Components>, app: &str) {
     assert!(http_pass.contains("saving weapon"), "{}", ran.stdout);
     assert!(http_pass.contains("Test successfully!"), "{}", ran.stdout);
 
-    let store = &components.state_stores().next().expect("a store").store;
+    let store = &components.state_stores().next().expect("a store").component;
     let get = |key: String| GetRequest {
         key,
         ..GetRequest::default()
