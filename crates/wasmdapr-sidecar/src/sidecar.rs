@@ -215,10 +215,7 @@ impl Sidecar {
     /// sidecars can invoke it); on a clean stop it is withdrawn. The app is
     /// announced only here, not at [`Sidecar::start`], so that other
     /// sidecars find it only once its app is connected.
-    pub async fn run_until(
-        mut self,
-        stop: impl Future<Output = ()>,
-    ) -> Result<(), SidecarError> {
+    pub async fn run_until(mut self, stop: impl Future<Output = ()>) -> Result<(), SidecarError> {
         if let (Some(resolver), Some(internal_addr)) = (&self.name_resolver, self.internal_addr) {
             // Other sidecars call the internal endpoint. Listening on every
             // address: announce loopback, which other sidecars on this

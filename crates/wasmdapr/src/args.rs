@@ -113,7 +113,11 @@ impl DaprArgs {
                 "--trust-anchors-file",
                 "DAPR_TRUST_ANCHORS",
             )?,
-            cert_chain: pem(&self.cert_chain_file, "--cert-chain-file", "DAPR_CERT_CHAIN")?,
+            cert_chain: pem(
+                &self.cert_chain_file,
+                "--cert-chain-file",
+                "DAPR_CERT_CHAIN",
+            )?,
             cert_key: pem(&self.cert_key_file, "--cert-key-file", "DAPR_CERT_KEY")?,
         })
     }

@@ -40,7 +40,9 @@ async fn a_library_sidecar_saves_and_reads_state_then_shuts_down() {
     let (http, grpc) = (sidecar.http_addr, sidecar.grpc_addr);
     assert_ne!(http.port(), 0);
     assert_ne!(grpc.port(), 0);
-    let internal = sidecar.internal_addr.expect("an identity from the local trust bundle");
+    let internal = sidecar
+        .internal_addr
+        .expect("an identity from the local trust bundle");
     assert_ne!(internal.port(), 0);
     assert_eq!(http.ip(), Ipv4Addr::LOCALHOST);
 
@@ -58,7 +60,12 @@ async fn a_library_sidecar_saves_and_reads_state_then_shuts_down() {
     let value: serde_json::Value = read.json().await.unwrap();
     assert_eq!(value, json!({"name": "Tatooine"}));
     assert!(
-        dir.path().join("embedded").read_dir().unwrap().next().is_some(),
+        dir.path()
+            .join("embedded")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some(),
         "the embedded store keeps its file in the configured directory"
     );
 
