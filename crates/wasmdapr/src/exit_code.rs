@@ -8,6 +8,7 @@
 //! memory" (137 = 128 + SIGKILL, as the OOM killer).
 
 use wasmdapr_host::HostError;
+use wasmdapr_sidecar::SidecarError;
 
 /// A command-line flag's value could not be used (e.g. a `--dir` that does not exist).
 pub const USAGE: u8 = 64;
@@ -48,6 +49,18 @@ pub fn for_error(error: &HostError) -> u8 {
         HostError::MemoryLimit { .. } => MEMORY_LIMIT,
         HostError::Timeout { .. } => TIMEOUT,
         HostError::Trap { .. } => TRAP,
+    }
+}
+
+/// The exit code for a sidecar that could not start or stopped: bad
+/// configuration, or a port or peer that is unavailable.
+pub fn for_sidecar(error: &SidecarError) -> u8 {
+    match error {
+        SidecarError::Components(_) | SidecarError::Mtls(_) => CONFIG,
+        SidecarError::Listen { .. }
+        | SidecarError::Serve { .. }
+        | SidecarError::App(_)
+        | SidecarError::NameResolution(_) => UNAVAILABLE,
     }
 }
 

@@ -1,10 +1,9 @@
 //! `wasmdapr`: the command line. Wiring only: parsing flags, building the
 //! host, printing errors and choosing exit codes.
 
+mod args;
 mod certs;
 mod exit_code;
-mod serve;
-mod sidecar;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,8 +20,9 @@ use wasmdapr_host::{
     HostConfig, HostError, Limits, OutboundPolicy, Output, RemoteDaprHttp,
 };
 use wasmdapr_runtime::{AppId, DaprApi};
+use wasmdapr_sidecar::{ServeError, ServedApp, Sidecar, SidecarError};
 
-use crate::sidecar::{AppArgs, DaprArgs, Sidecar, SidecarError};
+use crate::args::{AppArgs, DaprArgs, ServeArgs, non_empty_env};
 
 /// The process's allocator: jemalloc, configured by [`JEMALLOC_CONF`].
 ///
@@ -157,7 +157,7 @@ struct RunArgs {
     )]
     dapr_http_endpoint: Option<String>,
     #[command(flatten)]
-    serve: serve::ServeArgs,
+    serve: ServeArgs,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -226,7 +226,7 @@ enum Failure {
     #[error(transparent)]
     Remote(#[from] RemoteError),
     #[error(transparent)]
-    Serve(#[from] serve::ServeError),
+    Serve(#[from] ServeError),
     #[error(transparent)]
     Certs(wasmdapr_api::internal::certs::CertError),
 }
@@ -234,21 +234,19 @@ enum Failure {
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Host(error) => exit_code::for_error(error),
-            Failure::Sidecar(SidecarError::Components(_) | SidecarError::Mtls(_)) => {
-                exit_code::CONFIG
+            Failure::Host(error) | Failure::Serve(ServeError::App(error)) => {
+                exit_code::for_error(error)
+            }
+            Failure::Sidecar(error) | Failure::Serve(ServeError::Sidecar(error)) => {
+                exit_code::for_sidecar(error)
             }
             Failure::Certs(wasmdapr_api::internal::certs::CertError::Io { .. }) => exit_code::USAGE,
             Failure::Certs(_) => exit_code::CONFIG,
-            Failure::Sidecar(
-                SidecarError::Listen { .. }
-                | SidecarError::Serve { .. }
-                | SidecarError::App(_)
-                | SidecarError::NameResolution(_),
-            )
-            | Failure::Remote(_) => exit_code::UNAVAILABLE,
-            Failure::Serve(serve::ServeError::Unreachable { .. }) => exit_code::USAGE,
-            Failure::Serve(_) => exit_code::UNAVAILABLE,
+            Failure::Remote(_) => exit_code::UNAVAILABLE,
+            Failure::Serve(ServeError::Unreachable { .. }) => exit_code::USAGE,
+            Failure::Serve(ServeError::Listen { .. } | ServeError::Serve(_)) => {
+                exit_code::UNAVAILABLE
+            }
         }
     }
 }
@@ -262,7 +260,7 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, HostError> {
 
 fn run_sidecar(args: SidecarArgs) -> Result<u8, Failure> {
     tokio_runtime()?.block_on(async {
-        let sidecar = Sidecar::start(args.app_id, &args.dapr).await?;
+        let sidecar = Sidecar::start(args.dapr.sidecar_config(args.app_id)?).await?;
         let internal = sidecar
             .internal_addr
             .map_or_else(|| "none".to_owned(), |addr| addr.to_string());
@@ -272,7 +270,9 @@ fn run_sidecar(args: SidecarArgs) -> Result<u8, Failure> {
             sidecar.http_addr,
             sidecar.grpc_addr
         );
-        sidecar.connect_http_app(&args.app).await?;
+        if let Some(app) = args.app.connection() {
+            sidecar.connect_http_app(app).await?;
+        }
         sidecar.wait().await?;
         Ok(0)
     })
@@ -292,7 +292,7 @@ fn remote_dapr_http(
     api_token: Option<String>,
     implicit_grant: bool,
 ) -> Option<RemoteDaprHttp> {
-    let uri: axum::http::Uri = endpoint.parse().ok()?;
+    let uri: http::Uri = endpoint.parse().ok()?;
     RemoteDaprHttp::new(&uri, api_token, implicit_grant)
 }
 
@@ -353,15 +353,12 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         max_memory: args.max_memory,
         timeout: args.timeout,
     };
-    let max_body_size = usize::try_from(args.dapr.max_body_size.0).unwrap_or(usize::MAX);
-    let server = args.dapr.http_server.limits();
+    let serve = args.serve.serve_config(&args.dapr);
     tokio_runtime()?.block_on(async {
         if let Some(endpoint) = &args.dapr_endpoint {
             // A sidecar elsewhere: the guest's Dapr calls go there over gRPC
             // (with this process's DAPR_API_TOKEN), and no local one starts.
-            let token = std::env::var("DAPR_API_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty());
+            let token = non_empty_env("DAPR_API_TOKEN");
             let remote = RemoteDapr::connect(endpoint, token.as_deref()).await?;
             // Its HTTP API, if named, is the app's to call like a local
             // sidecar's: announced, granted, and with the token added here.
@@ -388,22 +385,13 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
                 ..caps
             };
             if app.is_handler() {
-                return serve::serve_app(
-                    app,
-                    caps,
-                    limits,
-                    &args.serve,
-                    max_body_size,
-                    server,
-                    None,
-                )
-                .await;
+                return serve_app(app, caps, limits, serve, None).await;
             }
             let code = app.run(&caps, limits).await?;
             return Ok(exit_code::for_guest(code));
         }
         // The sidecar serves the app's Dapr API to other processes while it runs.
-        let sidecar = Sidecar::start(app.id().clone(), &args.dapr).await?;
+        let sidecar = Sidecar::start(args.dapr.sidecar_config(app.id().clone())?).await?;
         tracing::info!(http = %sidecar.http_addr, grpc = %sidecar.grpc_addr, "sidecar started");
         if !no_dapr_grant {
             let mut dapr_env = vec![
@@ -434,21 +422,30 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
             ..caps
         };
         if app.is_handler() {
-            let sidecar = Some(sidecar);
-            return serve::serve_app(
-                app,
-                caps,
-                limits,
-                &args.serve,
-                max_body_size,
-                server,
-                sidecar,
-            )
-            .await;
+            return serve_app(app, caps, limits, serve, Some(sidecar)).await;
         }
         let code = app.run(&caps, limits).await?;
         Ok(exit_code::for_guest(code))
     })
+}
+
+/// Serves `app` (an HTTP handler) until Ctrl-C, SIGTERM or the shutdown
+/// API, saying on stderr where.
+async fn serve_app(
+    app: wasmdapr_host::App,
+    caps: Capabilities,
+    limits: Limits,
+    config: wasmdapr_sidecar::ServeConfig,
+    sidecar: Option<Sidecar>,
+) -> Result<u8, Failure> {
+    let id = app.id().to_string();
+    let served = ServedApp::start(app, caps, limits, config, sidecar).await?;
+    match served.listen_addr() {
+        Some(addr) => eprintln!("wasmdapr: serving app '{id}' on http://{addr}"),
+        None => eprintln!("wasmdapr: serving app '{id}' to Dapr service invocation"),
+    }
+    served.wait().await?;
+    Ok(0)
 }
 
 /// The app id of an app run without `--app-id`: its file stem, with `.`

@@ -1,5 +1,5 @@
-//! `wasmdapr run` on an HTTP handler (a component exporting
-//! `wasi:http/incoming-handler`): the app is served, not run to completion.
+//! A served Wasm app: a component exporting `wasi:http/incoming-handler`
+//! (what `wasmdapr run` does with one), served, not run to completion.
 //!
 //! The [`WasmApp`] becomes the runtime's app channel, so Dapr invocations
 //! reach it; `--app-listen` also serves it to the outside as a public HTTP
@@ -19,157 +19,121 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use clap::Args;
 use http_body_util::LengthLimitError;
 use tokio::net::TcpListener;
 use wasmdapr_api::ServerLimits;
-use wasmdapr_host::limits::parse_duration;
-use wasmdapr_host::{App, Capabilities, Limits, WasmApp, WasmAppConfig};
+use wasmdapr_host::{App, Capabilities, HostError, Limits, WasmApp, WasmAppConfig};
 use wasmdapr_runtime::ChannelError;
 
-use crate::Failure;
-use crate::sidecar::Sidecar;
+use crate::{Sidecar, SidecarError, termination};
 
 /// How long a stopping server waits for the requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves `app` (an HTTP handler) until Ctrl-C, SIGTERM or the shutdown
-/// API: as the app channel of `sidecar`'s runtime when there is one (so
-/// invocations reach it), and on `--app-listen` when given.
-pub async fn serve_app(
-    app: App,
-    caps: Capabilities,
-    limits: Limits,
-    args: &ServeArgs,
-    max_body_size: usize,
-    server: ServerLimits,
-    sidecar: Option<Sidecar>,
-) -> Result<u8, Failure> {
-    let id = app.id().to_string();
-    if sidecar.is_none() && args.app_listen.is_none() {
-        return Err(Failure::Serve(ServeError::Unreachable { app: id }));
-    }
-    let config = WasmAppConfig {
-        max_body_size,
-        ..WasmAppConfig::new(args.max_concurrency)
-    };
-    let app = Arc::new(WasmApp::new(app, caps, limits, config)?);
-    if let Some(sidecar) = &sidecar {
-        // A fresh runtime has no channel yet; the app is its one app.
-        let _ = sidecar.runtime.set_app_channel(app.clone());
-    }
-    let stop = tokio::sync::watch::channel(false);
-    let server = match args.app_listen {
-        Some(addr) => {
-            let listener = AppListener::bind(addr).await?;
-            eprintln!("wasmdapr: serving app '{id}' on http://{}", listener.addr);
-            let mut stopped = stop.1.clone();
-            let shutdown = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            Some(tokio::spawn(listener.serve(
-                app,
-                max_body_size,
-                server,
-                shutdown,
-            )))
-        }
-        None => {
-            eprintln!("wasmdapr: serving app '{id}' to Dapr service invocation");
-            None
-        }
-    };
-    let waited = match sidecar {
-        Some(sidecar) => sidecar.wait().await.map_err(Failure::from),
-        None => {
-            termination().await;
-            Ok(())
-        }
-    };
-    let _ = stop.0.send(true);
-    if let Some(server) = server {
-        match tokio::time::timeout(DRAIN, server).await {
-            Ok(Ok(served)) => served?,
-            Ok(Err(join)) => tracing::error!(%join, "the app's HTTP server panicked"),
-            Err(_) => tracing::warn!(?DRAIN, "requests still in flight at shutdown were dropped"),
-        }
-    }
-    waited.map(|()| 0)
-}
-
-/// Ctrl-C or, on Unix, SIGTERM.
-async fn termination() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-/// Flags of a served app.
-#[derive(Args, Clone, Debug)]
-pub struct ServeArgs {
-    /// Also serve the app's HTTP handler to the outside on this address
-    /// (e.g. `127.0.0.1:8080`; port 0 picks a free one).
-    #[arg(long, value_name = "ADDR")]
-    pub app_listen: Option<SocketAddr>,
-    /// Requests the app serves at once, each in its own instance; as many
-    /// more may wait, and beyond that requests get 503 with `Retry-After`.
-    /// The default is the engine's instance pool: handlers mostly wait on
-    /// I/O, so the bound that matters is memory (this times `--max-memory`).
-    #[arg(long, default_value_t = WasmAppConfig::DEFAULT_MAX_CONCURRENCY)]
+/// How a Wasm app is served.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeConfig {
+    /// Also serve the app to the outside on this address (`--app-listen`;
+    /// port 0 picks a free one).
+    pub listen: Option<SocketAddr>,
+    /// Requests the app serves at once, each in its own instance
+    /// (`--max-concurrency`); as many more may wait.
     pub max_concurrency: usize,
+    /// The largest request body accepted, and the largest answer.
+    pub max_body_size: usize,
+    /// Timeouts and the connection bound of the public server.
+    pub server: ServerLimits,
 }
 
-impl ServeArgs {
-    /// Instance-pool slots the engine needs to serve at this concurrency.
-    pub fn pool_size(&self, default: u32) -> u32 {
-        u32::try_from(self.max_concurrency)
-            .unwrap_or(u32::MAX)
-            .max(default)
-    }
+/// A Wasm app being served until Ctrl-C, SIGTERM or the shutdown API: as the
+/// app channel of its sidecar's runtime when there is one (so invocations
+/// reach it), and on [`ServeConfig::listen`] when given.
+pub struct ServedApp {
+    listen_addr: Option<SocketAddr>,
+    server: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    sidecar: Option<Sidecar>,
 }
 
-/// Timeouts and the connection bound of the public HTTP servers (the Dapr
-/// HTTP API and `--app-listen`); daprd has no flags for these, so the names
-/// are ours. See `wasmdapr_api::server` for what each does.
-#[derive(Args, Clone, Copy, Debug)]
-pub struct HttpServerArgs {
-    /// The longest a client may take to send a request's headers; slower
-    /// connections are closed.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub http_header_read_timeout: Duration,
-    /// How long a connection with no request in flight stays open.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
-    pub http_idle_timeout: Duration,
-    /// The longest a request body may pause; the request then fails.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    pub http_body_read_timeout: Duration,
-    /// Connections each server keeps open at once; at the bound the one
-    /// idle longest is closed for a new one (503 if none is idle). Default:
-    /// half the process's open-file limit (at least 32).
-    #[arg(long)]
-    pub http_max_connections: Option<usize>,
-}
-
-impl HttpServerArgs {
-    /// The limits these flags give.
-    pub fn limits(&self) -> ServerLimits {
-        ServerLimits {
-            header_read_timeout: self.http_header_read_timeout,
-            idle_timeout: self.http_idle_timeout,
-            body_read_timeout: self.http_body_read_timeout,
-            max_connections: self
-                .http_max_connections
-                .unwrap_or_else(ServerLimits::default_max_connections),
+impl ServedApp {
+    /// Makes `app` (an HTTP handler) the app channel of `sidecar`'s runtime
+    /// and opens its public listener. Without either, nothing could reach
+    /// the app: [`ServeError::Unreachable`].
+    pub async fn start(
+        app: App,
+        caps: Capabilities,
+        limits: Limits,
+        config: ServeConfig,
+        sidecar: Option<Sidecar>,
+    ) -> Result<Self, ServeError> {
+        if sidecar.is_none() && config.listen.is_none() {
+            return Err(ServeError::Unreachable {
+                app: app.id().to_string(),
+            });
         }
+        let app_config = WasmAppConfig {
+            max_body_size: config.max_body_size,
+            ..WasmAppConfig::new(config.max_concurrency)
+        };
+        let app = Arc::new(WasmApp::new(app, caps, limits, app_config)?);
+        if let Some(sidecar) = &sidecar {
+            // A fresh runtime has no channel yet; the app is its one app.
+            let _ = sidecar.runtime.set_app_channel(app.clone());
+        }
+        let stop = tokio::sync::watch::channel(false);
+        let (listen_addr, server) = match config.listen {
+            Some(addr) => {
+                let listener = AppListener::bind(addr).await?;
+                let addr = listener.addr;
+                let mut stopped = stop.1.clone();
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                let server = tokio::spawn(listener.serve(
+                    app,
+                    config.max_body_size,
+                    config.server,
+                    shutdown,
+                ));
+                (Some(addr), Some(server))
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            listen_addr,
+            server,
+            stop: stop.0,
+            sidecar,
+        })
+    }
+
+    /// Where the public listener listens, if there is one.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen_addr
+    }
+
+    /// Serves until the sidecar stops (the shutdown API, Ctrl-C or SIGTERM)
+    /// or, without one, until Ctrl-C or SIGTERM; then lets the requests in
+    /// flight finish, for at most [`DRAIN`].
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let waited = match self.sidecar {
+            Some(sidecar) => sidecar.wait().await.map_err(ServeError::from),
+            None => {
+                termination().await;
+                Ok(())
+            }
+        };
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server {
+            match tokio::time::timeout(DRAIN, server).await {
+                Ok(Ok(served)) => served?,
+                Ok(Err(join)) => tracing::error!(%join, "the app's HTTP server panicked"),
+                Err(_) => {
+                    tracing::warn!(?DRAIN, "requests still in flight at shutdown were dropped")
+                }
+            }
+        }
+        waited
     }
 }
 
@@ -198,6 +162,12 @@ pub enum ServeError {
     /// The server failed while running.
     #[error("the app's HTTP server (--app-listen) stopped: {0}")]
     Serve(#[source] std::io::Error),
+    /// The app could not be prepared for serving.
+    #[error(transparent)]
+    App(#[from] HostError),
+    /// The app's sidecar failed.
+    #[error(transparent)]
+    Sidecar(#[from] SidecarError),
 }
 
 /// The public HTTP server of a Wasm app, bound and ready to serve.

@@ -1,0 +1,4 @@
+//! The sidecar started as a library, with no command line: black-box tests
+//! over its real ports.
+
+mod sidecar;
