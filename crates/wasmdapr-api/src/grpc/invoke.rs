@@ -3,15 +3,14 @@
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::runtime::v1 as runtime;
 use tonic::{Request, Response, Status};
-use wasmdapr_runtime::{ApiError, InvokeRequest};
+use wasmdapr_runtime::ApiError;
 
 use super::{GrpcApi, status};
-use crate::invoke::{HTTP_STATUS_METADATA, grpc_code_for_http, verb_from_grpc};
+use crate::invoke::{HTTP_STATUS_METADATA, content_type, grpc_code_for_http, invoke_request};
 
 impl GrpcApi {
-    /// `InvokeService`: the verb and query come from the `HTTPExtension`,
-    /// headers from the call's metadata, the body from `data` (its bytes,
-    /// whatever the `Any`'s type). A 2xx answer is the response; any other
+    /// `InvokeService`: the request as [`invoke_request`] reads it, headers
+    /// from the call's metadata. A 2xx answer is the response; any other
     /// status is an error of the matching gRPC code carrying the status in
     /// `dapr-http-status` metadata, as Dapr answers gRPC callers of HTTP apps.
     pub(super) async fn invoke_service(
@@ -22,8 +21,6 @@ impl GrpcApi {
         let message = r
             .message
             .ok_or_else(|| status(ApiError::malformed("InvokeService needs a message")))?;
-        let extension = message.http_extension.unwrap_or_default();
-        let verb = verb_from_grpc(extension.verb).map_err(status)?;
         let mut headers = metadata.into_headers();
         // gRPC's own headers describe this call, not the app's request.
         for name in [
@@ -36,26 +33,10 @@ impl GrpcApi {
         ] {
             headers.remove(name);
         }
-        if !message.content_type.is_empty()
-            && let Ok(value) = http::HeaderValue::from_str(&message.content_type)
-        {
-            headers.insert(http::header::CONTENT_TYPE, value);
-        }
-        let request = InvokeRequest {
-            method: message.method,
-            verb,
-            query: Some(extension.querystring).filter(|q| !q.is_empty()),
-            headers,
-            body: message.data.map(|d| d.value).unwrap_or_default().into(),
-        };
+        let request = invoke_request(message, headers).map_err(status)?;
         let response = self.api.invoke(&r.id, request).await.map_err(status)?;
         let code = response.status();
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let content_type = content_type(response.headers());
         if !code.is_success() {
             let mut error = Status::new(
                 grpc_code_for_http(code.as_u16()),

@@ -4,7 +4,7 @@ use dapr::dapr::proto::runtime::v1 as runtime;
 use wasmdapr_runtime::{ApiError, ErrorKind, InvokeRequest, InvokeResponse};
 
 use super::{RemoteDapr, api_error};
-use crate::invoke::{HTTP_STATUS_METADATA, invoke_message};
+use crate::invoke::{HTTP_STATUS_METADATA, invoke_message, set_content_type};
 
 impl RemoteDapr {
     /// Over Dapr's gRPC `InvokeService`: the verb and query travel in the
@@ -32,13 +32,7 @@ impl RemoteDapr {
                 let mut answer = http::Response::new(bytes::Bytes::from(
                     response.data.unwrap_or_default().value,
                 ));
-                if let Ok(value) = http::HeaderValue::from_str(&response.content_type)
-                    && !response.content_type.is_empty()
-                {
-                    answer
-                        .headers_mut()
-                        .insert(http::header::CONTENT_TYPE, value);
-                }
+                set_content_type(answer.headers_mut(), &response.content_type);
                 Ok(answer)
             }
             Err(status) => {
