@@ -61,6 +61,8 @@ fn refuse_empty_keys(items: &[common::StateItem]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Keys are the runtime's to check (empty, or forging another app's
+/// prefix), with the error it gives every door.
 fn set_request(item: common::StateItem) -> Result<SetRequest, ApiError> {
     Ok(SetRequest {
         key: item.key,
@@ -82,8 +84,8 @@ fn delete_request(item: common::StateItem) -> Result<DeleteRequest, ApiError> {
     })
 }
 
-/// The methods this runtime implements, as plain functions from request
-/// message to response message; the trait impl below wraps them.
+/// The state methods, from request message to response message; the
+/// `Dapr` impl in `grpc/mod.rs` wraps them.
 impl GrpcApi {
     pub(super) async fn get_state(
         &self,

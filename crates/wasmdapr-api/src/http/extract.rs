@@ -140,6 +140,16 @@ pub(super) struct QueryParams {
     pub(super) concurrency: Concurrency,
 }
 
+impl QueryParams {
+    /// A JSON body's `metadata` object with the query's `metadata.<name>`
+    /// over it: a request's metadata when it may come from both.
+    pub(super) fn metadata_over(self, body: Option<HashMap<String, Scalar>>) -> Metadata {
+        let mut metadata = metadata_of(body);
+        metadata.extend(self.metadata);
+        metadata
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = HttpError;
 

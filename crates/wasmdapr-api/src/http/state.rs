@@ -359,8 +359,7 @@ async fn get_bulk_state(
     params: QueryParams,
     Json(request): Json<BulkGetJson>,
 ) -> HttpResult<Response> {
-    let mut metadata = metadata_of(request.metadata);
-    metadata.extend(params.metadata);
+    let metadata = params.metadata_over(request.metadata);
     let parallelism = usize::try_from(request.parallelism).unwrap_or(0);
     let items = s
         .api
@@ -402,8 +401,7 @@ async fn transact_state(
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut metadata = metadata_of(request.metadata);
-    metadata.extend(params.metadata);
+    let metadata = params.metadata_over(request.metadata);
     s.api.transact_state(&store, operations, metadata).await?;
     Ok(StatusCode::NO_CONTENT)
 }
