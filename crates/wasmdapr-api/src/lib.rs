@@ -6,13 +6,13 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: [`ApiConfig`], what both servers share (API token, body
-//!   limit), and [`ApiToken`], the constant-time token check.
 //! Each front door is a folder with one file per building block
 //! (`state.rs`, `invoke.rs`, `metadata.rs`) and a `mod.rs` that holds what
 //! the blocks share and joins them: a new block is one file per door and
 //! one line in each `mod.rs`.
 //!
+//! - [`config`]: [`ApiConfig`], what both servers share (API token, body
+//!   limit), and [`ApiToken`], the constant-time token check.
 //! - [`http`]: the Dapr HTTP API: [`http::router`] for tests and embedding,
 //!   [`http::serve_http`] for the binary; its extractors (body limit, JSON
 //!   bodies, the `metadata.<name>` query) are shared by every block.
