@@ -67,12 +67,7 @@ pub fn invoke_message(
 > {
     use dapr::dapr::proto::common::v1 as common;
     let verb = verb_to_grpc(&request.verb)?;
-    let content_type = request
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&request.headers);
     let message = common::InvokeRequest {
         method: request.method,
         data: Some(prost_types::Any {
@@ -86,6 +81,48 @@ pub fn invoke_message(
         }),
     };
     Ok((message, request.headers))
+}
+
+/// The runtime's [`InvokeRequest`] of a `common.v1.InvokeRequest` received
+/// over gRPC (`InvokeService`, the internal `CallLocal`) with the call's
+/// `headers`, the reverse of [`invoke_message`]: the verb and query from
+/// the `HTTPExtension`, the body from `data` (its bytes, whatever the
+/// `Any`'s type), and the message's content type, when it has one, over
+/// the headers'.
+pub fn invoke_request(
+    message: dapr::dapr::proto::common::v1::InvokeRequest,
+    mut headers: http::HeaderMap,
+) -> Result<InvokeRequest, ApiError> {
+    let extension = message.http_extension.unwrap_or_default();
+    let verb = verb_from_grpc(extension.verb)?;
+    set_content_type(&mut headers, &message.content_type);
+    Ok(InvokeRequest {
+        method: message.method,
+        verb,
+        query: Some(extension.querystring).filter(|q| !q.is_empty()),
+        headers,
+        body: message.data.map(|d| d.value).unwrap_or_default().into(),
+    })
+}
+
+/// The `Content-Type` of `headers` as the proto's `content_type` string
+/// (empty when absent or not text).
+pub fn content_type(headers: &http::HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Sets `headers`' `Content-Type` from a proto's `content_type` string; an
+/// empty or invalid one leaves the headers as they are.
+pub fn set_content_type(headers: &mut http::HeaderMap, content_type: &str) {
+    if !content_type.is_empty()
+        && let Ok(value) = http::HeaderValue::from_str(content_type)
+    {
+        headers.insert(http::header::CONTENT_TYPE, value);
+    }
 }
 
 /// The gRPC code of an app's non-2xx HTTP status (the mapping of gRPC's

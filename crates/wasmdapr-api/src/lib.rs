@@ -6,17 +6,26 @@
 //!
 //! # Layout
 //!
+//! Each front door is a folder with one file per building block
+//! (`state.rs`, `invoke.rs`, `metadata.rs`) and a `mod.rs` that holds what
+//! the blocks share and joins them: a new block is one file per door and
+//! one line in each `mod.rs`.
+//!
 //! - [`config`]: [`ApiConfig`], what both servers share (API token, body
 //!   limit), and [`ApiToken`], the constant-time token check.
 //! - [`http`]: the Dapr HTTP API: [`http::router`] for tests and embedding,
-//!   [`http::serve_http`] for the binary.
+//!   [`http::serve_http`] for the binary; its extractors (body limit, JSON
+//!   bodies, the `metadata.<name>` query) are shared by every block.
 //! - [`grpc`]: the Dapr gRPC API: [`grpc::GrpcApi`] implements the generated
-//!   `Dapr` service trait; [`grpc::service`] wraps it with the token check
-//!   and size limit; [`grpc::serve_grpc`] serves it.
+//!   `Dapr` service trait, dispatching to the blocks' files;
+//!   [`grpc::service`] wraps it with the token check and size limit;
+//!   [`grpc::serve_grpc`] serves it.
 //! - `error`: the runtime's `ApiError` on the wire, one place per door:
 //!   HTTP bodies, gRPC statuses with Dapr's rich details, and statuses of a
 //!   remote sidecar read back.
-//! - [`invoke`]: the verb/status translations the front doors share.
+//! - [`invoke`]: service invocation on the wire, shared by every door (the
+//!   HTTPExtension verbs, HTTP status → gRPC code, the
+//!   `common.v1.InvokeRequest` both ways, content types).
 //! - [`internal`]: the internal endpoint between sidecars (gRPC
 //!   `dapr.proto.internals.v1.ServiceInvocation/CallLocal` over mutual TLS):
 //!   [`internal::serve_internal`], [`internal::InternalClient`] (the
@@ -24,7 +33,8 @@
 //!   `wasmdapr certs`.
 //! - [`http_app`]: [`HttpApp`], the app channel to an ordinary process on
 //!   `--app-port`, with its readiness probe.
-//! - [`remote`]: [`RemoteDapr`], the `DaprApi` of another sidecar over gRPC.
+//! - [`remote`]: [`RemoteDapr`], the `DaprApi` of another sidecar over gRPC,
+//!   one file per block like the doors.
 //! - [`server`]: the accept loop of the public HTTP servers (this API's and
 //!   a served app's): timeouts, a connection bound, survival of `EMFILE`.
 //!

@@ -18,8 +18,8 @@ use tokio_rustls::server::TlsStream;
 use tonic::codegen::{Body, BoxFuture, StdError};
 use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
+use wasmdapr_runtime::Runtime;
 use wasmdapr_runtime::invoke::CALLEE_APP_ID;
-use wasmdapr_runtime::{InvokeRequest, Runtime};
 
 use super::identity::{SidecarIdentity, SpiffeId};
 use super::{
@@ -27,7 +27,7 @@ use super::{
     InternalStatus, SERVICE_NAME, headers_to_map, map_to_headers,
 };
 use crate::ApiConfig;
-use crate::invoke::verb_from_grpc;
+use crate::invoke::{content_type, invoke_request};
 use crate::server::CountedStream;
 
 /// The longest a TLS handshake may take before the connection is dropped,
@@ -267,21 +267,8 @@ impl InternalService {
             .get(CALLEE_APP_ID)
             .and_then(|list| list.values.first().cloned())
             .unwrap_or_else(|| self.runtime.app_id().to_string());
-        let mut headers = map_to_headers(metadata);
-        if !message.content_type.is_empty()
-            && let Ok(value) = http::HeaderValue::from_str(&message.content_type)
-        {
-            headers.insert(http::header::CONTENT_TYPE, value);
-        }
-        let extension = message.http_extension.unwrap_or_default();
-        let verb = verb_from_grpc(extension.verb).map_err(crate::grpc::status)?;
-        let request = InvokeRequest {
-            method: message.method,
-            verb,
-            query: Some(extension.querystring).filter(|q| !q.is_empty()),
-            headers,
-            body: message.data.map(|d| d.value).unwrap_or_default().into(),
-        };
+        let request =
+            invoke_request(message, map_to_headers(metadata)).map_err(crate::grpc::status)?;
         tracing::debug!(caller = %caller, method = %request.method, "forwarded invocation");
         let response = self
             .runtime
@@ -289,12 +276,7 @@ impl InternalService {
             .await
             .map_err(crate::grpc::status)?;
         let (parts, body) = response.into_parts();
-        let content_type = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let content_type = content_type(&parts.headers);
         Ok(Response::new(InternalInvokeResponse {
             status: Some(InternalStatus {
                 code: i32::from(parts.status.as_u16()),

@@ -7,6 +7,20 @@
 //! (`ERR_STATE_STORE_NOT_FOUND`); the message starts with the code too, for
 //! clients that read no details. The ~70 methods of building blocks this
 //! runtime does not have yet answer `UNIMPLEMENTED`, naming the method.
+//!
+//! # Layout
+//!
+//! tonic makes the whole Dapr service one trait, so its one impl is here,
+//! written by `dapr_service!` at the end of this file: a dispatcher that
+//! sends each implemented method to an inherent method of [`GrpcApi`] of
+//! the same name, from request message to response message, in the file of
+//! its building block — `state`, `invoke`, `metadata` (with shutdown).
+//! A new block is a new file and its methods moved from `unimplemented`
+//! to `implemented` in the list below.
+
+mod invoke;
+mod metadata;
+mod state;
 
 use std::collections::HashMap;
 use std::io;
@@ -20,15 +34,10 @@ use dapr::dapr::proto::runtime::v1::dapr_server::{Dapr, DaprServer};
 use futures::Stream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
-use wasmdapr_runtime::error::echo;
-use wasmdapr_runtime::state::{
-    Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions, Ttl,
-};
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, InvokeRequest};
+use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind};
 
 use crate::config::{API_TOKEN_HEADER, ApiConfig, ApiToken};
 pub(crate) use crate::error::status;
-use crate::invoke::{HTTP_STATUS_METADATA, grpc_code_for_http, verb_from_grpc};
 
 /// The Dapr gRPC service over a [`DaprApi`].
 #[derive(Clone)]
@@ -169,319 +178,6 @@ fn too_large_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<
     response
 }
 
-// ---------------------------------------------------------------- errors
-
-// ---------------------------------------------------------------- input
-
-fn concurrency(value: i32) -> Result<Concurrency, ApiError> {
-    match value {
-        0 => Ok(Concurrency::Unspecified),
-        1 => Ok(Concurrency::FirstWrite),
-        2 => Ok(Concurrency::LastWrite),
-        other => Err(ApiError::malformed(format!(
-            "concurrency {other} is not a StateConcurrency value"
-        ))),
-    }
-}
-
-fn consistency(value: i32) -> Result<Consistency, ApiError> {
-    match value {
-        0 => Ok(Consistency::Unspecified),
-        1 => Ok(Consistency::Eventual),
-        2 => Ok(Consistency::Strong),
-        other => Err(ApiError::malformed(format!(
-            "consistency {other} is not a StateConsistency value"
-        ))),
-    }
-}
-
-fn options(options: Option<common::StateOptions>) -> Result<StateOptions, ApiError> {
-    let options = options.unwrap_or_default();
-    Ok(StateOptions {
-        concurrency: concurrency(options.concurrency)?,
-        consistency: consistency(options.consistency)?,
-    })
-}
-
-/// An ETag message: absent or empty means none.
-fn etag(etag: Option<common::Etag>) -> Option<String> {
-    etag.map(|e| e.value).filter(|e| !e.is_empty())
-}
-
-fn key(key: String) -> Result<String, ApiError> {
-    if key.is_empty() {
-        return Err(ApiError::malformed("a state item needs a non-empty key"));
-    }
-    Ok(key)
-}
-
-fn set_request(item: common::StateItem) -> Result<SetRequest, ApiError> {
-    Ok(SetRequest {
-        key: key(item.key)?,
-        value: item.value,
-        etag: etag(item.etag),
-        options: options(item.options)?,
-        metadata: item.metadata,
-        // Parsed from the metadata by the runtime.
-        ttl: Ttl::Unset,
-    })
-}
-
-fn delete_request(item: common::StateItem) -> Result<DeleteRequest, ApiError> {
-    Ok(DeleteRequest {
-        key: key(item.key)?,
-        etag: etag(item.etag),
-        options: options(item.options)?,
-        metadata: item.metadata,
-    })
-}
-
-// ---------------------------------------------------------------- implemented methods
-
-/// The methods this runtime implements, as plain functions from request
-/// message to response message; the trait impl below wraps them.
-impl GrpcApi {
-    async fn get_state(
-        &self,
-        r: runtime::GetStateRequest,
-    ) -> Result<runtime::GetStateResponse, ApiError> {
-        let request = GetRequest {
-            key: r.key,
-            consistency: consistency(r.consistency)?,
-            metadata: r.metadata,
-        };
-        // A missing key is an empty response, as in Dapr.
-        Ok(match self.api.get_state(&r.store_name, request).await? {
-            Some(v) => runtime::GetStateResponse {
-                data: v.data,
-                etag: v.etag.unwrap_or_default(),
-                metadata: v.metadata,
-            },
-            None => runtime::GetStateResponse::default(),
-        })
-    }
-
-    async fn get_bulk_state(
-        &self,
-        r: runtime::GetBulkStateRequest,
-    ) -> Result<runtime::GetBulkStateResponse, ApiError> {
-        let parallelism = usize::try_from(r.parallelism).unwrap_or(0);
-        let items = self
-            .api
-            .get_bulk_state(&r.store_name, r.keys, parallelism, r.metadata)
-            .await?;
-        let items = items
-            .into_iter()
-            .map(|item| {
-                let value = item
-                    .value
-                    .unwrap_or_else(|| wasmdapr_runtime::state::StateValue {
-                        data: Vec::new(),
-                        etag: None,
-                        metadata: HashMap::new(),
-                    });
-                runtime::BulkStateItem {
-                    key: item.key,
-                    data: value.data,
-                    etag: value.etag.unwrap_or_default(),
-                    error: item.error.unwrap_or_default(),
-                    metadata: value.metadata,
-                }
-            })
-            .collect();
-        Ok(runtime::GetBulkStateResponse { items })
-    }
-
-    async fn save_state(&self, r: runtime::SaveStateRequest) -> Result<(), ApiError> {
-        // Every item is checked before any is written.
-        let items = r
-            .states
-            .into_iter()
-            .map(set_request)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.api.save_state(&r.store_name, items).await
-    }
-
-    async fn delete_state(&self, r: runtime::DeleteStateRequest) -> Result<(), ApiError> {
-        let request = DeleteRequest {
-            key: r.key,
-            etag: etag(r.etag),
-            options: options(r.options)?,
-            metadata: r.metadata,
-        };
-        self.api.delete_state(&r.store_name, request).await
-    }
-
-    async fn delete_bulk_state(&self, r: runtime::DeleteBulkStateRequest) -> Result<(), ApiError> {
-        let requests = r
-            .states
-            .into_iter()
-            .map(delete_request)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.api.delete_bulk_state(&r.store_name, requests).await
-    }
-
-    async fn execute_state_transaction(
-        &self,
-        r: runtime::ExecuteStateTransactionRequest,
-    ) -> Result<(), ApiError> {
-        let operations = r
-            .operations
-            .into_iter()
-            .map(|op| {
-                let item = op.request.ok_or_else(|| {
-                    ApiError::malformed(format!(
-                        "the `{}` operation has no request",
-                        echo(&op.operation_type)
-                    ))
-                })?;
-                match op.operation_type.as_str() {
-                    "upsert" => set_request(item).map(Operation::Upsert),
-                    "delete" => delete_request(item).map(Operation::Delete),
-                    other => Err(ApiError::malformed(format!(
-                        "operation type `{}` is not supported (upsert, delete)",
-                        echo(other)
-                    ))),
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.api
-            .transact_state(&r.store_name, operations, r.metadata)
-            .await
-    }
-
-    async fn query_state_alpha1(
-        &self,
-        r: runtime::QueryStateRequest,
-    ) -> Result<runtime::QueryStateResponse, ApiError> {
-        let query = serde_json::from_str(&r.query)
-            .map_err(|e| ApiError::malformed(format!("the query is not JSON: {e}")))?;
-        let response = self
-            .api
-            .query_state(&r.store_name, query, r.metadata)
-            .await?;
-        Ok(runtime::QueryStateResponse {
-            results: response
-                .results
-                .into_iter()
-                .map(|item| runtime::QueryStateItem {
-                    key: item.key,
-                    data: item.data,
-                    etag: item.etag.unwrap_or_default(),
-                    error: String::new(),
-                })
-                .collect(),
-            token: response.token.unwrap_or_default(),
-            metadata: HashMap::new(),
-        })
-    }
-
-    async fn get_metadata(
-        &self,
-        _r: runtime::GetMetadataRequest,
-    ) -> Result<runtime::GetMetadataResponse, ApiError> {
-        let m = self.api.metadata().await?;
-        Ok(runtime::GetMetadataResponse {
-            id: m.id,
-            runtime_version: m.runtime_version,
-            registered_components: m
-                .components
-                .into_iter()
-                .map(|c| runtime::RegisteredComponents {
-                    name: c.name,
-                    r#type: c.kind,
-                    version: c.version,
-                    capabilities: c.capabilities,
-                })
-                .collect(),
-            ..Default::default()
-        })
-    }
-
-    /// `InvokeService`: the verb and query come from the `HTTPExtension`,
-    /// headers from the call's metadata, the body from `data` (its bytes,
-    /// whatever the `Any`'s type). A 2xx answer is the response; any other
-    /// status is an error of the matching gRPC code carrying the status in
-    /// `dapr-http-status` metadata, as Dapr answers gRPC callers of HTTP apps.
-    async fn invoke_service(
-        &self,
-        request: Request<runtime::InvokeServiceRequest>,
-    ) -> Result<Response<common::InvokeResponse>, Status> {
-        let (metadata, _, r) = request.into_parts();
-        let message = r
-            .message
-            .ok_or_else(|| status(ApiError::malformed("InvokeService needs a message")))?;
-        let extension = message.http_extension.unwrap_or_default();
-        let verb = verb_from_grpc(extension.verb).map_err(status)?;
-        let mut headers = metadata.into_headers();
-        // gRPC's own headers describe this call, not the app's request.
-        for name in [
-            "content-type",
-            "te",
-            "user-agent",
-            "grpc-timeout",
-            "grpc-encoding",
-            "grpc-accept-encoding",
-        ] {
-            headers.remove(name);
-        }
-        if !message.content_type.is_empty()
-            && let Ok(value) = http::HeaderValue::from_str(&message.content_type)
-        {
-            headers.insert(http::header::CONTENT_TYPE, value);
-        }
-        let request = InvokeRequest {
-            method: message.method,
-            verb,
-            query: Some(extension.querystring).filter(|q| !q.is_empty()),
-            headers,
-            body: message.data.map(|d| d.value).unwrap_or_default().into(),
-        };
-        let response = self.api.invoke(&r.id, request).await.map_err(status)?;
-        let code = response.status();
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        if !code.is_success() {
-            let mut error = Status::new(
-                grpc_code_for_http(code.as_u16()),
-                format!(
-                    "the app answered {code}: {}",
-                    String::from_utf8_lossy(response.body())
-                ),
-            );
-            if let Ok(value) = code.as_u16().to_string().parse() {
-                error.metadata_mut().insert(HTTP_STATUS_METADATA, value);
-            }
-            return Err(error);
-        }
-        let mut answer = Response::new(common::InvokeResponse {
-            data: Some(prost_types::Any {
-                type_url: String::new(),
-                value: response.into_body().to_vec(),
-            }),
-            content_type,
-        });
-        if let Ok(value) = code.as_u16().to_string().parse() {
-            answer.metadata_mut().insert(HTTP_STATUS_METADATA, value);
-        }
-        Ok(answer)
-    }
-
-    /// Answers first, then asks the process to stop.
-    async fn shutdown(&self, _r: runtime::ShutdownRequest) -> Result<(), ApiError> {
-        tracing::info!("shutdown requested through the gRPC API");
-        let api = self.api.clone();
-        tokio::spawn(async move {
-            tokio::task::yield_now().await;
-            api.shutdown();
-        });
-        Ok(())
-    }
-}
 
 // ---------------------------------------------------------------- the service trait
 
