@@ -21,11 +21,12 @@ use futures::Stream;
 use prost::Message as _;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
+use wasmdapr_runtime::api::prelude::*;
 use wasmdapr_runtime::error::echo;
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions, Ttl,
 };
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest};
+use wasmdapr_runtime::{ApiError, ErrorKind, GrpcCode, InvokeRequest};
 
 use crate::config::{API_TOKEN_HEADER, ApiConfig, ApiToken};
 use crate::invoke::{HTTP_STATUS_METADATA, grpc_code_for_http, verb_from_grpc};
@@ -427,11 +428,14 @@ impl GrpcApi {
         })
     }
 
+    /// `GetMetadata` with daprd's full shape: components with their
+    /// capabilities, the extended attributes, the app connection.
     async fn get_metadata(
         &self,
         _r: runtime::GetMetadataRequest,
     ) -> Result<runtime::GetMetadataResponse, ApiError> {
         let m = self.api.metadata().await?;
+        let app = m.app_connection;
         Ok(runtime::GetMetadataResponse {
             id: m.id,
             runtime_version: m.runtime_version,
@@ -445,8 +449,26 @@ impl GrpcApi {
                     capabilities: c.capabilities,
                 })
                 .collect(),
+            extended_metadata: m.extended.into_iter().collect(),
+            app_connection_properties: Some(runtime::AppConnectionProperties {
+                port: i32::from(app.port),
+                protocol: app.protocol,
+                channel_address: app.channel_address,
+                max_concurrency: i32::try_from(app.max_concurrency).unwrap_or(i32::MAX),
+                health: app.health.map(|h| runtime::AppConnectionHealthProperties {
+                    health_check_path: h.health_check_path,
+                    health_probe_interval: h.health_probe_interval,
+                    health_probe_timeout: h.health_probe_timeout,
+                    health_threshold: h.health_threshold,
+                }),
+            }),
             ..Default::default()
         })
+    }
+
+    /// `SetMetadata`: an extended attribute, as `PUT /v1.0/metadata/{key}`.
+    async fn set_metadata(&self, r: runtime::SetMetadataRequest) -> Result<(), ApiError> {
+        self.api.set_metadata(&r.key, &r.value).await
     }
 
     /// `InvokeService`: the verb and query come from the `HTTPExtension`,
@@ -596,6 +618,7 @@ dapr_service! {
         execute_state_transaction(runtime::ExecuteStateTransactionRequest) -> ();
         query_state_alpha1(runtime::QueryStateRequest) -> runtime::QueryStateResponse;
         get_metadata(runtime::GetMetadataRequest) -> runtime::GetMetadataResponse;
+        set_metadata(runtime::SetMetadataRequest) -> ();
         shutdown(runtime::ShutdownRequest) -> ();
     }
     with_metadata {
@@ -624,7 +647,6 @@ dapr_service! {
         unsubscribe_configuration(runtime::UnsubscribeConfigurationRequest) -> runtime::UnsubscribeConfigurationResponse as "UnsubscribeConfiguration";
         try_lock_alpha1(runtime::TryLockRequest) -> runtime::TryLockResponse as "TryLockAlpha1";
         unlock_alpha1(runtime::UnlockRequest) -> runtime::UnlockResponse as "UnlockAlpha1";
-        set_metadata(runtime::SetMetadataRequest) -> () as "SetMetadata";
         subtle_get_key_alpha1(runtime::SubtleGetKeyRequest) -> runtime::SubtleGetKeyResponse as "SubtleGetKeyAlpha1";
         subtle_encrypt_alpha1(runtime::SubtleEncryptRequest) -> runtime::SubtleEncryptResponse as "SubtleEncryptAlpha1";
         subtle_decrypt_alpha1(runtime::SubtleDecryptRequest) -> runtime::SubtleDecryptResponse as "SubtleDecryptAlpha1";

@@ -14,6 +14,7 @@
 //! | any | `/v1.0/invoke/{app-id}/method/{method…}` | the app's own status |
 //! | any | any other path with a `dapr-app-id` header | the app's own status |
 //! | `GET` | `/v1.0/metadata` | 200 |
+//! | `PUT` | `/v1.0/metadata/{key}` (the body is the value) | 204 |
 //! | `GET` | `/v1.0/healthz` | 204, or 500 `ERR_HEALTH_NOT_READY` while the app is awaited |
 //! | `GET` | `/v1.0/healthz/outbound` | 204 |
 //! | `POST` | `/v1.0/shutdown` | 204, then shutdown |
@@ -36,14 +37,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tower_http::trace::TraceLayer;
-use wasmdapr_runtime::api::BulkStateItem;
+use wasmdapr_runtime::api::prelude::*;
+use wasmdapr_runtime::api::{AppConnectionProperties, BulkStateItem};
 use wasmdapr_runtime::error::echo;
 use wasmdapr_runtime::state::query::QueryResponse;
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
     StateOptions, Ttl,
 };
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, InvokeRequest, InvokeResponse};
+use wasmdapr_runtime::{ApiError, ErrorKind, InvokeRequest, InvokeResponse};
 
 use crate::config::{API_TOKEN_HEADER, ApiConfig, ApiToken};
 
@@ -101,6 +103,7 @@ fn routes(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
         )
         .route("/v1.0/invoke/{app_id}/method/{*method}", any(invoke))
         .route("/v1.0/metadata", get(metadata))
+        .route("/v1.0/metadata/{key}", axum::routing::put(set_metadata))
         .route("/v1.0/healthz", get(healthz))
         .route("/v1.0/healthz/outbound", get(healthz_outbound))
         .route("/v1.0/shutdown", post(shutdown))
@@ -900,9 +903,9 @@ struct ComponentJson {
     capabilities: Vec<String>,
 }
 
-/// `GET /v1.0/metadata`, with Dapr's field names; the building blocks this
-/// runtime does not have yet are present and empty, as in a Dapr sidecar
-/// without them.
+/// `GET /v1.0/metadata`, with daprd's field names (its `metadataResponse`);
+/// the building blocks this runtime does not have yet are present and
+/// empty, as in a Dapr sidecar without them.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MetadataJson {
@@ -911,9 +914,66 @@ struct MetadataJson {
     enabled_features: Vec<String>,
     actors: Vec<Value>,
     components: Vec<ComponentJson>,
-    extended: HashMap<String, String>,
+    extended: std::collections::BTreeMap<String, String>,
     subscriptions: Vec<Value>,
     http_endpoints: Vec<Value>,
+    app_connection_properties: AppConnectionJson,
+}
+
+/// `appConnectionProperties`: daprd leaves out the fields it does not have
+/// (`omitempty`), so a sidecar without an app shows the protocol only.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppConnectionJson {
+    #[serde(skip_serializing_if = "is_zero")]
+    port: u32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    protocol: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    channel_address: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    max_concurrency: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<AppHealthJson>,
+}
+
+/// `appConnectionProperties.health`, `omitempty` as in daprd.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppHealthJson {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    health_check_path: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    health_probe_interval: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    health_probe_timeout: String,
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    health_threshold: i32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_i32(n: &i32) -> bool {
+    *n == 0
+}
+
+impl From<AppConnectionProperties> for AppConnectionJson {
+    fn from(p: AppConnectionProperties) -> Self {
+        Self {
+            port: u32::from(p.port),
+            protocol: p.protocol,
+            channel_address: p.channel_address,
+            max_concurrency: p.max_concurrency,
+            health: p.health.map(|h| AppHealthJson {
+                health_check_path: h.health_check_path,
+                health_probe_interval: h.health_probe_interval,
+                health_probe_timeout: h.health_probe_timeout,
+                health_threshold: h.health_threshold,
+            }),
+        }
+    }
 }
 
 async fn metadata(State(s): State<HttpState>) -> HttpResult<Response> {
@@ -933,11 +993,27 @@ async fn metadata(State(s): State<HttpState>) -> HttpResult<Response> {
                 capabilities: c.capabilities,
             })
             .collect(),
-        extended: HashMap::new(),
+        extended: m.extended,
         subscriptions: Vec::new(),
         http_endpoints: Vec::new(),
+        app_connection_properties: m.app_connection.into(),
     };
     Ok(json_response(&body))
+}
+
+/// `PUT /v1.0/metadata/{key}`: the raw body is the attribute's value (as
+/// daprd reads it, not JSON); 204. A value that is not UTF-8 is refused,
+/// since attributes are strings on both doors.
+async fn set_metadata(
+    State(s): State<HttpState>,
+    Path(key): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> HttpResult<StatusCode> {
+    let body = s.body(body)?;
+    let value = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::malformed("a metadata value must be UTF-8 text"))?;
+    s.api.set_metadata(&key, value).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// 204 once the sidecar is ready, its app included (when it has one).

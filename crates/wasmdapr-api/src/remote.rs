@@ -1,4 +1,4 @@
-//! [`RemoteDapr`]: the [`DaprApi`] of a Dapr sidecar in another process — a
+//! [`RemoteDapr`]: the [`DaprApi`](wasmdapr_runtime::DaprApi) of a Dapr sidecar in another process — a
 //! real `daprd` or another `wasmdapr sidecar` — spoken to over Dapr's gRPC
 //! API. A host handed this instead of the local runtime forwards every call,
 //! and the caller sees the same values and the same [`ApiError`]s (Dapr's
@@ -13,13 +13,16 @@ use prost::Message as _;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
-use wasmdapr_runtime::api::{BulkStateItem, ComponentInfo, RuntimeMetadata};
+use wasmdapr_runtime::api::{
+    AppConnectionProperties, AppHealthProperties, BulkStateItem, ComponentInfo, InvokeApi,
+    MetadataApi, RuntimeMetadata, StateApi,
+};
 use wasmdapr_runtime::state::query::{QueryItem, QueryResponse};
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
     StateOptions, StateValue,
 };
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest, InvokeResponse};
+use wasmdapr_runtime::{ApiError, ErrorKind, GrpcCode, InvokeRequest, InvokeResponse};
 
 use crate::config::API_TOKEN_HEADER;
 use crate::invoke::{HTTP_STATUS_METADATA, invoke_message};
@@ -177,8 +180,25 @@ fn delete_item(r: DeleteRequest) -> common::StateItem {
     }
 }
 
+/// The app connection a remote sidecar reports, in the runtime's terms
+/// (daprd's `-1`, unlimited concurrency, is 0 as in the local runtime).
+fn app_connection(p: runtime::AppConnectionProperties) -> AppConnectionProperties {
+    AppConnectionProperties {
+        port: u16::try_from(p.port).unwrap_or(0),
+        protocol: p.protocol,
+        channel_address: p.channel_address,
+        max_concurrency: u32::try_from(p.max_concurrency).unwrap_or(0),
+        health: p.health.map(|h| AppHealthProperties {
+            health_check_path: h.health_check_path,
+            health_probe_interval: h.health_probe_interval,
+            health_probe_timeout: h.health_probe_timeout,
+            health_threshold: h.health_threshold,
+        }),
+    }
+}
+
 #[async_trait]
-impl DaprApi for RemoteDapr {
+impl StateApi for RemoteDapr {
     async fn get_state(&self, store: &str, r: GetRequest) -> Result<Option<StateValue>, ApiError> {
         let response = self
             .client
@@ -344,7 +364,10 @@ impl DaprApi for RemoteDapr {
             token: optional(response.token),
         })
     }
+}
 
+#[async_trait]
+impl InvokeApi for RemoteDapr {
     /// Over Dapr's gRPC `InvokeService`: the verb and query travel in the
     /// `HTTPExtension`, headers as metadata, the body as `Any` bytes. An
     /// app's non-2xx answer arrives as a gRPC error carrying
@@ -398,7 +421,10 @@ impl DaprApi for RemoteDapr {
             }
         }
     }
+}
 
+#[async_trait]
+impl MetadataApi for RemoteDapr {
     async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {
         let response = self
             .client
@@ -420,7 +446,24 @@ impl DaprApi for RemoteDapr {
                     capabilities: c.capabilities,
                 })
                 .collect(),
+            extended: response.extended_metadata.into_iter().collect(),
+            app_connection: response
+                .app_connection_properties
+                .map(app_connection)
+                .unwrap_or_default(),
         })
+    }
+
+    async fn set_metadata(&self, key: &str, value: &str) -> Result<(), ApiError> {
+        self.client
+            .clone()
+            .set_metadata(self.request(runtime::SetMetadataRequest {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            }))
+            .await
+            .map_err(|s| api_error(s, ErrorKind::NotImplemented))?;
+        Ok(())
     }
 
     fn shutdown(&self) {

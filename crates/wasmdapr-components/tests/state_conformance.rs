@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use wasmdapr_components::state::memory::MemoryStateStore;
 use wasmdapr_runtime::state::{
-    Concurrency, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
-    StateOptions, StateStore, StateValue, Ttl,
+    BulkSetError, Concurrency, DeleteRequest, GetRequest, Operation, SetRequest, StateError,
+    StateFeatures, StateOptions, StateStore, StateValue, Ttl,
 };
 use wasmdapr_runtime::{ComponentRegistry, ComponentSpec};
 
@@ -233,7 +233,9 @@ async fn conformance(store: Arc<dyn StateStore>, features: StateFeatures) {
     suite.delete_missing().await;
     suite.last_write_without_etag().await;
     suite.bulk_get().await;
+    suite.bulk_set().await;
     if features.etag {
+        suite.bulk_set_stops_at_the_first_failure().await;
         suite.overwrite_changes_etag().await;
         suite.set_with_etag().await;
         suite.first_write().await;
@@ -467,6 +469,102 @@ impl Suite {
         let present = expected.iter().filter(|e| matches!(e, Ok(Some(_)))).count();
         assert_eq!(present, 2100 / 7 + 2, "values found");
         assert!(self.store.bulk_get(Vec::new(), 0).await.is_empty());
+    }
+
+    /// `bulk_set` writes every request in order, as `set` would one by one:
+    /// a key written twice keeps the later value, a TTL is honoured (when
+    /// the store has TTLs), a bulk larger than one backend batch is written
+    /// whole, and an empty bulk is a no-op.
+    async fn bulk_set(&self) {
+        let twice = self.key("bulk-set/twice");
+        let brief = self.key("bulk-set/ttl");
+        let mut requests: Vec<SetRequest> = (0..2500)
+            .map(|i| {
+                set(
+                    &self.key(&format!("bulk-set/{i}")),
+                    format!("v{i}").as_bytes(),
+                )
+            })
+            .collect();
+        requests.insert(10, set(&twice, b"first"));
+        requests.push(set(&twice, b"second"));
+        requests.push(set_ttl(&brief, b"expires", "3600"));
+        self.store.bulk_set(requests).await.expect("bulk set");
+        let keys: Vec<String> = (0..2500)
+            .map(|i| self.key(&format!("bulk-set/{i}")))
+            .collect();
+        let answers = self
+            .store
+            .bulk_get(keys.iter().map(|k| get(k)).collect(), 0)
+            .await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let value = answer
+                .expect("read")
+                .unwrap_or_else(|| panic!("{} missing", keys[i]));
+            assert_eq!(value.data, format!("v{i}").into_bytes(), "{}", keys[i]);
+        }
+        assert_eq!(self.data(&twice).await.as_deref(), Some(&b"second"[..]));
+        let brief = self.read(&brief).await.expect("present");
+        assert_eq!(
+            brief.metadata.contains_key("ttlExpireTime"),
+            self.features.ttl,
+            "{:?}",
+            brief.metadata
+        );
+        self.store
+            .bulk_set(Vec::new())
+            .await
+            .expect("empty bulk set");
+    }
+
+    /// A bulk set stops at its first failing write and returns it with its
+    /// index: the writes before it are made, it and the ones after it are
+    /// not; a stale ETag is EtagMismatch, a key that exists under
+    /// first-write too, and an ETag that cannot be one is EtagInvalid.
+    async fn bulk_set_stops_at_the_first_failure(&self) {
+        let (a, b, c) = (
+            self.key("bulk-fail/a"),
+            self.key("bulk-fail/b"),
+            self.key("bulk-fail/c"),
+        );
+        self.write(set(&b, b"b1")).await;
+        let stale = self.etag(&b).await;
+        self.write(set(&b, b"b2")).await;
+        let bogus = "not-an-etag";
+        for (index, failing, error) in [
+            (1, set_etag(&b, b"stale", &stale), StateError::EtagMismatch),
+            (1, first_write(set(&b, b"again")), StateError::EtagMismatch),
+            (
+                1,
+                set_etag(&b, b"bogus", bogus),
+                StateError::EtagInvalid(bogus.into()),
+            ),
+        ] {
+            let result = self
+                .store
+                .bulk_set(vec![set(&a, b"a-new"), failing.clone(), set(&c, b"c")])
+                .await;
+            assert_eq!(result, Err(BulkSetError { index, error }), "{failing:?}");
+            assert_eq!(self.data(&a).await.as_deref(), Some(&b"a-new"[..]));
+            assert_eq!(self.data(&b).await.as_deref(), Some(&b"b2"[..]));
+            assert_eq!(self.read(&c).await, None, "written after {failing:?}");
+            self.store.delete(delete(&a)).await.expect("delete");
+        }
+        // A failure at the start writes nothing; with the current ETag the
+        // same bulk goes through.
+        let current = self.etag(&b).await;
+        let result = self
+            .store
+            .bulk_set(vec![set_etag(&b, b"x", &stale), set(&c, b"c")])
+            .await;
+        assert_eq!(result.map_err(|e| e.index), Err(0), "a stale etag first");
+        assert_eq!(self.read(&c).await, None);
+        self.store
+            .bulk_set(vec![set_etag(&b, b"b3", &current), set(&c, b"c")])
+            .await
+            .expect("bulk set with the current etag");
+        assert_eq!(self.data(&b).await.as_deref(), Some(&b"b3"[..]));
+        assert_eq!(self.data(&c).await.as_deref(), Some(&b"c"[..]));
     }
 
     /// Every write gives the value a new ETag.

@@ -24,6 +24,7 @@ use wasmdapr_components::nameresolution::sqlite::SqliteNameResolver;
 use wasmdapr_host::limits::parse_duration;
 use wasmdapr_host::outbound::{BoxBody, box_body};
 use wasmdapr_host::{ByteSize, LocalDapr, LocalHttp};
+use wasmdapr_runtime::api::{AppConnectionProperties, AppHealthProperties};
 use wasmdapr_runtime::configuration::Configuration;
 use wasmdapr_runtime::nameresolution::NameResolutionError;
 use wasmdapr_runtime::{
@@ -433,6 +434,20 @@ impl Sidecar {
         };
         // `/v1.0/healthz` answers 500 until the app is connected, as daprd's.
         self.runtime.expect_app();
+        self.runtime.set_app_connection(AppConnectionProperties {
+            port,
+            protocol: args.app_protocol.clone(),
+            channel_address: args.app_channel_address.to_string(),
+            max_concurrency: 0,
+            health: args.enable_app_health_check.then(|| {
+                AppHealthProperties::new(
+                    &args.app_health_check_path,
+                    args.app_health_probe_interval,
+                    args.app_health_probe_timeout,
+                    0,
+                )
+            }),
+        });
         let app = HttpApp::new(HttpAppConfig {
             app_id: self.runtime.app_id().clone(),
             address: SocketAddr::new(args.app_channel_address, port),
@@ -511,7 +526,7 @@ impl Sidecar {
             _ = self.runtime.shutdown_requested() => None,
             done = self.tasks.join_next() => done,
         };
-        wasmdapr_runtime::DaprApi::shutdown(&*self.runtime);
+        wasmdapr_runtime::api::MetadataApi::shutdown(&*self.runtime);
         if let Some(resolver) = &self.name_resolver
             && let Err(error) = resolver.deregister().await
         {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use wasmdapr_api::{ApiConfig, RemoteDapr};
-use wasmdapr_runtime::DaprApi;
+use wasmdapr_runtime::api::prelude::*;
 use wasmdapr_runtime::state::{
     Concurrency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions,
 };

@@ -1,224 +1,21 @@
-//! [`Runtime`]: the [`DaprApi`] of one app over the components loaded for
-//! the process ([`Components`]). This is where Dapr's semantics live once:
-//! store lookup and scopes, key prefixing, validation, and the mapping of
-//! store errors to Dapr's error table.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! The state building block of [`Runtime`]: [`StateApi`] with Dapr's
+//! semantics, once for every door. A store is looked up by name within the
+//! app's scopes; every key is checked (not empty, not forging another
+//! prefix) and prefixed, and every `ttlInSeconds` parsed into a [`Ttl`],
+//! before a store sees a request, so backends receive typed, valid requests
+//! only; store errors map onto Dapr's error table by operation.
 
 use async_trait::async_trait;
 
-use crate::api::{BulkStateItem, ComponentInfo, DaprApi, RuntimeMetadata};
-use crate::app_channel::AppChannel;
-use crate::app_id::AppId;
-use crate::component::{ComponentError, ComponentSpec};
+use super::{KEY_SEPARATOR, LoadedStateStore, MAX_BULK_GET_KEYS, Runtime};
+use crate::api::{BulkStateItem, StateApi};
 use crate::error::{ApiError, ErrorKind, echo};
-use crate::invoke::{self, InvokeRequest, InvokeResponse, RemoteInvocation};
-use crate::registry::ComponentRegistry;
 use crate::state::query::{self, Query, QueryResponse};
 use crate::state::{
-    DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateError, StateStore, StateValue,
-    Ttl,
+    DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateError, StateValue, Ttl,
 };
 
-/// Separator between the prefix and the key, as Dapr stores keys.
-pub const KEY_SEPARATOR: &str = "||";
-
-/// The most keys one bulk get may ask for; more is refused with
-/// `ERR_MALFORMED_REQUEST` (400) naming this limit. Dapr sets no such limit
-/// (only its request body size bounds the key count), but every key's value
-/// is held in memory until the answer is written, so the count is bounded
-/// here, generously: 100,000 keys (the bulk of issue 10's load test).
-pub const MAX_BULK_GET_KEYS: usize = 100_000;
-
-/// How a store's keys are prefixed (`keyPrefix` metadata).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPrefix {
-    /// `<app-id>||key` (the default): apps sharing a store do not collide.
-    AppId,
-    /// `<store name>||key`: apps sharing a store share keys.
-    Name,
-    /// `key` as given.
-    None,
-    /// `<custom>||key`.
-    Custom(String),
-}
-
-impl KeyPrefix {
-    fn from_spec(spec: &ComponentSpec) -> Result<Self, ComponentError> {
-        Ok(match spec.metadata("keyPrefix") {
-            None | Some("appid") => KeyPrefix::AppId,
-            Some("name") => KeyPrefix::Name,
-            Some("none") => KeyPrefix::None,
-            Some(custom) if custom.contains(KEY_SEPARATOR) => {
-                return Err(spec.field_error(
-                    "spec.metadata.keyPrefix",
-                    format!("`{custom}` cannot contain `{KEY_SEPARATOR}`"),
-                ));
-            }
-            Some(custom) => KeyPrefix::Custom(custom.to_owned()),
-        })
-    }
-
-    /// The part before the key, separator included (empty for `none`).
-    fn head(&self, app: &AppId, store: &str) -> String {
-        match self {
-            KeyPrefix::AppId => format!("{app}{KEY_SEPARATOR}"),
-            KeyPrefix::Name => format!("{store}{KEY_SEPARATOR}"),
-            KeyPrefix::None => String::new(),
-            KeyPrefix::Custom(c) => format!("{c}{KEY_SEPARATOR}"),
-        }
-    }
-}
-
-/// A loaded state store.
-pub struct LoadedStateStore {
-    /// Its declaration.
-    pub spec: ComponentSpec,
-    /// The backend.
-    pub store: Arc<dyn StateStore>,
-    prefix: KeyPrefix,
-}
-
-/// The components of a process, loaded once and shared by every app's [`Runtime`].
-#[derive(Default)]
-pub struct Components {
-    state: BTreeMap<String, LoadedStateStore>,
-}
-
-impl Components {
-    /// Builds every component of `specs`; the first failure aborts the whole
-    /// load so a process never runs half-configured.
-    pub async fn load(
-        specs: Vec<ComponentSpec>,
-        registry: &ComponentRegistry,
-    ) -> Result<Self, ComponentError> {
-        let mut state = BTreeMap::new();
-        for spec in specs {
-            if spec.kind.starts_with("state.") {
-                let Some(factory) = registry.state(&spec.kind) else {
-                    return Err(spec.field_error(
-                        "spec.type",
-                        format!(
-                            "unknown state store type `{}` (known: {})",
-                            spec.kind,
-                            registry.state_kinds().join(", ")
-                        ),
-                    ));
-                };
-                let prefix = KeyPrefix::from_spec(&spec)?;
-                let store = factory(spec.clone()).await?;
-                tracing::info!(name = %spec.name, kind = %spec.kind, "state store ready");
-                state.insert(
-                    spec.name.clone(),
-                    LoadedStateStore {
-                        spec,
-                        store,
-                        prefix,
-                    },
-                );
-            } else {
-                return Err(spec.field_error(
-                    "spec.type",
-                    format!(
-                        "`{}` is not a building block this runtime supports yet (state.*)",
-                        spec.kind
-                    ),
-                ));
-            }
-        }
-        Ok(Self { state })
-    }
-
-    /// The state stores, by name.
-    pub fn state_stores(&self) -> impl Iterator<Item = &LoadedStateStore> {
-        self.state.values()
-    }
-}
-
-/// The Dapr API of one app.
-pub struct Runtime {
-    app_id: AppId,
-    components: Arc<Components>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    /// The app this runtime delivers to. Set once, after start, because the
-    /// app (a Wasm component, or a process on `--app-port`) is usually
-    /// brought up after its sidecar.
-    app_channel: std::sync::OnceLock<Arc<dyn AppChannel>>,
-    /// How other apps are reached; `None`: only the own app is invocable.
-    remote: Option<RemoteInvocation>,
-    /// Set by [`Runtime::expect_app`]: not ready until the app is connected.
-    expects_app: std::sync::atomic::AtomicBool,
-}
-
 impl Runtime {
-    /// The runtime of `app_id` over `components`.
-    pub fn new(app_id: AppId, components: Arc<Components>) -> Self {
-        Self {
-            app_id,
-            components,
-            shutdown: tokio::sync::watch::Sender::new(false),
-            app_channel: std::sync::OnceLock::new(),
-            remote: None,
-            expects_app: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Lets this runtime invoke other apps: resolved by `remote.resolver`,
-    /// called through their sidecars by `remote.invoker`.
-    pub fn with_remote_invocation(mut self, remote: RemoteInvocation) -> Self {
-        self.remote = Some(remote);
-        self
-    }
-
-    /// Connects the app this runtime serves. A runtime has at most one app:
-    /// a second call returns the channel it was given back as the error.
-    pub fn set_app_channel(&self, channel: Arc<dyn AppChannel>) -> Result<(), Arc<dyn AppChannel>> {
-        self.app_channel.set(channel)
-    }
-
-    /// Declares that an app will be connected: until it is,
-    /// [`DaprApi::ready`] reports `ERR_HEALTH_NOT_READY`.
-    pub fn expect_app(&self) {
-        self.expects_app
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    /// The app this runtime serves, once connected.
-    pub fn app_channel(&self) -> Option<&Arc<dyn AppChannel>> {
-        self.app_channel.get()
-    }
-
-    /// Delivers a call another sidecar forwarded to this runtime's app, as
-    /// from `caller`, the app id that sidecar authenticated as (see
-    /// [`invoke::deliver_forwarded`]): the internal endpoint's entry point.
-    pub async fn invoke_forwarded(
-        &self,
-        caller: &AppId,
-        target: &str,
-        request: InvokeRequest,
-    ) -> Result<InvokeResponse, ApiError> {
-        invoke::deliver_forwarded(
-            &self.app_id,
-            self.app_channel.get(),
-            caller,
-            target,
-            request,
-        )
-        .await
-    }
-
-    /// The app id.
-    pub fn app_id(&self) -> &AppId {
-        &self.app_id
-    }
-
-    /// Resolves once [`DaprApi::shutdown`] has been called.
-    pub async fn shutdown_requested(&self) {
-        let mut rx = self.shutdown.subscribe();
-        let _ = rx.wait_for(|requested| *requested).await;
-    }
-
     fn store(&self, name: &str) -> Result<(&LoadedStateStore, String), ApiError> {
         if self.components.state.is_empty() {
             return Err(ApiError::new(
@@ -302,7 +99,7 @@ enum WriteOp {
 }
 
 #[async_trait]
-impl DaprApi for Runtime {
+impl StateApi for Runtime {
     async fn get_state(
         &self,
         store: &str,
@@ -379,29 +176,37 @@ impl DaprApi for Runtime {
 
     async fn save_state(&self, store: &str, items: Vec<SetRequest>) -> Result<(), ApiError> {
         let (loaded, head) = self.store(store)?;
-        for mut item in items {
-            let key = item.key.clone();
-            item.key = prefixed(&head, &key)?;
-            item.ttl = Ttl::from_metadata(&item.metadata)
-                .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
-            loaded
+        // Every item is checked before any is written (Dapr checks every
+        // key first), so the store receives valid requests only.
+        let mut keys = Vec::with_capacity(items.len());
+        let mut requests = items
+            .into_iter()
+            .map(|mut item| {
+                let key = std::mem::take(&mut item.key);
+                item.key = prefixed(&head, &key)?;
+                item.ttl = Ttl::from_metadata(&item.metadata)
+                    .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
+                keys.push(key);
+                Ok(item)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        if requests.len() == 1
+            && let Some(request) = requests.pop()
+        {
+            return loaded
                 .store
-                .set(item)
+                .set(request)
                 .await
-                .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
+                .map_err(|e| write_error(e, WriteOp::Save, store, &keys[0]));
         }
-        Ok(())
+        loaded.store.bulk_set(requests).await.map_err(|failed| {
+            let key = keys.get(failed.index).map_or("", String::as_str);
+            write_error(failed.error, WriteOp::Save, store, key)
+        })
     }
 
-    async fn delete_state(&self, store: &str, mut request: DeleteRequest) -> Result<(), ApiError> {
-        let (loaded, head) = self.store(store)?;
-        let key = request.key.clone();
-        request.key = prefixed(&head, &key)?;
-        loaded
-            .store
-            .delete(request)
-            .await
-            .map_err(|e| write_error(e, WriteOp::Delete, store, &key))
+    async fn delete_state(&self, store: &str, request: DeleteRequest) -> Result<(), ApiError> {
+        self.delete_bulk_state(store, vec![request]).await
     }
 
     async fn delete_bulk_state(
@@ -409,8 +214,24 @@ impl DaprApi for Runtime {
         store: &str,
         requests: Vec<DeleteRequest>,
     ) -> Result<(), ApiError> {
-        for request in requests {
-            self.delete_state(store, request).await?;
+        let (loaded, head) = self.store(store)?;
+        // As for saves, every key is checked before any is deleted.
+        let mut keys = Vec::with_capacity(requests.len());
+        let requests = requests
+            .into_iter()
+            .map(|mut request| {
+                let key = std::mem::take(&mut request.key);
+                request.key = prefixed(&head, &key)?;
+                keys.push(key);
+                Ok(request)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        for (request, key) in requests.into_iter().zip(&keys) {
+            loaded
+                .store
+                .delete(request)
+                .await
+                .map_err(|e| write_error(e, WriteOp::Delete, store, key))?;
         }
         Ok(())
     }
@@ -492,89 +313,35 @@ impl DaprApi for Runtime {
             )
         })
     }
-
-    async fn invoke(
-        &self,
-        app_id: &str,
-        request: InvokeRequest,
-    ) -> Result<InvokeResponse, ApiError> {
-        invoke::route(
-            &self.app_id,
-            self.app_channel.get(),
-            self.remote.as_ref(),
-            app_id,
-            request,
-        )
-        .await
-    }
-
-    fn ready(&self) -> Result<(), ApiError> {
-        let waiting = self.expects_app.load(std::sync::atomic::Ordering::Acquire)
-            && self.app_channel.get().is_none();
-        if waiting {
-            return Err(ApiError::new(
-                ErrorKind::HealthNotReady,
-                format!(
-                    "dapr is not ready: app '{}' is not connected yet",
-                    self.app_id
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {
-        let components = self
-            .components
-            .state
-            .values()
-            .filter(|s| s.spec.in_scope(self.app_id.as_str()))
-            .map(|s| ComponentInfo {
-                name: s.spec.name.clone(),
-                kind: s.spec.kind.clone(),
-                version: s.spec.version.clone(),
-                capabilities: s
-                    .store
-                    .features()
-                    .names()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-            })
-            .collect();
-        Ok(RuntimeMetadata {
-            id: self.app_id.to_string(),
-            runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
-            components,
-        })
-    }
-
-    fn shutdown(&self) {
-        self.shutdown.send_replace(true);
-    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! The runtime's own logic (lookup, scopes, prefixes, error mapping) over
     //! a small map-backed store defined here; backends are tested by the
     //! conformance suite in `wasmdapr-components`.
 
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::state::{ScanBatch, StateFeatures, WriteCondition};
+    use crate::app_id::AppId;
+    use crate::component::ComponentSpec;
+    use crate::registry::ComponentRegistry;
+    use crate::runtime::Components;
+    use crate::state::{BulkSetError, ScanBatch, StateFeatures, StateStore, WriteCondition};
 
     /// Stores values in a map; ETags are a counter; transactions are
     /// limited to two operations; every write condition is honoured.
     #[derive(Default)]
-    struct MapStore {
+    pub(in crate::runtime) struct MapStore {
         data: Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
         /// The TTL of every write, as the store received it.
         ttls: Mutex<Vec<Ttl>>,
         /// What scans have returned so far.
         scans: Mutex<ScanCount>,
+        /// The size of every bulk set the store received.
+        bulk_sets: Mutex<Vec<usize>>,
     }
 
     /// Rows returned by scans, and the batch sizes asked for.
@@ -636,6 +403,15 @@ mod tests {
             data.insert(r.key, (r.value, version));
             Ok(())
         }
+        async fn bulk_set(&self, requests: Vec<SetRequest>) -> Result<(), BulkSetError> {
+            self.bulk_sets.lock().unwrap().push(requests.len());
+            for (index, request) in requests.into_iter().enumerate() {
+                self.set(request)
+                    .await
+                    .map_err(|error| BulkSetError { index, error })?;
+            }
+            Ok(())
+        }
         async fn delete(&self, r: DeleteRequest) -> Result<(), StateError> {
             let mut data = self.data.lock().unwrap();
             Self::check(&data, &r.key, &r.condition())?;
@@ -693,7 +469,7 @@ mod tests {
     }
 
     /// Components with one `MapStore` per `(name, keyPrefix, scopes)`.
-    async fn components(
+    pub(in crate::runtime) async fn components(
         stores: &[(&str, Option<&str>, &[&str])],
     ) -> (Arc<Components>, Vec<Arc<MapStore>>) {
         let mut registry = ComponentRegistry::new();
@@ -723,7 +499,7 @@ mod tests {
         (Arc::new(components), made)
     }
 
-    fn runtime(app: &str, components: &Arc<Components>) -> Runtime {
+    pub(in crate::runtime) fn runtime(app: &str, components: &Arc<Components>) -> Runtime {
         Runtime::new(AppId::new(app).unwrap(), components.clone())
     }
 
@@ -825,6 +601,75 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "ERR_MALFORMED_REQUEST");
+    }
+
+    /// A save of N items reaches the store as one bulk set (one item as a
+    /// single set); an invalid item anywhere refuses the request before
+    /// anything is written; the first failing write names its own key, the
+    /// writes before it stay and the ones after it are not made.
+    #[tokio::test]
+    async fn saves_are_one_bulk_set_checked_first() {
+        let (c, stores) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        rt.save_state("a", vec![item("k1", "1"), item("k2", "2"), item("k3", "3")])
+            .await
+            .unwrap();
+        rt.save_state("a", vec![item("one", "1")]).await.unwrap();
+        assert_eq!(stores[0].bulk_sets.lock().unwrap().as_slice(), &[3]);
+        assert_eq!(keys(&stores[0]).len(), 4);
+
+        let bad_ttl = SetRequest {
+            metadata: [("ttlInSeconds".to_string(), "soon".to_string())].into(),
+            ..item("new2", "v")
+        };
+        for bad in [item("", "v"), item("x||y", "v"), bad_ttl] {
+            let err = rt
+                .save_state("a", vec![item("new1", "v"), bad.clone()])
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "ERR_MALFORMED_REQUEST", "{bad:?}");
+            assert!(!keys(&stores[0]).contains(&"orders||new1".to_string()));
+        }
+        assert_eq!(stores[0].bulk_sets.lock().unwrap().len(), 1);
+
+        let stale = SetRequest {
+            etag: Some("99".into()),
+            ..item("k2", "stale")
+        };
+        let err = rt
+            .save_state("a", vec![item("k1", "new"), stale, item("k4", "4")])
+            .await
+            .unwrap_err();
+        assert_eq!((err.code(), err.http_status()), ("ERR_STATE_SAVE", 409));
+        assert!(err.message.contains("k2"), "{err}");
+        let data = stores[0].data.lock().unwrap();
+        assert_eq!(data["orders||k1"].0, b"new");
+        assert_eq!(data["orders||k2"].0, b"2");
+        assert!(!data.contains_key("orders||k4"));
+    }
+
+    /// A bulk delete checks every key before deleting any.
+    #[tokio::test]
+    async fn bulk_deletes_are_checked_first() {
+        let (c, stores) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        rt.save_state("a", vec![item("k1", "1"), item("k2", "2")])
+            .await
+            .unwrap();
+        let delete = |key: &str| DeleteRequest {
+            key: key.into(),
+            ..Default::default()
+        };
+        let err = rt
+            .delete_bulk_state("a", vec![delete("k1"), delete("")])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "ERR_MALFORMED_REQUEST");
+        assert_eq!(keys(&stores[0]).len(), 2);
+        rt.delete_bulk_state("a", vec![delete("k1"), delete("k2")])
+            .await
+            .unwrap();
+        assert!(keys(&stores[0]).is_empty());
     }
 
     /// A key that would forge another app's prefix, and an empty key, are malformed.
