@@ -155,6 +155,86 @@ async fn redis_bulk_get_isolates_a_foreign_key() {
         .expect("DEL");
 }
 
+/// A bulk set of 200 writes reaches Redis as one request (one script),
+/// not 200: a TCP proxy between the store and the real server counts what
+/// the store sends; the same writes one by one are a request each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bulk_set_is_one_request() {
+    let (proxy, sends) = counting_proxy("127.0.0.1:6379").await;
+    let store = build("state.redis", &[("redisHost", &proxy.to_string())]).await;
+    let base = format!("conformance-{}||", uuid::Uuid::new_v4());
+    let requests: Vec<SetRequest> = (0..200)
+        .map(|i| set(&format!("{base}{i}"), format!("v{i}").as_bytes()))
+        .collect();
+    let sent = || sends.load(std::sync::atomic::Ordering::SeqCst);
+    let before = sent();
+    store.bulk_set(requests.clone()).await.expect("bulk set");
+    let bulk = sent() - before;
+    // One EVALSHA, plus an EVAL if the server did not know the script yet;
+    // a large request may arrive in a few reads.
+    assert!(bulk <= 4, "a bulk set of 200 writes took {bulk} sends");
+    let before = sent();
+    for request in requests {
+        store.set(request).await.expect("set");
+    }
+    let one_by_one = sent() - before;
+    assert!(one_by_one >= 200, "200 sets took {one_by_one} sends");
+    let last = store
+        .get(get(&format!("{base}199")))
+        .await
+        .expect("get")
+        .expect("written");
+    assert_eq!(last.data, b"v199");
+    let client = redis::Client::open("redis://127.0.0.1:6379").expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = (0..200).map(|i| format!("{base}{i}")).collect();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .expect("DEL");
+}
+
+/// A TCP proxy on 127.0.0.1 to `upstream`, counting the reads of what
+/// clients send (each request the store writes is at least one).
+async fn counting_proxy(
+    upstream: &'static str,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let sends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sends.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream)
+                .await
+                .expect("upstream");
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 1 << 16];
+                while let Ok(n @ 1..) = client_read.read(&mut buffer).await {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if server_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+        }
+    });
+    (address, sends)
+}
+
 /// `state.postgresql` against the real server at 127.0.0.1:5432 passes the
 /// whole suite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

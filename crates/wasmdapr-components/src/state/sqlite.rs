@@ -612,6 +612,50 @@ mod tests {
         }
     }
 
+    /// Reads of a file database go through their own connection: while
+    /// the writer is held (a write in progress), a get still answers and a
+    /// write waits; a `:memory:` database has one connection for both.
+    #[tokio::test]
+    async fn reads_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = SqliteStateStore::open(&spec(
+            "state.sqlite",
+            &[
+                ("connectionString", path.to_str().unwrap()),
+                ("timeout", "1s"),
+            ],
+        ))
+        .await
+        .unwrap();
+        let write = |value: &str| SetRequest {
+            key: "k".into(),
+            value: value.into(),
+            ..Default::default()
+        };
+        store.set(write("v")).await.unwrap();
+        let writer = store.connection.clone().lock_owned().await;
+        let read = store
+            .get(GetRequest {
+                key: "k".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(read.unwrap().data, b"v");
+        assert!(matches!(
+            store.set(write("w")).await,
+            Err(StateError::Backend(_))
+        ));
+        drop(writer);
+
+        let memory =
+            SqliteStateStore::open(&spec("state.sqlite", &[("connectionString", ":memory:")]))
+                .await
+                .unwrap();
+        assert!(Arc::ptr_eq(&memory.reader, &memory.connection));
+    }
+
     /// A database that cannot be created is an init error naming the component.
     #[tokio::test]
     async fn unopenable_path_is_an_init_error() {
