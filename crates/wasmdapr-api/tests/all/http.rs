@@ -546,15 +546,7 @@ async fn put_metadata_and_app_connection() {
         .await
         .unwrap();
     assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
-    let m: Value = s
-        .client
-        .get(s.url("/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m = get_metadata(&s).await;
     assert_eq!(m["extended"]["team"], "billing and \"more\"");
     assert!(m["extended"]["daprRuntimeVersion"].is_string());
     assert!(m["extended"].get("binary").is_none());
@@ -576,15 +568,7 @@ async fn put_metadata_and_app_connection() {
                 3,
             )),
         });
-    let m: Value = s
-        .client
-        .get(s.url("/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m = get_metadata(&s).await;
     assert_eq!(
         m["appConnectionProperties"],
         json!({
@@ -600,6 +584,12 @@ async fn put_metadata_and_app_connection() {
             }
         })
     );
+}
+
+async fn get_metadata(s: &Sidecar) -> Value {
+    let r = s.client.get(s.url("/v1.0/metadata")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
 }
 
 /// Unknown paths are 404 with a JSON error naming the path.

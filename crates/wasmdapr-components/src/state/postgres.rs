@@ -110,7 +110,7 @@ impl PostgresConfig {
 /// collation, which need not be byte order, so the store does not claim
 /// `scan_in_key_order`; `!` as the LIKE escape avoids depending on how the
 /// server reads backslashes in string literals.
-const DIALECT: Dialect = Dialect {
+pub(super) const DIALECT: Dialect = Dialect {
     param: |n| format!("${n}"),
     now: "now()",
     expiry: "expiredate",

@@ -45,27 +45,10 @@ use super::{
     BULK_CHUNK, backend_error, bounded, bulk_get_in_chunks, expiry_metadata, from_unix_millis,
 };
 
-/// Writes `data` to hash `KEYS[1]` if the condition holds; returns the new
-/// version, or 0 when the condition fails.
-/// ARGV: condition (`always` | `absent` | `etag`), etag, data, ttl seconds (-1: none).
-static SET_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local version = redis.call("HGET", KEYS[1], "version")
-if ARGV[1] == "absent" and version then return 0 end
-if ARGV[1] == "etag" and version ~= ARGV[2] then return 0 end
-local next = redis.call("HINCRBY", KEYS[1], "version", 1)
-redis.call("HSET", KEYS[1], "data", ARGV[3])
-local ttl = tonumber(ARGV[4])
-if ttl >= 0 then redis.call("EXPIRE", KEYS[1], ttl) else redis.call("PERSIST", KEYS[1]) end
-return next
-"#,
-    )
-});
-
-/// Writes `KEYS[i]` as [`SET_SCRIPT`] does with ARGV[4i-3 .. 4i] =
-/// condition, etag, data, ttl, in order, stopping at the first write whose
-/// condition fails: returns 0 when every write was made, else the (1-based)
+/// Writes `data` to hash `KEYS[i]` (a new `version`, the TTL set or
+/// removed) with ARGV[4i-3 .. 4i] = condition (`always` | `absent` |
+/// `etag`), etag, data, ttl seconds (-1: none), in order, stopping at the
+/// first write whose condition fails: returns 0 when every write was made, else the (1-based)
 /// index of the failed one, the writes before it made. One script is one
 /// round trip for the whole bulk, and atomic.
 static BULK_SET_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
@@ -562,26 +545,11 @@ impl StateStore for RedisStateStore {
         .await
     }
 
+    /// A bulk of one: [`BULK_SET_SCRIPT`] checks and writes atomically.
     async fn set(&self, request: SetRequest) -> Result<(), StateError> {
-        let ttl = self.ttl_arg(&request)?;
-        let (condition, etag) = condition_args(request.condition())?;
-        let mut invocation = SET_SCRIPT.prepare_invoke();
-        invocation
-            .key(&request.key)
-            .arg(condition)
-            .arg(etag)
-            .arg(&request.value)
-            .arg(ttl);
-        let invocation = &invocation;
-        let version: i64 = self
-            .call("Redis set", |mut c| async move {
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        if version == 0 {
-            return Err(StateError::EtagMismatch);
-        }
-        Ok(())
+        self.bulk_set(vec![request])
+            .await
+            .map_err(|failed| failed.error)
     }
 
     /// One [`BULK_SET_SCRIPT`] per [`BULK_CHUNK`] writes (one round trip
@@ -620,8 +588,13 @@ impl StateStore for RedisStateStore {
             }
             if sent > 0 {
                 let invocation = &invocation;
+                let what = if requests.len() == 1 {
+                    "Redis set"
+                } else {
+                    "Redis bulk set"
+                };
                 let failed: i64 = self
-                    .call("Redis bulk set", |mut c| async move {
+                    .call(what, |mut c| async move {
                         invocation.invoke_async(&mut c).await
                     })
                     .await

@@ -189,20 +189,11 @@ mod tests {
         assert_eq!(changed(1), Ok(()));
     }
 
-    /// Both dialects get every statement from the one shape, differing
-    /// only in what the dialect supplies.
+    /// Both stores' dialects get every statement from the one shape,
+    /// differing only in what the dialect supplies.
     #[test]
     fn one_shape_two_dialects() {
-        let dollar = Dialect {
-            param: |n| format!("${n}"),
-            now: "now()",
-            expiry: "expiredate",
-            expires_after: |ttl| format!("now() + make_interval(secs => {ttl})"),
-            written: &[("isbinary", "true")],
-            updated: &[("updatedate", "now()")],
-            key_has_prefix: |p| format!("key LIKE {p}"),
-        };
-        let s = Statements::new(&dollar, "state");
+        let s = Statements::new(&super::super::postgres::DIALECT, "state");
         assert_eq!(
             s.get,
             "SELECT value, etag, expiredate FROM state WHERE key = $1 \
@@ -215,6 +206,12 @@ mod tests {
              updatedate = now() WHERE key = $1 AND etag = $5 AND (expiredate IS NULL OR expiredate > now())"
         );
         assert!(s.scan_next.ends_with("AND key > $3 ORDER BY key LIMIT $2"));
+        let sqlite = Statements::new(&super::super::sqlite::DIALECT, "kv");
+        assert_eq!(
+            sqlite.delete_if_etag,
+            "DELETE FROM kv WHERE key = ?1 AND etag = ?2 AND (expiration_time IS NULL \
+             OR expiration_time > CAST(unixepoch('subsec') * 1000 AS INTEGER))"
+        );
         let (sql, etag) = s.for_write(WriteCondition::EtagMatches("e".into()));
         assert_eq!(
             (sql, etag.as_deref()),

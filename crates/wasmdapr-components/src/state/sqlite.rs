@@ -98,7 +98,7 @@ impl SqliteConfig {
 /// exact (`substr`; LIKE would be case-insensitive and need escaping). Keys
 /// compare with the BINARY collation, byte order as Rust orders strings, so
 /// scans are in key order.
-const DIALECT: Dialect = Dialect {
+pub(super) const DIALECT: Dialect = Dialect {
     param: |n| format!("?{n}"),
     now: NOW_MILLIS,
     expiry: "expiration_time",
