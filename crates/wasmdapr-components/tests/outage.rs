@@ -502,7 +502,8 @@ async fn sqlite_locked_file() {
 /// both HTTP 500, within seconds; the first read after the restart works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_reports_dapr_errors() {
-    use wasmdapr_runtime::{AppId, Components, DaprApi, Runtime};
+    use wasmdapr_runtime::api::StateApi;
+    use wasmdapr_runtime::{AppId, Components, Runtime};
 
     let port = free_port();
     let mut server = RedisServer::start(port);

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use wasmdapr_components::state::memory::MemoryStateStore;
 use wasmdapr_runtime::state::{
-    Concurrency, DeleteRequest, GetRequest, Operation, SetRequest, StateError, StateFeatures,
-    StateOptions, StateStore, StateValue, Ttl,
+    BulkSetError, Concurrency, DeleteRequest, GetRequest, Operation, SetRequest, StateError,
+    StateFeatures, StateOptions, StateStore, StateValue, Ttl,
 };
 use wasmdapr_runtime::{ComponentRegistry, ComponentSpec};
 
@@ -155,6 +155,86 @@ async fn redis_bulk_get_isolates_a_foreign_key() {
         .expect("DEL");
 }
 
+/// A bulk set of 200 writes reaches Redis as one request (one script),
+/// not 200: a TCP proxy between the store and the real server counts what
+/// the store sends; the same writes one by one are a request each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bulk_set_is_one_request() {
+    let (proxy, sends) = counting_proxy("127.0.0.1:6379").await;
+    let store = build("state.redis", &[("redisHost", &proxy.to_string())]).await;
+    let base = format!("conformance-{}||", uuid::Uuid::new_v4());
+    let requests: Vec<SetRequest> = (0..200)
+        .map(|i| set(&format!("{base}{i}"), format!("v{i}").as_bytes()))
+        .collect();
+    let sent = || sends.load(std::sync::atomic::Ordering::SeqCst);
+    let before = sent();
+    store.bulk_set(requests.clone()).await.expect("bulk set");
+    let bulk = sent() - before;
+    // One EVALSHA, plus an EVAL if the server did not know the script yet;
+    // a large request may arrive in a few reads.
+    assert!(bulk <= 4, "a bulk set of 200 writes took {bulk} sends");
+    let before = sent();
+    for request in requests {
+        store.set(request).await.expect("set");
+    }
+    let one_by_one = sent() - before;
+    assert!(one_by_one >= 200, "200 sets took {one_by_one} sends");
+    let last = store
+        .get(get(&format!("{base}199")))
+        .await
+        .expect("get")
+        .expect("written");
+    assert_eq!(last.data, b"v199");
+    let client = redis::Client::open("redis://127.0.0.1:6379").expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = (0..200).map(|i| format!("{base}{i}")).collect();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .expect("DEL");
+}
+
+/// A TCP proxy on 127.0.0.1 to `upstream`, counting the reads of what
+/// clients send (each request the store writes is at least one).
+async fn counting_proxy(
+    upstream: &'static str,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let sends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sends.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream)
+                .await
+                .expect("upstream");
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 1 << 16];
+                while let Ok(n @ 1..) = client_read.read(&mut buffer).await {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if server_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+        }
+    });
+    (address, sends)
+}
+
 /// `state.postgresql` against the real server at 127.0.0.1:5432 passes the
 /// whole suite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -233,7 +313,9 @@ async fn conformance(store: Arc<dyn StateStore>, features: StateFeatures) {
     suite.delete_missing().await;
     suite.last_write_without_etag().await;
     suite.bulk_get().await;
+    suite.bulk_set().await;
     if features.etag {
+        suite.bulk_set_stops_at_the_first_failure().await;
         suite.overwrite_changes_etag().await;
         suite.set_with_etag().await;
         suite.first_write().await;
@@ -467,6 +549,102 @@ impl Suite {
         let present = expected.iter().filter(|e| matches!(e, Ok(Some(_)))).count();
         assert_eq!(present, 2100 / 7 + 2, "values found");
         assert!(self.store.bulk_get(Vec::new(), 0).await.is_empty());
+    }
+
+    /// `bulk_set` writes every request in order, as `set` would one by one:
+    /// a key written twice keeps the later value, a TTL is honoured (when
+    /// the store has TTLs), a bulk larger than one backend batch is written
+    /// whole, and an empty bulk is a no-op.
+    async fn bulk_set(&self) {
+        let twice = self.key("bulk-set/twice");
+        let brief = self.key("bulk-set/ttl");
+        let mut requests: Vec<SetRequest> = (0..2500)
+            .map(|i| {
+                set(
+                    &self.key(&format!("bulk-set/{i}")),
+                    format!("v{i}").as_bytes(),
+                )
+            })
+            .collect();
+        requests.insert(10, set(&twice, b"first"));
+        requests.push(set(&twice, b"second"));
+        requests.push(set_ttl(&brief, b"expires", "3600"));
+        self.store.bulk_set(requests).await.expect("bulk set");
+        let keys: Vec<String> = (0..2500)
+            .map(|i| self.key(&format!("bulk-set/{i}")))
+            .collect();
+        let answers = self
+            .store
+            .bulk_get(keys.iter().map(|k| get(k)).collect(), 0)
+            .await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let value = answer
+                .expect("read")
+                .unwrap_or_else(|| panic!("{} missing", keys[i]));
+            assert_eq!(value.data, format!("v{i}").into_bytes(), "{}", keys[i]);
+        }
+        assert_eq!(self.data(&twice).await.as_deref(), Some(&b"second"[..]));
+        let brief = self.read(&brief).await.expect("present");
+        assert_eq!(
+            brief.metadata.contains_key("ttlExpireTime"),
+            self.features.ttl,
+            "{:?}",
+            brief.metadata
+        );
+        self.store
+            .bulk_set(Vec::new())
+            .await
+            .expect("empty bulk set");
+    }
+
+    /// A bulk set stops at its first failing write and returns it with its
+    /// index: the writes before it are made, it and the ones after it are
+    /// not; a stale ETag is EtagMismatch, a key that exists under
+    /// first-write too, and an ETag that cannot be one is EtagInvalid.
+    async fn bulk_set_stops_at_the_first_failure(&self) {
+        let (a, b, c) = (
+            self.key("bulk-fail/a"),
+            self.key("bulk-fail/b"),
+            self.key("bulk-fail/c"),
+        );
+        self.write(set(&b, b"b1")).await;
+        let stale = self.etag(&b).await;
+        self.write(set(&b, b"b2")).await;
+        let bogus = "not-an-etag";
+        for (index, failing, error) in [
+            (1, set_etag(&b, b"stale", &stale), StateError::EtagMismatch),
+            (1, first_write(set(&b, b"again")), StateError::EtagMismatch),
+            (
+                1,
+                set_etag(&b, b"bogus", bogus),
+                StateError::EtagInvalid(bogus.into()),
+            ),
+        ] {
+            let result = self
+                .store
+                .bulk_set(vec![set(&a, b"a-new"), failing.clone(), set(&c, b"c")])
+                .await;
+            assert_eq!(result, Err(BulkSetError { index, error }), "{failing:?}");
+            assert_eq!(self.data(&a).await.as_deref(), Some(&b"a-new"[..]));
+            assert_eq!(self.data(&b).await.as_deref(), Some(&b"b2"[..]));
+            assert_eq!(self.read(&c).await, None, "written after {failing:?}");
+            self.store.delete(delete(&a)).await.expect("delete");
+        }
+        // A failure at the start writes nothing; with the current ETag the
+        // same bulk goes through.
+        let current = self.etag(&b).await;
+        let result = self
+            .store
+            .bulk_set(vec![set_etag(&b, b"x", &stale), set(&c, b"c")])
+            .await;
+        assert_eq!(result.map_err(|e| e.index), Err(0), "a stale etag first");
+        assert_eq!(self.read(&c).await, None);
+        self.store
+            .bulk_set(vec![set_etag(&b, b"b3", &current), set(&c, b"c")])
+            .await
+            .expect("bulk set with the current etag");
+        assert_eq!(self.data(&b).await.as_deref(), Some(&b"b3"[..]));
+        assert_eq!(self.data(&c).await.as_deref(), Some(&b"c"[..]));
     }
 
     /// Every write gives the value a new ETag.

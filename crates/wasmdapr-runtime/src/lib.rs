@@ -4,15 +4,21 @@
 //!
 //! # Layout
 //!
-//! - [`api`]: [`DaprApi`], the trait every front door calls.
+//! - [`api`]: one trait per building block, next to its types
+//!   ([`StateApi`](api::StateApi), [`InvokeApi`](api::InvokeApi),
+//!   [`MetadataApi`](api::MetadataApi)), and [`DaprApi`], their supertrait
+//!   with no method of its own: what every front door holds.
 //! - [`app_channel`]: [`AppChannel`], how the runtime delivers requests to its app.
 //! - [`runtime`]: [`Runtime`], the local implementation over loaded
-//!   [`Components`]: key prefixing, validation, error mapping.
+//!   [`Components`], one module per block (`runtime/state.rs`: store
+//!   lookup, scopes, key prefixing and validation, error mapping;
+//!   `runtime/invoke.rs`; `runtime/metadata.rs`).
 //! - [`components`]: [`Components`], the loaded components of every kind,
 //!   and their scoped lookup.
 //! - [`error`]: [`ApiError`], Dapr's error table (code, HTTP status, gRPC code).
-//! - [`state`]: the [`StateStore`](state::StateStore) trait backends implement,
-//!   shared write semantics, and the query language ([`state::query`]).
+//! - [`state`]: the [`StateStore`](state::StateStore) trait backends implement
+//!   (with defaults for bulk reads and writes), shared write semantics, and
+//!   the query language ([`state::query`]).
 //! - [`component`]: a Dapr `Component` resource ([`ComponentSpec`]).
 //! - [`registry`]: [`ComponentRegistry`], component type → factory, for
 //!   every component kind.

@@ -268,6 +268,16 @@ pub enum StateError {
     Backend(String),
 }
 
+/// Why a [`StateStore::bulk_set`] stopped: the first write that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("write {index} of the bulk: {error}")]
+pub struct BulkSetError {
+    /// Its position in the bulk; every write before it was applied.
+    pub index: usize,
+    /// Why it failed.
+    pub error: StateError,
+}
+
 /// One key's answer in a bulk get ([`StateStore::bulk_get`]): its value,
 /// `None` when it does not exist, or why it could not be read.
 pub type BulkGetResult = Result<Option<StateValue>, StateError>;
@@ -316,6 +326,23 @@ pub trait StateStore: Send + Sync + 'static {
             .buffered(window)
             .collect()
             .await
+    }
+
+    /// Writes many keys, in order, each under its own
+    /// [`SetRequest::condition`], as Dapr's `BulkSet`: the first failure
+    /// stops the bulk and is returned with its index; the writes before it
+    /// stay applied, the ones after it are not tried.
+    ///
+    /// The default runs [`StateStore::set`] once per request; stores that
+    /// can write many keys in one round trip (a Redis script, one SQL
+    /// transaction) override it, keeping these semantics.
+    async fn bulk_set(&self, requests: Vec<SetRequest>) -> Result<(), BulkSetError> {
+        for (index, request) in requests.into_iter().enumerate() {
+            self.set(request)
+                .await
+                .map_err(|error| BulkSetError { index, error })?;
+        }
+        Ok(())
     }
 
     /// Deletes a key under [`DeleteRequest::condition`]; a missing key is not an error.

@@ -101,6 +101,8 @@ pub struct AppConnection {
     pub address: SocketAddr,
     /// Sent as `dapr-api-token` on every delivery (`APP_API_TOKEN`).
     pub app_token: Option<String>,
+    /// `--app-protocol`, as the metadata API reports it.
+    pub protocol: String,
     /// A health path that must also answer 2xx before the app is announced
     /// (`--enable-app-health-check`); the port must accept connections in
     /// any case.

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use wasmdapr_api::http_app::HttpAppConfig;
 use wasmdapr_api::{HttpApp, InternalClient};
 use wasmdapr_host::LocalDapr;
+use wasmdapr_runtime::api::{AppConnectionProperties, AppHealthProperties, MetadataApi};
 use wasmdapr_runtime::{
     ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver, RemoteInvocation, Resources,
     Runtime,
@@ -175,6 +176,15 @@ impl Sidecar {
     pub async fn connect_http_app(&self, app: AppConnection) -> Result<(), SidecarError> {
         // `/v1.0/healthz` answers 500 until the app is connected, as daprd's.
         self.runtime.expect_app();
+        self.runtime.set_app_connection(AppConnectionProperties {
+            port: app.address.port(),
+            protocol: app.protocol.clone(),
+            channel_address: app.address.ip().to_string(),
+            max_concurrency: 0,
+            health: app.health.as_ref().map(|health| {
+                AppHealthProperties::new(&health.path, health.interval, health.timeout, 0)
+            }),
+        });
         let app = HttpApp::new(HttpAppConfig {
             app_id: self.runtime.app_id().clone(),
             address: app.address,
@@ -254,7 +264,7 @@ impl Sidecar {
         mut self,
         first: Option<Result<Result<(), SidecarError>, tokio::task::JoinError>>,
     ) -> Result<(), SidecarError> {
-        DaprApi::shutdown(&*self.runtime);
+        MetadataApi::shutdown(&*self.runtime);
         if let Some(resolver) = &self.name_resolver
             && let Err(error) = resolver.deregister().await
         {

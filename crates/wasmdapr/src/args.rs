@@ -167,6 +167,7 @@ impl AppArgs {
         Some(AppConnection {
             address: SocketAddr::new(self.app_channel_address, port),
             app_token: non_empty_env("APP_API_TOKEN"),
+            protocol: self.app_protocol.clone(),
             health: self.enable_app_health_check.then(|| HealthCheck {
                 path: self.app_health_check_path.clone(),
                 interval: self.app_health_probe_interval,

@@ -241,6 +241,7 @@ dapr_service! {
         execute_state_transaction(runtime::ExecuteStateTransactionRequest) -> ();
         query_state_alpha1(runtime::QueryStateRequest) -> runtime::QueryStateResponse;
         get_metadata(runtime::GetMetadataRequest) -> runtime::GetMetadataResponse;
+        set_metadata(runtime::SetMetadataRequest) -> ();
         shutdown(runtime::ShutdownRequest) -> ();
     }
     with_metadata {
@@ -269,7 +270,6 @@ dapr_service! {
         unsubscribe_configuration(runtime::UnsubscribeConfigurationRequest) -> runtime::UnsubscribeConfigurationResponse as "UnsubscribeConfiguration";
         try_lock_alpha1(runtime::TryLockRequest) -> runtime::TryLockResponse as "TryLockAlpha1";
         unlock_alpha1(runtime::UnlockRequest) -> runtime::UnlockResponse as "UnlockAlpha1";
-        set_metadata(runtime::SetMetadataRequest) -> () as "SetMetadata";
         subtle_get_key_alpha1(runtime::SubtleGetKeyRequest) -> runtime::SubtleGetKeyResponse as "SubtleGetKeyAlpha1";
         subtle_encrypt_alpha1(runtime::SubtleEncryptRequest) -> runtime::SubtleEncryptResponse as "SubtleEncryptAlpha1";
         subtle_decrypt_alpha1(runtime::SubtleDecryptRequest) -> runtime::SubtleDecryptResponse as "SubtleDecryptAlpha1";

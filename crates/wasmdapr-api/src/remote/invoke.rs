@@ -1,18 +1,21 @@
 //! Service invocation, over `InvokeService`.
 
+use async_trait::async_trait;
+use wasmdapr_runtime::api::InvokeApi;
 use dapr::dapr::proto::runtime::v1 as runtime;
 use wasmdapr_runtime::{ApiError, ErrorKind, InvokeRequest, InvokeResponse};
 
 use super::{RemoteDapr, api_error};
 use crate::invoke::{HTTP_STATUS_METADATA, invoke_message, set_content_type};
 
-impl RemoteDapr {
+#[async_trait]
+impl InvokeApi for RemoteDapr {
     /// Over Dapr's gRPC `InvokeService`: the verb and query travel in the
     /// `HTTPExtension`, headers as metadata, the body as `Any` bytes. An
     /// app's non-2xx answer arrives as a gRPC error carrying
     /// `dapr-http-status`; it comes back as a response of that status whose
     /// body is the error message (gRPC has no place for the app's body).
-    pub(super) async fn invoke(
+    async fn invoke(
         &self,
         app_id: &str,
         request: InvokeRequest,

@@ -2,6 +2,8 @@
 //! `DeleteState`, `DeleteBulkState`, `ExecuteStateTransaction` and
 //! `QueryStateAlpha1`.
 
+use async_trait::async_trait;
+use wasmdapr_runtime::api::StateApi;
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::runtime::v1 as runtime;
 use wasmdapr_runtime::api::BulkStateItem;
@@ -65,8 +67,9 @@ fn delete_item(r: DeleteRequest) -> common::StateItem {
     }
 }
 
-impl RemoteDapr {
-    pub(super) async fn get_state(
+#[async_trait]
+impl StateApi for RemoteDapr {
+    async fn get_state(
         &self,
         store: &str,
         r: GetRequest,
@@ -94,7 +97,7 @@ impl RemoteDapr {
         }))
     }
 
-    pub(super) async fn get_bulk_state(
+    async fn get_bulk_state(
         &self,
         store: &str,
         keys: Vec<String>,
@@ -131,7 +134,7 @@ impl RemoteDapr {
             .collect())
     }
 
-    pub(super) async fn save_state(
+    async fn save_state(
         &self,
         store: &str,
         items: Vec<SetRequest>,
@@ -147,7 +150,7 @@ impl RemoteDapr {
         Ok(())
     }
 
-    pub(super) async fn delete_state(&self, store: &str, r: DeleteRequest) -> Result<(), ApiError> {
+    async fn delete_state(&self, store: &str, r: DeleteRequest) -> Result<(), ApiError> {
         self.client
             .clone()
             .delete_state(self.request(runtime::DeleteStateRequest {
@@ -162,7 +165,7 @@ impl RemoteDapr {
         Ok(())
     }
 
-    pub(super) async fn delete_bulk_state(
+    async fn delete_bulk_state(
         &self,
         store: &str,
         requests: Vec<DeleteRequest>,
@@ -178,7 +181,7 @@ impl RemoteDapr {
         Ok(())
     }
 
-    pub(super) async fn transact_state(
+    async fn transact_state(
         &self,
         store: &str,
         operations: Vec<Operation>,
@@ -209,7 +212,7 @@ impl RemoteDapr {
         Ok(())
     }
 
-    pub(super) async fn query_state(
+    async fn query_state(
         &self,
         store: &str,
         query: serde_json::Value,

@@ -338,3 +338,62 @@ async fn long_input_is_not_echoed_whole() {
     assert_eq!(reason(&status), "DAPR_STATE_NOT_FOUND");
     assert!(status.message().len() < 1024, "{}", status.message().len());
 }
+
+/// `SetMetadata` adds an extended attribute that `GetMetadata` then
+/// reports, with `daprRuntimeVersion` as daprd adds it; an empty key is
+/// ignored; `appConnectionProperties` is daprd's for a sidecar without an
+/// app, then what the runtime was told of its app.
+#[tokio::test]
+async fn set_metadata_and_full_get_metadata() {
+    let s = Sidecar::start().await;
+    let mut c = client(&s).await;
+    for (key, value) in [("team", "payments"), ("team", "billing"), ("", "x")] {
+        c.set_metadata(runtime::SetMetadataRequest {
+            key: key.into(),
+            value: value.into(),
+        })
+        .await
+        .expect("set metadata");
+    }
+    let m = c
+        .get_metadata(runtime::GetMetadataRequest {})
+        .await
+        .expect("metadata")
+        .into_inner();
+    assert_eq!(
+        m.extended_metadata.get("team").map(String::as_str),
+        Some("billing")
+    );
+    assert!(m.extended_metadata.contains_key("daprRuntimeVersion"));
+    assert!(!m.extended_metadata.contains_key(""));
+    let app = m
+        .app_connection_properties
+        .expect("appConnectionProperties");
+    assert_eq!((app.port, app.protocol.as_str()), (0, "http"));
+    let store = m
+        .registered_components
+        .iter()
+        .find(|c| c.name == "statestore")
+        .expect("statestore");
+    assert!(store.capabilities.contains(&"ETAG".to_string()));
+
+    s.runtime
+        .set_app_connection(wasmdapr_runtime::api::AppConnectionProperties {
+            port: 3000,
+            protocol: "http".into(),
+            channel_address: "127.0.0.1".into(),
+            max_concurrency: 0,
+            health: None,
+        });
+    let app = c
+        .get_metadata(runtime::GetMetadataRequest {})
+        .await
+        .expect("metadata")
+        .into_inner()
+        .app_connection_properties
+        .expect("appConnectionProperties");
+    assert_eq!(
+        (app.port, app.channel_address.as_str(), app.health),
+        (3000, "127.0.0.1", None)
+    );
+}

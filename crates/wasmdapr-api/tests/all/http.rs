@@ -520,6 +520,78 @@ async fn metadata_has_dapr_shape() {
     assert!(caps.contains(&json!("ETAG")) && caps.contains(&json!("TRANSACTIONAL")));
 }
 
+/// `PUT /v1.0/metadata/{key}` takes the raw body as the attribute's value
+/// (204); `GET /v1.0/metadata` reports it under `extended`, beside
+/// `daprRuntimeVersion`, and `appConnectionProperties` leaves out what the
+/// sidecar does not have, as daprd's `omitempty` does, then shows the app's
+/// connection with its health checks.
+#[tokio::test]
+async fn put_metadata_and_app_connection() {
+    let s = Sidecar::start().await;
+    for value in ["payments", "billing and \"more\""] {
+        let r = s
+            .client
+            .put(s.url("/v1.0/metadata/team"))
+            .body(value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let r = s
+        .client
+        .put(s.url("/v1.0/metadata/binary"))
+        .body(vec![0xff, 0xfe])
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    let m = get_metadata(&s).await;
+    assert_eq!(m["extended"]["team"], "billing and \"more\"");
+    assert!(m["extended"]["daprRuntimeVersion"].is_string());
+    assert!(m["extended"].get("binary").is_none());
+    assert_eq!(m["appConnectionProperties"], json!({"protocol": "http"}));
+    assert_eq!(m["actors"], json!([]));
+    assert_eq!(m["subscriptions"], json!([]));
+    assert_eq!(m["httpEndpoints"], json!([]));
+
+    s.runtime
+        .set_app_connection(wasmdapr_runtime::api::AppConnectionProperties {
+            port: 3000,
+            protocol: "http".into(),
+            channel_address: "127.0.0.1".into(),
+            max_concurrency: 8,
+            health: Some(wasmdapr_runtime::api::AppHealthProperties::new(
+                "/healthz",
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_millis(500),
+                3,
+            )),
+        });
+    let m = get_metadata(&s).await;
+    assert_eq!(
+        m["appConnectionProperties"],
+        json!({
+            "port": 3000,
+            "protocol": "http",
+            "channelAddress": "127.0.0.1",
+            "maxConcurrency": 8,
+            "health": {
+                "healthCheckPath": "/healthz",
+                "healthProbeInterval": "5s",
+                "healthProbeTimeout": "500ms",
+                "healthThreshold": 3
+            }
+        })
+    );
+}
+
+async fn get_metadata(s: &Sidecar) -> Value {
+    let r = s.client.get(s.url("/v1.0/metadata")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
 /// Unknown paths are 404 with a JSON error naming the path.
 #[tokio::test]
 async fn unknown_paths_are_404() {

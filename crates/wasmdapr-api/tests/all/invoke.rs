@@ -20,10 +20,9 @@ use wasmdapr_api::http_app::{HealthCheck, HttpAppConfig};
 use wasmdapr_api::internal::{CertificateAuthority, SidecarIdentity};
 use wasmdapr_api::{ApiConfig, HttpApp, InternalClient, RemoteDapr};
 use wasmdapr_components::nameresolution::sqlite::SqliteNameResolver;
+use wasmdapr_runtime::api::InvokeApi;
 use wasmdapr_runtime::invoke::TraceParent;
-use wasmdapr_runtime::{
-    AppId, Components, DaprApi, InvokeRequest, NameResolver, RemoteInvocation, Runtime,
-};
+use wasmdapr_runtime::{AppId, Components, InvokeRequest, NameResolver, RemoteInvocation, Runtime};
 
 use crate::{Sidecar, TOKEN};
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use wasmdapr_api::{ApiConfig, RemoteDapr};
-use wasmdapr_runtime::DaprApi;
+use wasmdapr_runtime::api::prelude::*;
 use wasmdapr_runtime::state::{
     Concurrency, DeleteRequest, GetRequest, Operation, SetRequest, StateOptions,
 };
@@ -162,8 +162,20 @@ async fn remote_calls_behave_like_local_calls() {
             "{tag}"
         );
 
+        api.set_metadata(&format!("set-by-{tag}"), tag)
+            .await
+            .unwrap();
         let metadata = api.metadata().await.unwrap();
         assert_eq!(metadata.id, crate::APP_ID, "{tag}");
+        assert_eq!(
+            metadata
+                .extended
+                .get(&format!("set-by-{tag}"))
+                .map(String::as_str),
+            Some(tag),
+            "{tag}"
+        );
+        assert_eq!(metadata.app_connection.protocol, "http", "{tag}");
         assert!(
             metadata.components.iter().any(|c| c.name == "statestore"),
             "{tag}"

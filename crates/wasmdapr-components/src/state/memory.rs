@@ -19,7 +19,7 @@ use wasmdapr_runtime::state::{
     StateFeatures, StateStore, StateValue, WriteCondition,
 };
 
-use super::{BULK_GET_CHUNK, expiry_metadata};
+use super::{BULK_CHUNK, expiry_metadata};
 
 /// How many writes pass between two sweeps of expired entries. Reads purge
 /// the entry they find expired; the sweep bounds the memory held by expired
@@ -171,7 +171,7 @@ impl StateStore for MemoryStateStore {
     async fn bulk_get(&self, requests: Vec<GetRequest>, _parallelism: usize) -> Vec<BulkGetResult> {
         let now = SystemTime::now();
         let mut answers = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(BULK_GET_CHUNK) {
+        for chunk in requests.chunks(BULK_CHUNK) {
             let mut entries = self.lock();
             answers.extend(
                 chunk

@@ -7,6 +7,9 @@
 //! - [`redis`]: `state.redis`, Dapr's layout (a hash per key, `data` + `version`).
 //! - [`postgres`]: `state.postgresql`, one table, conditional writes in SQL.
 //!
+//! The two SQL stores share one SQL shape (`sql`): the statements are
+//! written once, for a dialect.
+//!
 //! What they share lives here: the `ttlExpireTime` metadata a read returns,
 //! the SQL table-name check, the conversion of backend faults,
 //! [`bounded`], the deadline every backend call runs under, and
@@ -15,6 +18,7 @@
 pub mod memory;
 pub mod postgres;
 pub mod redis;
+mod sql;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -102,12 +106,12 @@ pub(crate) fn deadline_at(deadline: Option<Duration>) -> Option<Instant> {
     deadline.map(|limit| Instant::now() + limit)
 }
 
-/// How many keys one batched read of a bulk get asks the backend for: a
-/// 100k-key bulk is a hundred round trips, while one statement's parameters
-/// and one reply stay small.
-pub(crate) const BULK_GET_CHUNK: usize = 1000;
+/// How many keys one batched request of a bulk get or bulk set sends to the
+/// backend: a 100k-key bulk is a hundred round trips, while one statement's
+/// parameters, one script's arguments and one reply stay small.
+pub(crate) const BULK_CHUNK: usize = 1000;
 
-/// Runs a bulk get as batched reads of [`BULK_GET_CHUNK`] keys, one after
+/// Runs a bulk get as batched reads of [`BULK_CHUNK`] keys, one after
 /// the other (so at most one backend request is in flight, within any
 /// `parallelism` the caller set), and returns one answer per request in
 /// their order. `read_chunk` answers one chunk, in its order. When a chunk
@@ -126,7 +130,7 @@ where
     let mut answers = Vec::with_capacity(total);
     let mut requests = requests.into_iter();
     loop {
-        let chunk: Vec<GetRequest> = requests.by_ref().take(BULK_GET_CHUNK).collect();
+        let chunk: Vec<GetRequest> = requests.by_ref().take(BULK_CHUNK).collect();
         let size = chunk.len();
         if size == 0 {
             break;

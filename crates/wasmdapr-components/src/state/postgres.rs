@@ -1,14 +1,15 @@
 //! `state.postgresql`: one table in PostgreSQL, reached through a
 //! deadpool-postgres pool of tokio-postgres connections.
 //!
-//! Conditional writes are single statements whose `WHERE` carries the
+//! The statements are the SQL stores' shared shape (`super::sql`):
+//! conditional writes are single statements whose `WHERE` carries the
 //! condition; PostgreSQL's row locks make each check-and-write atomic (a
 //! concurrent `UPDATE … WHERE etag = $5` waits for the other writer, then
 //! re-checks the row it now sees). Transactions are real PostgreSQL
-//! transactions, rolled back when any operation's condition fails. ETags
-//! are random UUIDs, so anything that is not a UUID is
-//! [`StateError::EtagInvalid`]. Expiry uses the database clock (`now()`),
-//! so the sidecar's clock cannot disagree with it.
+//! transactions, rolled back when any operation's condition fails; a bulk
+//! set is one transaction. ETags are random UUIDs, so anything that is not
+//! a UUID is [`StateError::EtagInvalid`]. Expiry uses the database clock
+//! (`now()`), so the sidecar's clock cannot disagree with it.
 //!
 //! Outages: every call, including its wait for a pooled connection, runs
 //! under `timeout` ([`bounded`]); connecting is bounded by the same time.
@@ -27,10 +28,11 @@ use tokio_postgres::NoTls;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    BulkGetResult, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest, StateError,
-    StateFeatures, StateStore, StateValue, WriteCondition,
+    BulkGetResult, BulkSetError, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest,
+    StateError, StateFeatures, StateStore, StateValue, WriteCondition,
 };
 
+use super::sql::{Dialect, Statements, changed, check_etag, new_etag};
 use super::{
     backend_error, bounded, bulk_get_in_chunks, cleanup_interval, duration_or, expiry_metadata,
     in_request_order, table_name,
@@ -101,75 +103,32 @@ impl PostgresConfig {
     }
 }
 
-/// The SQL of one table, built once (the table name cannot be a parameter).
-/// `$4` is the TTL in seconds (NULL: none): `now() + make_interval(NULL)`
-/// is NULL, so one statement serves writes with and without TTL.
-#[derive(Debug)]
-struct Statements {
-    get: String,
-    bulk_get: String,
-    upsert: String,
-    insert_if_absent: String,
-    update_if_etag: String,
-    delete: String,
-    delete_if_etag: String,
-    scan_first: String,
-    scan_next: String,
-    cleanup: String,
-}
+/// PostgreSQL's side of the shared SQL shape: `$n` parameters and the
+/// database clock (`now()`), so the sidecar's clock cannot disagree with
+/// it; `now() + make_interval(secs => NULL)` is NULL, so one statement
+/// serves writes with and without TTL. The scan's order is the column's
+/// collation, which need not be byte order, so the store does not claim
+/// `scan_in_key_order`; `!` as the LIKE escape avoids depending on how the
+/// server reads backslashes in string literals.
+pub(super) const DIALECT: Dialect = Dialect {
+    param: |n| format!("${n}"),
+    now: "now()",
+    expiry: "expiredate",
+    expires_after: |ttl| format!("now() + make_interval(secs => {ttl})"),
+    written: &[("isbinary", "true")],
+    updated: &[("updatedate", "now()")],
+    key_has_prefix: |pattern| format!("key LIKE {pattern} ESCAPE '!'"),
+};
 
-const LIVE: &str = "(expiredate IS NULL OR expiredate > now())";
-
-impl Statements {
-    fn new(table: &str) -> Self {
-        let insert = format!(
-            "INSERT INTO {table} AS s (key, value, isbinary, etag, expiredate) \
-             VALUES ($1, $2, true, $3, now() + make_interval(secs => $4)) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, \
-             isbinary = EXCLUDED.isbinary, etag = EXCLUDED.etag, \
-             expiredate = EXCLUDED.expiredate, updatedate = now()"
-        );
-        Statements {
-            get: format!("SELECT value, etag, expiredate FROM {table} WHERE key = $1 AND {LIVE}"),
-            bulk_get: format!(
-                "SELECT key, value, etag, expiredate FROM {table} WHERE key = ANY($1) AND {LIVE}"
-            ),
-            // Only an expired row may be replaced by an insert-only write.
-            insert_if_absent: format!(
-                "{insert} WHERE s.expiredate IS NOT NULL AND s.expiredate <= now()"
-            ),
-            upsert: insert,
-            update_if_etag: format!(
-                "UPDATE {table} SET value = $2, isbinary = true, etag = $3, \
-                 expiredate = now() + make_interval(secs => $4), updatedate = now() \
-                 WHERE key = $1 AND etag = $5 AND {LIVE}"
-            ),
-            delete: format!("DELETE FROM {table} WHERE key = $1"),
-            delete_if_etag: format!("DELETE FROM {table} WHERE key = $1 AND etag = $2 AND {LIVE}"),
-            // A batch of a scan, keyset-paginated on the primary key: the
-            // first from the start, the next ones after the last key of the
-            // batch before (`$3`). The order is the column's collation, which
-            // need not be byte order, so the store does not claim
-            // `scan_in_key_order`. `!` as the LIKE escape avoids depending on
-            // how the server reads backslashes in string literals.
-            scan_first: format!(
-                "SELECT key, value, etag, expiredate FROM {table} \
-                 WHERE key LIKE $1 ESCAPE '!' AND {LIVE} ORDER BY key LIMIT $2"
-            ),
-            scan_next: format!(
-                "SELECT key, value, etag, expiredate FROM {table} \
-                 WHERE key LIKE $1 ESCAPE '!' AND {LIVE} AND key > $3 ORDER BY key LIMIT $2"
-            ),
-            cleanup: format!(
-                "DELETE FROM {table} WHERE expiredate IS NOT NULL AND expiredate <= now()"
-            ),
-        }
-    }
+/// The batched read of a bulk get: every live row among the keys of `$1`.
+fn bulk_get_sql(statements: &Statements) -> String {
+    format!("{}key = ANY($1)", statements.live_rows_where)
 }
 
 struct Shared {
     pool: Pool,
     statements: Statements,
+    bulk_get: String,
 }
 
 /// The PostgreSQL state store.
@@ -248,9 +207,11 @@ impl PostgresStateStore {
             .await
             .map_err(|_| spec.init_error("PostgreSQL did not answer in time"))?
             .map_err(|e| spec.init_error(e))?;
+        let statements = Statements::new(&DIALECT, table);
         let shared = Arc::new(Shared {
             pool,
-            statements: Statements::new(table),
+            bulk_get: bulk_get_sql(&statements),
+            statements,
         });
         if let Some(every) = config.cleanup_interval {
             spawn_cleanup(Arc::downgrade(&shared), every);
@@ -329,23 +290,12 @@ fn spawn_idle_reaper(shared: Weak<Shared>, max_idle: Duration) {
     });
 }
 
-/// Refuses an ETag that cannot be one of ours (a UUID).
-fn check_etag(etag: &str) -> Result<(), StateError> {
-    uuid::Uuid::parse_str(etag)
-        .map(|_| ())
-        .map_err(|_| StateError::EtagInvalid(etag.to_owned()))
-}
-
 /// Checks what can be checked before touching the database.
 fn validate(operation: &Operation) -> Result<(), StateError> {
-    let condition = match operation {
+    check_etag(&match operation {
         Operation::Upsert(set) => set.condition(),
         Operation::Delete(delete) => delete.condition(),
-    };
-    if let WriteCondition::EtagMatches(etag) = condition {
-        check_etag(&etag)?;
-    }
-    Ok(())
+    })
 }
 
 /// Escapes `%`, `_` and the escape character itself for `LIKE … ESCAPE '!'`.
@@ -367,42 +317,22 @@ async fn apply_set(
     statements: &Statements,
     request: &SetRequest,
 ) -> Result<(), StateError> {
+    let error = |e| pg_error("PostgreSQL set", e);
     let ttl: Option<f64> = request.ttl.duration().map(|t| t.as_secs_f64());
-    let etag = uuid::Uuid::new_v4().to_string();
-    let key = &request.key;
-    let value = &request.value;
-    let changed = match request.condition() {
-        WriteCondition::Always => {
-            let statement = client.prepare_cached(&statements.upsert).await;
-            match statement {
-                Ok(s) => client.execute(&s, &[key, value, &etag, &ttl]).await,
-                Err(e) => Err(e),
-            }
+    let etag = new_etag();
+    let (sql, wanted) = statements.for_write(request.condition());
+    let statement = client.prepare_cached(sql).await.map_err(error)?;
+    let (key, value) = (&request.key, &request.value);
+    let rows = match &wanted {
+        Some(wanted) => {
+            client
+                .execute(&statement, &[key, value, &etag, &ttl, wanted])
+                .await
         }
-        WriteCondition::MustNotExist => {
-            let statement = client.prepare_cached(&statements.insert_if_absent).await;
-            match statement {
-                Ok(s) => client.execute(&s, &[key, value, &etag, &ttl]).await,
-                Err(e) => Err(e),
-            }
-        }
-        WriteCondition::EtagMatches(wanted) => {
-            let statement = client.prepare_cached(&statements.update_if_etag).await;
-            match statement {
-                Ok(s) => {
-                    client
-                        .execute(&s, &[key, value, &etag, &ttl, &wanted])
-                        .await
-                }
-                Err(e) => Err(e),
-            }
-        }
+        None => client.execute(&statement, &[key, value, &etag, &ttl]).await,
     }
-    .map_err(|e| pg_error("PostgreSQL set", e))?;
-    if changed == 0 {
-        return Err(StateError::EtagMismatch);
-    }
-    Ok(())
+    .map_err(error)?;
+    changed(rows)
 }
 
 async fn apply_delete(
@@ -417,13 +347,11 @@ async fn apply_delete(
                 .prepare_cached(&statements.delete_if_etag)
                 .await
                 .map_err(error)?;
-            let changed = client
+            let rows = client
                 .execute(&statement, &[&request.key, &wanted])
                 .await
                 .map_err(error)?;
-            if changed == 0 {
-                return Err(StateError::EtagMismatch);
-            }
+            changed(rows)
         }
         WriteCondition::Always | WriteCondition::MustNotExist => {
             let statement = client
@@ -434,9 +362,9 @@ async fn apply_delete(
                 .execute(&statement, &[&request.key])
                 .await
                 .map_err(error)?;
+            Ok(())
         }
     }
-    Ok(())
 }
 
 fn row_value(data: Vec<u8>, etag: String, expires: Option<SystemTime>) -> StateValue {
@@ -490,7 +418,7 @@ impl StateStore for PostgresStateStore {
                 let error = |e| pg_error("PostgreSQL bulk get", e);
                 let client = self.client("PostgreSQL bulk get").await?;
                 let statement = client
-                    .prepare_cached(&self.shared.statements.bulk_get)
+                    .prepare_cached(&self.shared.bulk_get)
                     .await
                     .map_err(error)?;
                 let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
@@ -515,7 +443,7 @@ impl StateStore for PostgresStateStore {
     }
 
     async fn set(&self, request: SetRequest) -> Result<(), StateError> {
-        validate(&Operation::Upsert(request.clone()))?;
+        check_etag(&request.condition())?;
         self.run("PostgreSQL set", async {
             let client = self.client("PostgreSQL set").await?;
             apply_set(&client, &self.shared.statements, &request).await
@@ -523,8 +451,49 @@ impl StateStore for PostgresStateStore {
         .await
     }
 
+    /// One transaction for all the writes: one connection, one commit. A
+    /// failed condition commits the writes before it (Dapr's bulk semantics:
+    /// the first failure stops the bulk, what came before stays); a database
+    /// error aborts the transaction, so then nothing of it is applied.
+    async fn bulk_set(&self, requests: Vec<SetRequest>) -> Result<(), BulkSetError> {
+        let valid = requests
+            .iter()
+            .position(|r| check_etag(&r.condition()).is_err())
+            .unwrap_or(requests.len());
+        let at = |index| move |error| BulkSetError { index, error };
+        if valid > 0 {
+            self.run("PostgreSQL bulk set", async {
+                let error = |e| pg_error("PostgreSQL bulk set", e);
+                let mut client = self.client("PostgreSQL bulk set").await?;
+                let transaction = client.transaction().await.map_err(error)?;
+                let statements = &self.shared.statements;
+                let mut failed = None;
+                for (index, request) in requests[..valid].iter().enumerate() {
+                    match apply_set(&transaction, statements, request).await {
+                        Ok(()) => {}
+                        Err(StateError::EtagMismatch) => {
+                            failed = Some(index);
+                            break;
+                        }
+                        Err(other) => return Ok(Err(at(index)(other))),
+                    }
+                }
+                transaction.commit().await.map_err(error)?;
+                Ok(failed.map_or(Ok(()), |index| Err(at(index)(StateError::EtagMismatch))))
+            })
+            .await
+            .map_err(at(0))??;
+        }
+        match requests.get(valid) {
+            Some(invalid) => Err(at(valid)(
+                check_etag(&invalid.condition()).expect_err("an invalid ETag"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     async fn delete(&self, request: DeleteRequest) -> Result<(), StateError> {
-        validate(&Operation::Delete(request.clone()))?;
+        check_etag(&request.condition())?;
         self.run("PostgreSQL delete", async {
             let client = self.client("PostgreSQL delete").await?;
             apply_delete(&client, &self.shared.statements, &request).await

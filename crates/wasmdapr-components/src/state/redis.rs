@@ -37,26 +37,35 @@ use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisError, Red
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    BulkGetResult, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest, StateError,
-    StateFeatures, StateStore, StateValue, Ttl, WriteCondition,
+    BulkGetResult, BulkSetError, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest,
+    StateError, StateFeatures, StateStore, StateValue, Ttl, WriteCondition,
 };
 
-use super::{backend_error, bounded, bulk_get_in_chunks, expiry_metadata, from_unix_millis};
+use super::{
+    BULK_CHUNK, backend_error, bounded, bulk_get_in_chunks, expiry_metadata, from_unix_millis,
+};
 
-/// Writes `data` to hash `KEYS[1]` if the condition holds; returns the new
-/// version, or 0 when the condition fails.
-/// ARGV: condition (`always` | `absent` | `etag`), etag, data, ttl seconds (-1: none).
-static SET_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+/// Writes `data` to hash `KEYS[i]` (a new `version`, the TTL set or
+/// removed) with ARGV[4i-3 .. 4i] = condition (`always` | `absent` |
+/// `etag`), etag, data, ttl seconds (-1: none), in order, stopping at the
+/// first write whose condition fails: returns 0 when every write was made, else the (1-based)
+/// index of the failed one, the writes before it made. One script is one
+/// round trip for the whole bulk, and atomic.
+static BULK_SET_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local version = redis.call("HGET", KEYS[1], "version")
-if ARGV[1] == "absent" and version then return 0 end
-if ARGV[1] == "etag" and version ~= ARGV[2] then return 0 end
-local next = redis.call("HINCRBY", KEYS[1], "version", 1)
-redis.call("HSET", KEYS[1], "data", ARGV[3])
-local ttl = tonumber(ARGV[4])
-if ttl >= 0 then redis.call("EXPIRE", KEYS[1], ttl) else redis.call("PERSIST", KEYS[1]) end
-return next
+for i = 1, #KEYS do
+  local key, base = KEYS[i], (i - 1) * 4
+  local cond, etag = ARGV[base + 1], ARGV[base + 2]
+  local version = redis.call("HGET", key, "version")
+  if cond == "absent" and version then return i end
+  if cond == "etag" and version ~= etag then return i end
+  redis.call("HINCRBY", key, "version", 1)
+  redis.call("HSET", key, "data", ARGV[base + 3])
+  local ttl = tonumber(ARGV[base + 4])
+  if ttl >= 0 then redis.call("EXPIRE", key, ttl) else redis.call("PERSIST", key) end
+end
+return 0
 "#,
     )
 });
@@ -536,24 +545,73 @@ impl StateStore for RedisStateStore {
         .await
     }
 
+    /// A bulk of one: [`BULK_SET_SCRIPT`] checks and writes atomically.
     async fn set(&self, request: SetRequest) -> Result<(), StateError> {
-        let ttl = self.ttl_arg(&request)?;
-        let (condition, etag) = condition_args(request.condition())?;
-        let mut invocation = SET_SCRIPT.prepare_invoke();
-        invocation
-            .key(&request.key)
-            .arg(condition)
-            .arg(etag)
-            .arg(&request.value)
-            .arg(ttl);
-        let invocation = &invocation;
-        let version: i64 = self
-            .call("Redis set", |mut c| async move {
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        if version == 0 {
-            return Err(StateError::EtagMismatch);
+        self.bulk_set(vec![request])
+            .await
+            .map_err(|failed| failed.error)
+    }
+
+    /// One [`BULK_SET_SCRIPT`] per [`BULK_CHUNK`] writes (one round trip
+    /// for any usual bulk, while one script never holds the server long). A
+    /// write whose ETag cannot be a version is found out before its chunk is
+    /// sent: the writes before it are made, as they would be one by one, and
+    /// its error is returned at its index.
+    async fn bulk_set(&self, requests: Vec<SetRequest>) -> Result<(), BulkSetError> {
+        for (chunk_index, chunk) in requests.chunks(BULK_CHUNK).enumerate() {
+            let offset = chunk_index * BULK_CHUNK;
+            let mut invocation = BULK_SET_SCRIPT.prepare_invoke();
+            let mut invalid = None;
+            let mut sent = 0;
+            for (i, request) in chunk.iter().enumerate() {
+                let args = self
+                    .ttl_arg(request)
+                    .and_then(|ttl| Ok((ttl, condition_args(request.condition())?)));
+                match args {
+                    Ok((ttl, (condition, etag))) => {
+                        invocation
+                            .key(&request.key)
+                            .arg(condition)
+                            .arg(etag)
+                            .arg(&request.value)
+                            .arg(ttl);
+                        sent += 1;
+                    }
+                    Err(error) => {
+                        invalid = Some(BulkSetError {
+                            index: offset + i,
+                            error,
+                        });
+                        break;
+                    }
+                }
+            }
+            if sent > 0 {
+                let invocation = &invocation;
+                let what = if requests.len() == 1 {
+                    "Redis set"
+                } else {
+                    "Redis bulk set"
+                };
+                let failed: i64 = self
+                    .call(what, |mut c| async move {
+                        invocation.invoke_async(&mut c).await
+                    })
+                    .await
+                    .map_err(|error| BulkSetError {
+                        index: offset,
+                        error,
+                    })?;
+                if let Ok(failed @ 1..) = usize::try_from(failed) {
+                    return Err(BulkSetError {
+                        index: offset + failed - 1,
+                        error: StateError::EtagMismatch,
+                    });
+                }
+            }
+            if let Some(invalid) = invalid {
+                return Err(invalid);
+            }
         }
         Ok(())
     }

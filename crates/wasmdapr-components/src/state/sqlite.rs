@@ -4,8 +4,10 @@
 //!
 //! rusqlite is blocking, so every call runs on tokio's blocking pool
 //! (`spawn_blocking`) and never holds an async worker. One connection,
-//! behind a mutex, serves the store: SQLite serialises writers anyway, and a
-//! single connection is the only way `:memory:` databases can be shared.
+//! behind a mutex, writes (SQLite serialises writers anyway); reads go
+//! through a second connection of their own, which in WAL mode never waits
+//! for the writer. A `:memory:` database cannot be opened twice, so there
+//! the one connection does both.
 //!
 //! Calls wait for that mutex asynchronously, in order, under `timeout`
 //! ([`bounded`]): while another process holds the file's write lock, each
@@ -14,16 +16,16 @@
 //! failed never has it applied later (only the statement already running
 //! when its caller gave up can finish, within `busyTimeout`).
 //!
-//! Conditional writes are single statements whose `WHERE` carries the
-//! condition (`UPDATE … WHERE key = ? AND etag = ?`, `INSERT … ON CONFLICT DO
-//! UPDATE … WHERE <expired>`); the number of rows changed says whether the
-//! condition held. ETags are random UUIDs, so anything that is not a UUID is
-//! [`StateError::EtagInvalid`]. Expired rows read as missing and are deleted
-//! every `cleanupInterval`.
+//! The statements are the SQL stores' shared shape (`super::sql`):
+//! conditional writes are single statements whose `WHERE` carries the
+//! condition, ETags are random UUIDs (anything else is
+//! [`StateError::EtagInvalid`]), and expiry follows SQLite's clock, in unix
+//! milliseconds. Expired rows read as missing and are deleted every
+//! `cleanupInterval`. A bulk set is one transaction.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -31,13 +33,14 @@ use tokio::sync::Mutex;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
 use wasmdapr_runtime::state::{
-    BulkGetResult, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest, StateError,
-    StateFeatures, StateStore, StateValue, WriteCondition,
+    BulkGetResult, BulkSetError, DeleteRequest, GetRequest, Operation, ScanBatch, SetRequest,
+    StateError, StateFeatures, StateStore, StateValue, WriteCondition,
 };
 
+use super::sql::{Dialect, Statements, changed, check_etag, new_etag};
 use super::{
     backend_error, bounded, bulk_get_in_chunks, cleanup_interval, deadline_at, duration_or,
-    expiry_metadata, from_unix_millis, in_request_order, table_name, unix_millis,
+    expiry_metadata, from_unix_millis, in_request_order, table_name,
 };
 
 /// Where the database lives, from `connectionString`.
@@ -89,98 +92,49 @@ impl SqliteConfig {
     }
 }
 
-/// The SQL of one table, built once (the table name cannot be a parameter).
-#[derive(Debug)]
-struct Statements {
-    get: String,
-    /// [`Statements::bulk_get`] without its list of keys.
-    bulk_get_head: String,
-    upsert: String,
-    insert_if_absent: String,
-    update_if_etag: String,
-    delete: String,
-    delete_if_etag: String,
-    scan_first: String,
-    scan_next: String,
-    cleanup: String,
-}
+/// SQLite's side of the shared SQL shape: `?n` parameters, expiry in unix
+/// milliseconds from SQLite's own clock (the same within one statement),
+/// and a prefix match that starts from the index (`key >= prefix`) and is
+/// exact (`substr`; LIKE would be case-insensitive and need escaping). Keys
+/// compare with the BINARY collation, byte order as Rust orders strings, so
+/// scans are in key order.
+pub(super) const DIALECT: Dialect = Dialect {
+    param: |n| format!("?{n}"),
+    now: NOW_MILLIS,
+    expiry: "expiration_time",
+    expires_after: |ttl| format!("{NOW_MILLIS} + {ttl} * 1000"),
+    written: &[("update_time", NOW_MILLIS)],
+    updated: &[],
+    key_has_prefix: |prefix| {
+        format!("key >= {prefix} AND substr(key, 1, length({prefix})) = {prefix}")
+    },
+};
 
-impl Statements {
-    fn new(table: &str) -> Self {
-        // `?5` is "now" in unix milliseconds wherever it appears; a row is
-        // live when it has no expiration or expires after now.
-        let scan = |lower: &str| {
-            format!(
-                "SELECT key, value, etag, expiration_time FROM {table} \
-                 WHERE {lower} AND substr(key, 1, length(?1)) = ?1 \
-                 AND (expiration_time IS NULL OR expiration_time > ?2) \
-                 ORDER BY key LIMIT ?4"
-            )
-        };
-        let insert = format!(
-            "INSERT INTO {table} (key, value, etag, expiration_time, update_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag, \
-             expiration_time = excluded.expiration_time, update_time = excluded.update_time"
-        );
-        Statements {
-            get: format!(
-                "SELECT value, etag, expiration_time FROM {table} \
-                 WHERE key = ?1 AND (expiration_time IS NULL OR expiration_time > ?2)"
-            ),
-            bulk_get_head: format!(
-                "SELECT key, value, etag, expiration_time FROM {table} \
-                 WHERE (expiration_time IS NULL OR expiration_time > ?1) AND key IN ("
-            ),
-            // In `DO UPDATE … WHERE`, bare column names are the existing
-            // row: only an expired row may be replaced.
-            insert_if_absent: format!(
-                "{insert} WHERE expiration_time IS NOT NULL AND expiration_time <= ?5"
-            ),
-            upsert: insert,
-            update_if_etag: format!(
-                "UPDATE {table} SET value = ?2, etag = ?3, expiration_time = ?4, update_time = ?5 \
-                 WHERE key = ?1 AND etag = ?6 \
-                 AND (expiration_time IS NULL OR expiration_time > ?5)"
-            ),
-            delete: format!("DELETE FROM {table} WHERE key = ?1"),
-            delete_if_etag: format!(
-                "DELETE FROM {table} WHERE key = ?1 AND etag = ?2 \
-                 AND (expiration_time IS NULL OR expiration_time > ?3)"
-            ),
-            // A batch of a scan, in key order (BINARY collation: byte
-            // order, as Rust orders strings): the first from the prefix on,
-            // the next ones after the last key of the batch before (`?3`).
-            // The lower bound lets SQLite start from the index; `substr`
-            // makes the match exact (LIKE would be case-insensitive and need
-            // escaping).
-            scan_first: scan("key >= ?1"),
-            scan_next: scan("key > ?3"),
-            cleanup: format!(
-                "DELETE FROM {table} WHERE expiration_time IS NOT NULL AND expiration_time <= ?1"
-            ),
-        }
-    }
-}
+/// Now, in unix milliseconds.
+const NOW_MILLIS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
-impl Statements {
-    /// The read of `keys` live keys: `?1` is now, `?2`… the keys (a `?`
-    /// after `?1` is numbered from 2). One text per chunk size, so the
-    /// statement cache holds it.
-    fn bulk_get(&self, keys: usize) -> String {
-        let mut sql = String::with_capacity(self.bulk_get_head.len() + keys * 2 + 1);
-        sql.push_str(&self.bulk_get_head);
-        for i in 0..keys {
-            sql.push_str(if i == 0 { "?" } else { ",?" });
-        }
-        sql.push(')');
-        sql
+/// The read of `keys` live keys, `?1`… the keys. One text per chunk size,
+/// so the statement cache holds it.
+fn bulk_get_sql(statements: &Statements, keys: usize) -> String {
+    let mut sql = String::with_capacity(statements.live_rows_where.len() + keys * 2 + 12);
+    sql.push_str(&statements.live_rows_where);
+    sql.push_str("key IN (");
+    for i in 0..keys {
+        sql.push_str(if i == 0 { "?" } else { ",?" });
     }
+    sql.push(')');
+    sql
 }
 
 /// The SQLite state store.
 pub struct SqliteStateStore {
+    /// The writer: every write, transaction and the cleanup.
     connection: Arc<Mutex<Connection>>,
+    /// Reads (get, bulk get, scan) on a connection of their own: in WAL
+    /// mode a reader never waits for a writer, so reads do not queue behind
+    /// this process's writes. A `:memory:` database cannot be opened twice,
+    /// so there this is the writer.
+    reader: Arc<Mutex<Connection>>,
     statements: Arc<Statements>,
     timeout: Duration,
 }
@@ -200,14 +154,24 @@ impl SqliteStateStore {
         let table = config.table_name.clone();
         let opened = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || open_connection(&config))
-                .await
-                .map_err(|e| spec.init_error(e))?
+            tokio::task::spawn_blocking(move || {
+                let writer = open_connection(&config)?;
+                // Opened after the writer, which made the file and table.
+                let reader = match config.location {
+                    SqliteLocation::Memory => None,
+                    _ => Some(open_connection(&config)?),
+                };
+                Ok::<_, String>((writer, reader))
+            })
+            .await
+            .map_err(|e| spec.init_error(e))?
         };
-        let connection = opened.map_err(|e| spec.init_error(e))?;
+        let (connection, reader) = opened.map_err(|e| spec.init_error(e))?;
+        let connection = Arc::new(Mutex::new(connection));
         let store = SqliteStateStore {
-            connection: Arc::new(Mutex::new(connection)),
-            statements: Arc::new(Statements::new(&table)),
+            reader: reader.map_or_else(|| connection.clone(), |r| Arc::new(Mutex::new(r))),
+            connection,
+            statements: Arc::new(Statements::new(&DIALECT, &table)),
             timeout: config.timeout,
         };
         if let Some(every) = config.cleanup_interval {
@@ -231,10 +195,32 @@ impl SqliteStateStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Statements) -> Result<T, StateError> + Send + 'static,
     {
+        self.run_on(&self.connection, what, work).await
+    }
+
+    /// [`SqliteStateStore::run`] on the reader connection.
+    async fn read<T, F>(&self, what: &'static str, work: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Statements) -> Result<T, StateError> + Send + 'static,
+    {
+        self.run_on(&self.reader, what, work).await
+    }
+
+    async fn run_on<T, F>(
+        &self,
+        connection: &Arc<Mutex<Connection>>,
+        what: &'static str,
+        work: F,
+    ) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Statements) -> Result<T, StateError> + Send + 'static,
+    {
         let deadline = Some(self.timeout);
         let until = deadline_at(deadline);
         bounded(what, deadline, async {
-            let mut connection = self.connection.clone().lock_owned().await;
+            let mut connection = connection.clone().lock_owned().await;
             let statements = self.statements.clone();
             let task = tokio::task::spawn_blocking(move || {
                 if until.is_some_and(|until| tokio::time::Instant::now() >= until) {
@@ -314,10 +300,9 @@ fn spawn_cleanup(
             };
             let statements = statements.clone();
             let connection = connection.lock_owned().await;
-            let swept = tokio::task::spawn_blocking(move || {
-                connection.execute(&statements.cleanup, [unix_millis(SystemTime::now())])
-            })
-            .await;
+            let swept =
+                tokio::task::spawn_blocking(move || connection.execute(&statements.cleanup, []))
+                    .await;
             match swept {
                 Ok(Ok(rows)) => tracing::debug!(rows, "SQLite state store: expired rows deleted"),
                 Ok(Err(error)) => tracing::warn!(%error, "SQLite state store: cleanup failed"),
@@ -325,28 +310,6 @@ fn spawn_cleanup(
             }
         }
     });
-}
-
-/// Refuses an ETag that cannot be one of ours (a UUID).
-fn check_etag(etag: &str) -> Result<(), StateError> {
-    uuid::Uuid::parse_str(etag)
-        .map(|_| ())
-        .map_err(|_| StateError::EtagInvalid(etag.to_owned()))
-}
-
-/// Checks what can be checked before touching the database.
-fn validate_set(request: &SetRequest) -> Result<(), StateError> {
-    if let WriteCondition::EtagMatches(etag) = request.condition() {
-        check_etag(&etag)?;
-    }
-    Ok(())
-}
-
-fn validate_delete(request: &DeleteRequest) -> Result<(), StateError> {
-    if let WriteCondition::EtagMatches(etag) = request.condition() {
-        check_etag(&etag)?;
-    }
-    Ok(())
 }
 
 fn sql_error(error: rusqlite::Error) -> StateError {
@@ -359,28 +322,20 @@ fn apply_set(
     statements: &Statements,
     request: &SetRequest,
 ) -> Result<(), StateError> {
-    let now = SystemTime::now();
-    let expires = request.ttl.duration().map(|ttl| unix_millis(now + ttl));
-    let now = unix_millis(now);
-    let etag = uuid::Uuid::new_v4().to_string();
-    let key = &request.key;
-    let value = &request.value;
-    let changed = match request.condition() {
-        WriteCondition::Always => connection
-            .prepare_cached(&statements.upsert)
-            .and_then(|mut s| s.execute(params![key, value, etag, expires, now])),
-        WriteCondition::MustNotExist => connection
-            .prepare_cached(&statements.insert_if_absent)
-            .and_then(|mut s| s.execute(params![key, value, etag, expires, now])),
-        WriteCondition::EtagMatches(wanted) => connection
-            .prepare_cached(&statements.update_if_etag)
-            .and_then(|mut s| s.execute(params![key, value, etag, expires, now, wanted])),
+    let ttl = request
+        .ttl
+        .duration()
+        .map(|ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+    let etag = new_etag();
+    let (sql, wanted) = statements.for_write(request.condition());
+    let (key, value) = (&request.key, &request.value);
+    let mut statement = connection.prepare_cached(sql).map_err(sql_error)?;
+    let rows = match &wanted {
+        Some(wanted) => statement.execute(params![key, value, etag, ttl, wanted]),
+        None => statement.execute(params![key, value, etag, ttl]),
     }
     .map_err(sql_error)?;
-    if changed == 0 {
-        return Err(StateError::EtagMismatch);
-    }
-    Ok(())
+    changed(rows as u64)
 }
 
 fn apply_delete(
@@ -390,23 +345,20 @@ fn apply_delete(
 ) -> Result<(), StateError> {
     match request.condition() {
         WriteCondition::EtagMatches(wanted) => {
-            let now = unix_millis(SystemTime::now());
-            let changed = connection
+            let rows = connection
                 .prepare_cached(&statements.delete_if_etag)
-                .and_then(|mut s| s.execute(params![request.key, wanted, now]))
+                .and_then(|mut s| s.execute(params![request.key, wanted]))
                 .map_err(sql_error)?;
-            if changed == 0 {
-                return Err(StateError::EtagMismatch);
-            }
+            changed(rows as u64)
         }
         WriteCondition::Always | WriteCondition::MustNotExist => {
             connection
                 .prepare_cached(&statements.delete)
                 .and_then(|mut s| s.execute(params![request.key]))
                 .map_err(sql_error)?;
+            Ok(())
         }
     }
-    Ok(())
 }
 
 fn row_value(data: Vec<u8>, etag: String, expires: Option<i64>) -> StateValue {
@@ -429,12 +381,11 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn get(&self, request: GetRequest) -> Result<Option<StateValue>, StateError> {
-        self.run("SQLite get", move |connection, statements| {
-            let now = unix_millis(SystemTime::now());
+        self.read("SQLite get", move |connection, statements| {
             connection
                 .prepare_cached(&statements.get)
                 .and_then(|mut s| {
-                    s.query_row(params![request.key, now], |row| {
+                    s.query_row(params![request.key], |row| {
                         Ok(row_value(row.get(0)?, row.get(1)?, row.get(2)?))
                     })
                     .optional()
@@ -448,21 +399,20 @@ impl StateStore for SqliteStateStore {
     /// liveness rule of [`StateStore::get`].
     async fn bulk_get(&self, requests: Vec<GetRequest>, _parallelism: usize) -> Vec<BulkGetResult> {
         bulk_get_in_chunks(requests, |chunk| {
-            self.run("SQLite bulk get", move |connection, statements| {
-                let now = unix_millis(SystemTime::now());
+            self.read("SQLite bulk get", move |connection, statements| {
                 let mut statement = connection
-                    .prepare_cached(&statements.bulk_get(chunk.len()))
+                    .prepare_cached(&bulk_get_sql(statements, chunk.len()))
                     .map_err(sql_error)?;
-                let mut parameters: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() + 1);
-                parameters.push(&now);
-                parameters.extend(chunk.iter().map(|r| &r.key as &dyn rusqlite::ToSql));
                 let rows = statement
-                    .query_map(rusqlite::params_from_iter(parameters), |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row_value(row.get(1)?, row.get(2)?, row.get(3)?),
-                        ))
-                    })
+                    .query_map(
+                        rusqlite::params_from_iter(chunk.iter().map(|r| &r.key)),
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                row_value(row.get(1)?, row.get(2)?, row.get(3)?),
+                            ))
+                        },
+                    )
                     .map_err(sql_error)?
                     .collect::<Result<_, _>>()
                     .map_err(sql_error)?;
@@ -473,15 +423,43 @@ impl StateStore for SqliteStateStore {
     }
 
     async fn set(&self, request: SetRequest) -> Result<(), StateError> {
-        validate_set(&request)?;
+        check_etag(&request.condition())?;
         self.run("SQLite set", move |connection, statements| {
             apply_set(connection, statements, &request)
         })
         .await
     }
 
+    /// One transaction for all the writes: one wait for the writer, one
+    /// commit (one WAL sync), instead of one per write. A failed condition
+    /// commits the writes before it (Dapr's bulk semantics: the first
+    /// failure stops the bulk, what came before stays); an invalid ETag is
+    /// found out before, and stops the bulk at its place the same way.
+    async fn bulk_set(&self, requests: Vec<SetRequest>) -> Result<(), BulkSetError> {
+        self.run("SQLite bulk set", move |connection, statements| {
+            let transaction = connection.transaction().map_err(sql_error)?;
+            let mut failed = None;
+            for (index, request) in requests.iter().enumerate() {
+                let written = check_etag(&request.condition())
+                    .and_then(|()| apply_set(&transaction, statements, request));
+                match written {
+                    Ok(()) => {}
+                    Err(error @ (StateError::EtagMismatch | StateError::EtagInvalid(_))) => {
+                        failed = Some(BulkSetError { index, error });
+                        break;
+                    }
+                    Err(error) => return Ok(Err(BulkSetError { index, error })),
+                }
+            }
+            transaction.commit().map_err(sql_error)?;
+            Ok(failed.map_or(Ok(()), Err))
+        })
+        .await
+        .map_err(|error| BulkSetError { index: 0, error })?
+    }
+
     async fn delete(&self, request: DeleteRequest) -> Result<(), StateError> {
-        validate_delete(&request)?;
+        check_etag(&request.condition())?;
         self.run("SQLite delete", move |connection, statements| {
             apply_delete(connection, statements, &request)
         })
@@ -490,10 +468,10 @@ impl StateStore for SqliteStateStore {
 
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StateError> {
         for operation in &operations {
-            match operation {
-                Operation::Upsert(set) => validate_set(set)?,
-                Operation::Delete(delete) => validate_delete(delete)?,
-            }
+            check_etag(&match operation {
+                Operation::Upsert(set) => set.condition(),
+                Operation::Delete(delete) => delete.condition(),
+            })?;
         }
         self.run("SQLite transaction", move |connection, statements| {
             // Dropping the transaction without commit rolls it back, so a
@@ -519,23 +497,31 @@ impl StateStore for SqliteStateStore {
         let prefix = prefix.to_owned();
         let after = cursor.map(str::to_owned);
         let batch = batch.max(1);
-        self.run("SQLite scan", move |connection, statements| {
-            let now = unix_millis(SystemTime::now());
-            let sql = match after {
-                None => &statements.scan_first,
-                Some(_) => &statements.scan_next,
-            };
-            let mut statement = connection.prepare_cached(sql).map_err(sql_error)?;
+        self.read("SQLite scan", move |connection, statements| {
             let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-            let rows = statement
-                .query_map(params![prefix, now, after, limit], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row_value(row.get(1)?, row.get(2)?, row.get(3)?),
-                    ))
-                })
-                .map_err(sql_error)?;
-            let rows = rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)?;
+            let read_row = |row: &rusqlite::Row<'_>| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row_value(row.get(1)?, row.get(2)?, row.get(3)?),
+                ))
+            };
+            let rows = match &after {
+                None => connection
+                    .prepare_cached(&statements.scan_first)
+                    .and_then(|mut s| {
+                        s.query_map(params![prefix, limit], read_row)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+                Some(after) => {
+                    connection
+                        .prepare_cached(&statements.scan_next)
+                        .and_then(|mut s| {
+                            s.query_map(params![prefix, limit, after], read_row)?
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                }
+            }
+            .map_err(sql_error)?;
             let next = (rows.len() == batch).then(|| rows[batch - 1].0.clone());
             Ok(ScanBatch { rows, next })
         })
@@ -626,6 +612,50 @@ mod tests {
         }
     }
 
+    /// Reads of a file database go through their own connection: while
+    /// the writer is held (a write in progress), a get still answers and a
+    /// write waits; a `:memory:` database has one connection for both.
+    #[tokio::test]
+    async fn reads_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = SqliteStateStore::open(&spec(
+            "state.sqlite",
+            &[
+                ("connectionString", path.to_str().unwrap()),
+                ("timeout", "1s"),
+            ],
+        ))
+        .await
+        .unwrap();
+        let write = |value: &str| SetRequest {
+            key: "k".into(),
+            value: value.into(),
+            ..Default::default()
+        };
+        store.set(write("v")).await.unwrap();
+        let writer = store.connection.clone().lock_owned().await;
+        let read = store
+            .get(GetRequest {
+                key: "k".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(read.unwrap().data, b"v");
+        assert!(matches!(
+            store.set(write("w")).await,
+            Err(StateError::Backend(_))
+        ));
+        drop(writer);
+
+        let memory =
+            SqliteStateStore::open(&spec("state.sqlite", &[("connectionString", ":memory:")]))
+                .await
+                .unwrap();
+        assert!(Arc::ptr_eq(&memory.reader, &memory.connection));
+    }
+
     /// A database that cannot be created is an init error naming the component.
     #[tokio::test]
     async fn unopenable_path_is_an_init_error() {
@@ -641,12 +671,5 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("component `store` (state.sqlite)"), "{err}");
-    }
-
-    /// ETags are UUIDs: anything else is invalid rather than a mismatch.
-    #[test]
-    fn etags_are_uuids() {
-        assert!(check_etag("67e55044-10b1-426f-9247-bb680e5fe0c8").is_ok());
-        assert_eq!(check_etag("7"), Err(StateError::EtagInvalid("7".into())));
     }
 }

@@ -15,6 +15,7 @@ use test_programs_artifacts::{
 use wasmdapr_host::capabilities::Output;
 use wasmdapr_host::engine::MEMORY_KEEP_RESIDENT;
 use wasmdapr_host::{ByteSize, Capabilities, HostError, Limits, WasmApp, WasmAppConfig};
+use wasmdapr_runtime::api::{InvokeApi, StateApi};
 use wasmdapr_runtime::state::{DeleteRequest, GetRequest};
 use wasmdapr_runtime::{
     AppRequest, AppResponse, ChannelError, ComponentRegistry, ComponentSpec, Components, DaprApi,

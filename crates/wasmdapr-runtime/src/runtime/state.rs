@@ -1,114 +1,23 @@
-//! [`Runtime`]: the [`DaprApi`] of one app over the components loaded for
-//! the process ([`Components`]). This is where Dapr's semantics live once:
-//! store lookup and scopes, key prefixing, validation, and the mapping of
-//! store errors to Dapr's error table.
-
-use std::sync::Arc;
+//! The state building block of [`Runtime`]: [`StateApi`] with Dapr's
+//! semantics, once for every door. A store is looked up by name within the
+//! app's scopes; every key is checked (not empty, not forging another
+//! prefix) and prefixed, and every `ttlInSeconds` parsed into a [`Ttl`],
+//! before a store sees a request, so backends receive typed, valid requests
+//! only; store errors map onto Dapr's error table by operation.
 
 use async_trait::async_trait;
 
-use crate::api::{BulkStateItem, ComponentInfo, DaprApi, RuntimeMetadata};
-use crate::app_channel::AppChannel;
-use crate::app_id::AppId;
-use crate::components::{Components, KEY_SEPARATOR, LoadedStateStore, LookupError};
+use super::{MAX_BULK_GET_KEYS, Runtime};
+use crate::components::{KEY_SEPARATOR, LoadedStateStore, LookupError};
+use crate::api::{BulkStateItem, StateApi};
 use crate::error::{ApiError, ErrorKind, echo};
-use crate::invoke::{self, InvokeRequest, InvokeResponse, RemoteInvocation};
 use crate::state::query::{self, Query, QueryResponse};
 use crate::state::{
     DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateError, StateStore, StateValue,
     Ttl,
 };
 
-/// The most keys one bulk get may ask for; more is refused with
-/// `ERR_MALFORMED_REQUEST` (400) naming this limit. Dapr sets no such limit
-/// (only its request body size bounds the key count), but every key's value
-/// is held in memory until the answer is written, so the count is bounded
-/// here, generously: 100,000 keys (the bulk of issue 10's load test).
-pub const MAX_BULK_GET_KEYS: usize = 100_000;
-
-/// The Dapr API of one app.
-pub struct Runtime {
-    app_id: AppId,
-    components: Arc<Components>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    /// The app this runtime delivers to. Set once, after start, because the
-    /// app (a Wasm component, or a process on `--app-port`) is usually
-    /// brought up after its sidecar.
-    app_channel: std::sync::OnceLock<Arc<dyn AppChannel>>,
-    /// How other apps are reached; `None`: only the own app is invocable.
-    remote: Option<RemoteInvocation>,
-    /// Set by [`Runtime::expect_app`]: not ready until the app is connected.
-    expects_app: std::sync::atomic::AtomicBool,
-}
-
 impl Runtime {
-    /// The runtime of `app_id` over `components`.
-    pub fn new(app_id: AppId, components: Arc<Components>) -> Self {
-        Self {
-            app_id,
-            components,
-            shutdown: tokio::sync::watch::Sender::new(false),
-            app_channel: std::sync::OnceLock::new(),
-            remote: None,
-            expects_app: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Lets this runtime invoke other apps: resolved by `remote.resolver`,
-    /// called through their sidecars by `remote.invoker`.
-    pub fn with_remote_invocation(mut self, remote: RemoteInvocation) -> Self {
-        self.remote = Some(remote);
-        self
-    }
-
-    /// Connects the app this runtime serves. A runtime has at most one app:
-    /// a second call returns the channel it was given back as the error.
-    pub fn set_app_channel(&self, channel: Arc<dyn AppChannel>) -> Result<(), Arc<dyn AppChannel>> {
-        self.app_channel.set(channel)
-    }
-
-    /// Declares that an app will be connected: until it is,
-    /// [`DaprApi::ready`] reports `ERR_HEALTH_NOT_READY`.
-    pub fn expect_app(&self) {
-        self.expects_app
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    /// The app this runtime serves, once connected.
-    pub fn app_channel(&self) -> Option<&Arc<dyn AppChannel>> {
-        self.app_channel.get()
-    }
-
-    /// Delivers a call another sidecar forwarded to this runtime's app, as
-    /// from `caller`, the app id that sidecar authenticated as (see
-    /// [`invoke::deliver_forwarded`]): the internal endpoint's entry point.
-    pub async fn invoke_forwarded(
-        &self,
-        caller: &AppId,
-        target: &str,
-        request: InvokeRequest,
-    ) -> Result<InvokeResponse, ApiError> {
-        invoke::deliver_forwarded(
-            &self.app_id,
-            self.app_channel.get(),
-            caller,
-            target,
-            request,
-        )
-        .await
-    }
-
-    /// The app id.
-    pub fn app_id(&self) -> &AppId {
-        &self.app_id
-    }
-
-    /// Resolves once [`DaprApi::shutdown`] has been called.
-    pub async fn shutdown_requested(&self) {
-        let mut rx = self.shutdown.subscribe();
-        let _ = rx.wait_for(|requested| *requested).await;
-    }
-
     fn store(&self, name: &str) -> Result<(&LoadedStateStore, String), ApiError> {
         match self.components.scoped::<dyn StateStore>(name, &self.app_id) {
             Ok(loaded) => Ok((loaded, loaded.prefix().head(&self.app_id, name))),
@@ -180,7 +89,7 @@ enum WriteOp {
 }
 
 #[async_trait]
-impl DaprApi for Runtime {
+impl StateApi for Runtime {
     async fn get_state(
         &self,
         store: &str,
@@ -257,29 +166,37 @@ impl DaprApi for Runtime {
 
     async fn save_state(&self, store: &str, items: Vec<SetRequest>) -> Result<(), ApiError> {
         let (loaded, head) = self.store(store)?;
-        for mut item in items {
-            let key = item.key.clone();
-            item.key = prefixed(store, &head, &key)?;
-            item.ttl = Ttl::from_metadata(&item.metadata)
-                .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
-            loaded
+        // Every item is checked before any is written (Dapr checks every
+        // key first), so the store receives valid requests only.
+        let mut keys = Vec::with_capacity(items.len());
+        let mut requests = items
+            .into_iter()
+            .map(|mut item| {
+                let key = std::mem::take(&mut item.key);
+                item.key = prefixed(store, &head, &key)?;
+                item.ttl = Ttl::from_metadata(&item.metadata)
+                    .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
+                keys.push(key);
+                Ok(item)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        if requests.len() == 1
+            && let Some(request) = requests.pop()
+        {
+            return loaded
                 .component
-                .set(item)
+                .set(request)
                 .await
-                .map_err(|e| write_error(e, WriteOp::Save, store, &key))?;
+                .map_err(|e| write_error(e, WriteOp::Save, store, &keys[0]));
         }
-        Ok(())
+        loaded.component.bulk_set(requests).await.map_err(|failed| {
+            let key = keys.get(failed.index).map_or("", String::as_str);
+            write_error(failed.error, WriteOp::Save, store, key)
+        })
     }
 
-    async fn delete_state(&self, store: &str, mut request: DeleteRequest) -> Result<(), ApiError> {
-        let (loaded, head) = self.store(store)?;
-        let key = request.key.clone();
-        request.key = prefixed(store, &head, &key)?;
-        loaded
-            .component
-            .delete(request)
-            .await
-            .map_err(|e| write_error(e, WriteOp::Delete, store, &key))
+    async fn delete_state(&self, store: &str, request: DeleteRequest) -> Result<(), ApiError> {
+        self.delete_bulk_state(store, vec![request]).await
     }
 
     async fn delete_bulk_state(
@@ -287,8 +204,24 @@ impl DaprApi for Runtime {
         store: &str,
         requests: Vec<DeleteRequest>,
     ) -> Result<(), ApiError> {
-        for request in requests {
-            self.delete_state(store, request).await?;
+        let (loaded, head) = self.store(store)?;
+        // As for saves, every key is checked before any is deleted.
+        let mut keys = Vec::with_capacity(requests.len());
+        let requests = requests
+            .into_iter()
+            .map(|mut request| {
+                let key = std::mem::take(&mut request.key);
+                request.key = prefixed(store, &head, &key)?;
+                keys.push(key);
+                Ok(request)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        for (request, key) in requests.into_iter().zip(&keys) {
+            loaded
+                .component
+                .delete(request)
+                .await
+                .map_err(|e| write_error(e, WriteOp::Delete, store, key))?;
         }
         Ok(())
     }
@@ -355,90 +288,35 @@ impl DaprApi for Runtime {
         .await
         .map_err(|e| ApiError::state_store(store).query_failed(e))
     }
-
-    async fn invoke(
-        &self,
-        app_id: &str,
-        request: InvokeRequest,
-    ) -> Result<InvokeResponse, ApiError> {
-        invoke::route(
-            &self.app_id,
-            self.app_channel.get(),
-            self.remote.as_ref(),
-            app_id,
-            request,
-        )
-        .await
-    }
-
-    fn ready(&self) -> Result<(), ApiError> {
-        let waiting = self.expects_app.load(std::sync::atomic::Ordering::Acquire)
-            && self.app_channel.get().is_none();
-        if waiting {
-            return Err(ApiError::new(
-                ErrorKind::HealthNotReady,
-                format!(
-                    "dapr is not ready: app '{}' is not connected yet",
-                    self.app_id
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {
-        let components = self
-            .components
-            .state_stores()
-            .filter(|s| s.spec.in_scope(self.app_id.as_str()))
-            .map(|s| ComponentInfo {
-                name: s.spec.name.clone(),
-                kind: s.spec.kind.clone(),
-                version: s.spec.version.clone(),
-                capabilities: s
-                    .component
-                    .features()
-                    .names()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-            })
-            .collect();
-        Ok(RuntimeMetadata {
-            id: self.app_id.to_string(),
-            runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
-            components,
-        })
-    }
-
-    fn shutdown(&self) {
-        self.shutdown.send_replace(true);
-    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! The runtime's own logic (lookup, scopes, prefixes, error mapping) over
     //! a small map-backed store defined here; backends are tested by the
     //! conformance suite in `wasmdapr-components`.
 
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::app_id::AppId;
     use crate::component::ComponentSpec;
     use crate::registry::ComponentRegistry;
-    use crate::state::{ScanBatch, StateFeatures, WriteCondition};
+    use crate::runtime::Components;
+    use crate::state::{BulkSetError, ScanBatch, StateFeatures, StateStore, WriteCondition};
 
     /// Stores values in a map; ETags are a counter; transactions are
     /// limited to two operations; every write condition is honoured.
     #[derive(Default)]
-    struct MapStore {
+    pub(in crate::runtime) struct MapStore {
         data: Mutex<BTreeMap<String, (Vec<u8>, u64)>>,
         /// The TTL of every write, as the store received it.
         ttls: Mutex<Vec<Ttl>>,
         /// What scans have returned so far.
         scans: Mutex<ScanCount>,
+        /// The size of every bulk set the store received.
+        bulk_sets: Mutex<Vec<usize>>,
     }
 
     /// Rows returned by scans, and the batch sizes asked for.
@@ -500,6 +378,15 @@ mod tests {
             data.insert(r.key, (r.value, version));
             Ok(())
         }
+        async fn bulk_set(&self, requests: Vec<SetRequest>) -> Result<(), BulkSetError> {
+            self.bulk_sets.lock().unwrap().push(requests.len());
+            for (index, request) in requests.into_iter().enumerate() {
+                self.set(request)
+                    .await
+                    .map_err(|error| BulkSetError { index, error })?;
+            }
+            Ok(())
+        }
         async fn delete(&self, r: DeleteRequest) -> Result<(), StateError> {
             let mut data = self.data.lock().unwrap();
             Self::check(&data, &r.key, &r.condition())?;
@@ -557,7 +444,7 @@ mod tests {
     }
 
     /// Components with one `MapStore` per `(name, keyPrefix, scopes)`.
-    async fn components(
+    pub(in crate::runtime) async fn components(
         stores: &[(&str, Option<&str>, &[&str])],
     ) -> (Arc<Components>, Vec<Arc<MapStore>>) {
         let mut registry = ComponentRegistry::new();
@@ -587,7 +474,7 @@ mod tests {
         (Arc::new(components), made)
     }
 
-    fn runtime(app: &str, components: &Arc<Components>) -> Runtime {
+    pub(in crate::runtime) fn runtime(app: &str, components: &Arc<Components>) -> Runtime {
         Runtime::new(AppId::new(app).unwrap(), components.clone())
     }
 
@@ -689,6 +576,75 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "ERR_MALFORMED_REQUEST");
+    }
+
+    /// A save of N items reaches the store as one bulk set (one item as a
+    /// single set); an invalid item anywhere refuses the request before
+    /// anything is written; the first failing write names its own key, the
+    /// writes before it stay and the ones after it are not made.
+    #[tokio::test]
+    async fn saves_are_one_bulk_set_checked_first() {
+        let (c, stores) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        rt.save_state("a", vec![item("k1", "1"), item("k2", "2"), item("k3", "3")])
+            .await
+            .unwrap();
+        rt.save_state("a", vec![item("one", "1")]).await.unwrap();
+        assert_eq!(stores[0].bulk_sets.lock().unwrap().as_slice(), &[3]);
+        assert_eq!(keys(&stores[0]).len(), 4);
+
+        let bad_ttl = SetRequest {
+            metadata: [("ttlInSeconds".to_string(), "soon".to_string())].into(),
+            ..item("new2", "v")
+        };
+        for bad in [item("", "v"), item("x||y", "v"), bad_ttl] {
+            let err = rt
+                .save_state("a", vec![item("new1", "v"), bad.clone()])
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "ERR_MALFORMED_REQUEST", "{bad:?}");
+            assert!(!keys(&stores[0]).contains(&"orders||new1".to_string()));
+        }
+        assert_eq!(stores[0].bulk_sets.lock().unwrap().len(), 1);
+
+        let stale = SetRequest {
+            etag: Some("99".into()),
+            ..item("k2", "stale")
+        };
+        let err = rt
+            .save_state("a", vec![item("k1", "new"), stale, item("k4", "4")])
+            .await
+            .unwrap_err();
+        assert_eq!((err.code(), err.http_status()), ("ERR_STATE_SAVE", 409));
+        assert!(err.message.contains("k2"), "{err}");
+        let data = stores[0].data.lock().unwrap();
+        assert_eq!(data["orders||k1"].0, b"new");
+        assert_eq!(data["orders||k2"].0, b"2");
+        assert!(!data.contains_key("orders||k4"));
+    }
+
+    /// A bulk delete checks every key before deleting any.
+    #[tokio::test]
+    async fn bulk_deletes_are_checked_first() {
+        let (c, stores) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        rt.save_state("a", vec![item("k1", "1"), item("k2", "2")])
+            .await
+            .unwrap();
+        let delete = |key: &str| DeleteRequest {
+            key: key.into(),
+            ..Default::default()
+        };
+        let err = rt
+            .delete_bulk_state("a", vec![delete("k1"), delete("")])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "ERR_MALFORMED_REQUEST");
+        assert_eq!(keys(&stores[0]).len(), 2);
+        rt.delete_bulk_state("a", vec![delete("k1"), delete("k2")])
+            .await
+            .unwrap();
+        assert!(keys(&stores[0]).is_empty());
     }
 
     /// A key that would forge another app's prefix, and an empty key, are malformed.
