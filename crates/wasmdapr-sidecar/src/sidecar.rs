@@ -16,8 +16,8 @@ use wasmdapr_api::{HttpApp, InternalClient};
 use wasmdapr_host::LocalDapr;
 use wasmdapr_runtime::api::{AppConnectionProperties, AppHealthProperties, MetadataApi};
 use wasmdapr_runtime::{
-    ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver, RemoteInvocation, Resources,
-    Runtime,
+    ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver, RemoteInvocation,
+    Resources, Runtime,
 };
 
 use crate::identity::identity;

@@ -2,7 +2,6 @@
 
 use dapr::dapr::proto::runtime::v1 as runtime;
 use wasmdapr_runtime::ApiError;
-use wasmdapr_runtime::api::prelude::*;
 
 use super::GrpcApi;
 

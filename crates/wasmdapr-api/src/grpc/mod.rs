@@ -22,7 +22,6 @@ mod invoke;
 mod metadata;
 mod state;
 
-use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -177,7 +176,6 @@ fn too_large_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<
     }
     response
 }
-
 
 // ---------------------------------------------------------------- the service trait
 

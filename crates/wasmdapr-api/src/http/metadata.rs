@@ -13,7 +13,6 @@ use serde::Serialize;
 use serde_json::Value;
 use wasmdapr_runtime::ApiError;
 use wasmdapr_runtime::api::AppConnectionProperties;
-use wasmdapr_runtime::api::prelude::*;
 
 use super::extract::Body;
 use super::{HttpResult, HttpState, json_response};

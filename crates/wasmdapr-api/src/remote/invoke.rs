@@ -1,8 +1,8 @@
 //! Service invocation, over `InvokeService`.
 
 use async_trait::async_trait;
-use wasmdapr_runtime::api::InvokeApi;
 use dapr::dapr::proto::runtime::v1 as runtime;
+use wasmdapr_runtime::api::InvokeApi;
 use wasmdapr_runtime::{ApiError, ErrorKind, InvokeRequest, InvokeResponse};
 
 use super::{RemoteDapr, api_error};

@@ -1,8 +1,8 @@
 //! The metadata calls, over `GetMetadata` and `SetMetadata`, and `Shutdown`.
 
 use async_trait::async_trait;
-use wasmdapr_runtime::api::MetadataApi;
 use dapr::dapr::proto::runtime::v1 as runtime;
+use wasmdapr_runtime::api::MetadataApi;
 use wasmdapr_runtime::api::{
     AppConnectionProperties, AppHealthProperties, ComponentInfo, RuntimeMetadata,
 };

@@ -16,18 +16,10 @@ mod invoke;
 mod metadata;
 mod state;
 
-use async_trait::async_trait;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
-use prost::Message as _;
+use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
-use wasmdapr_runtime::api::{BulkStateItem, RuntimeMetadata};
-use wasmdapr_runtime::state::query::QueryResponse;
-use wasmdapr_runtime::state::{
-    DeleteRequest, GetRequest, Metadata, Operation, SetRequest, StateValue,
-};
-use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind, GrpcCode, InvokeRequest, InvokeResponse};
 
 use crate::config::API_TOKEN_HEADER;
 use crate::error::api_error;

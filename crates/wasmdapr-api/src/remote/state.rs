@@ -3,10 +3,10 @@
 //! `QueryStateAlpha1`.
 
 use async_trait::async_trait;
-use wasmdapr_runtime::api::StateApi;
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::runtime::v1 as runtime;
 use wasmdapr_runtime::api::BulkStateItem;
+use wasmdapr_runtime::api::StateApi;
 use wasmdapr_runtime::state::query::{QueryItem, QueryResponse};
 use wasmdapr_runtime::state::{
     Concurrency, Consistency, DeleteRequest, GetRequest, Metadata, Operation, SetRequest,
@@ -69,11 +69,7 @@ fn delete_item(r: DeleteRequest) -> common::StateItem {
 
 #[async_trait]
 impl StateApi for RemoteDapr {
-    async fn get_state(
-        &self,
-        store: &str,
-        r: GetRequest,
-    ) -> Result<Option<StateValue>, ApiError> {
+    async fn get_state(&self, store: &str, r: GetRequest) -> Result<Option<StateValue>, ApiError> {
         let response = self
             .client
             .clone()
@@ -134,11 +130,7 @@ impl StateApi for RemoteDapr {
             .collect())
     }
 
-    async fn save_state(
-        &self,
-        store: &str,
-        items: Vec<SetRequest>,
-    ) -> Result<(), ApiError> {
+    async fn save_state(&self, store: &str, items: Vec<SetRequest>) -> Result<(), ApiError> {
         self.client
             .clone()
             .save_state(self.request(runtime::SaveStateRequest {

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use wasmdapr_api::RemoteDapr;
+use wasmdapr_runtime::ErrorKind;
+use wasmdapr_runtime::api::StateApi;
 use wasmdapr_runtime::state::GetRequest;
-use wasmdapr_runtime::{DaprApi, ErrorKind};
 
 use crate::{APP_ID, Sidecar};
 

@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 
 use super::{MAX_BULK_GET_KEYS, Runtime};
-use crate::components::{KEY_SEPARATOR, LoadedStateStore, LookupError};
 use crate::api::{BulkStateItem, StateApi};
+use crate::components::{KEY_SEPARATOR, LoadedStateStore, LookupError};
 use crate::error::{ApiError, ErrorKind, echo};
 use crate::state::query::{self, Query, QueryResponse};
 use crate::state::{
