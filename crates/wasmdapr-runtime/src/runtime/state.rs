@@ -616,7 +616,12 @@ pub(super) mod tests {
             .await
             .unwrap_err();
         assert_eq!((err.code(), err.http_status()), ("ERR_STATE_SAVE", 409));
-        assert!(err.message.contains("k2"), "{err}");
+        // Worded as daprd's `ErrStateSave`: the store, not the key.
+        assert!(
+            err.message
+                .starts_with("failed saving state in state store a: "),
+            "{err}"
+        );
         let data = stores[0].data.lock().unwrap();
         assert_eq!(data["orders||k1"].0, b"new");
         assert_eq!(data["orders||k2"].0, b"2");
