@@ -49,18 +49,6 @@ fn etag(etag: Option<common::Etag>) -> Option<String> {
     etag.map(|e| e.value).filter(|e| !e.is_empty())
 }
 
-/// Refuses a batch holding an empty key before any of it is written. The
-/// runtime refuses empty keys too (and checks every key, here or not), but
-/// its `save_state` and `delete_bulk_state` write item by item: an empty
-/// key after a good one would leave the good one written. Once the runtime
-/// checks a whole batch before writing, this goes.
-fn refuse_empty_keys(items: &[common::StateItem]) -> Result<(), ApiError> {
-    if items.iter().any(|item| item.key.is_empty()) {
-        return Err(ApiError::malformed("a state item needs a non-empty key"));
-    }
-    Ok(())
-}
-
 /// Keys are the runtime's to check (empty, or forging another app's
 /// prefix), with the error it gives every door.
 fn set_request(item: common::StateItem) -> Result<SetRequest, ApiError> {
@@ -140,7 +128,6 @@ impl GrpcApi {
 
     pub(super) async fn save_state(&self, r: runtime::SaveStateRequest) -> Result<(), ApiError> {
         // Every item is checked before any is written.
-        refuse_empty_keys(&r.states)?;
         let items = r
             .states
             .into_iter()
@@ -166,7 +153,6 @@ impl GrpcApi {
         &self,
         r: runtime::DeleteBulkStateRequest,
     ) -> Result<(), ApiError> {
-        refuse_empty_keys(&r.states)?;
         let requests = r
             .states
             .into_iter()

@@ -166,14 +166,8 @@ async fn save_state(
     params: QueryParams,
     Json(items): Json<Vec<StateItemJson>>,
 ) -> HttpResult<StatusCode> {
-    // Every item is checked before any is written, so a bad item does not
-    // leave the ones before it saved.
-    if items.iter().any(|item| item.key.is_empty()) {
-        // The runtime refuses empty keys too, but its `save_state` writes
-        // item by item: an empty key after a good one would leave the good
-        // one saved. Once it checks a whole batch before writing, this goes.
-        return Err(ApiError::malformed("a state item needs a non-empty `key`").into());
-    }
+    // Keys and TTLs are the runtime's to check, every item before any is
+    // written, so a bad item does not leave the ones before it saved.
     let mut requests = items
         .into_iter()
         .map(StateItemJson::into_set)
