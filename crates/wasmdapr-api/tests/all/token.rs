@@ -92,6 +92,8 @@ async fn every_http_route_and_form_needs_the_token() {
         ("POST", "/v1.0/invoke/myapp/method/x"),
         ("DELETE", "/v1.0/invoke/myapp/method/a/b?c=d"),
         ("GET", "/v1.0/metadata"),
+        ("PUT", "/v1.0/metadata/team"),
+        ("PUT", "/v1.0/metadata/%2e%2e%2fhealthz"),
         ("POST", "/v1.0/shutdown"),
         // The health paths with other verbs.
         ("HEAD", "/v1.0/healthz"),

@@ -18,6 +18,16 @@ pub const RUNTIME_VERSION_ATTRIBUTE: &str = "daprRuntimeVersion";
 /// This runtime's version, as the metadata API reports it.
 const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The most extended attributes one runtime keeps. daprd sets no bound, but
+/// every attribute is held for the life of the process and returned by every
+/// metadata call, so a client (or a looping app) must not grow it without
+/// end: a new key past this is refused; overwriting a kept key is not.
+pub const MAX_EXTENDED_ATTRIBUTES: usize = 512;
+
+/// The longest key plus value of one extended attribute, in bytes (the body
+/// limit alone would let each be megabytes).
+pub const MAX_EXTENDED_ATTRIBUTE_BYTES: usize = 16 << 10;
+
 /// What the metadata block keeps for one [`Runtime`].
 #[derive(Debug, Default)]
 pub(super) struct MetadataState {
@@ -93,11 +103,22 @@ impl MetadataApi for Runtime {
         if key.is_empty() {
             return Ok(());
         }
-        self.metadata
+        if key.len() + value.len() > MAX_EXTENDED_ATTRIBUTE_BYTES {
+            return Err(ApiError::malformed(format!(
+                "a metadata attribute (key and value) is at most {MAX_EXTENDED_ATTRIBUTE_BYTES} bytes"
+            )));
+        }
+        let mut extended = self
+            .metadata
             .extended
             .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_owned(), value.to_owned());
+            .unwrap_or_else(|e| e.into_inner());
+        if extended.len() >= MAX_EXTENDED_ATTRIBUTES && !extended.contains_key(key) {
+            return Err(ApiError::malformed(format!(
+                "at most {MAX_EXTENDED_ATTRIBUTES} metadata attributes are kept; overwrite one instead"
+            )));
+        }
+        extended.insert(key.to_owned(), value.to_owned());
         Ok(())
     }
 
@@ -176,5 +197,29 @@ mod tests {
 
         let other = runtime("billing", &c).metadata().await.unwrap();
         assert!(!other.extended.contains_key("team"));
+    }
+
+    /// Attributes are bounded in size and count; overwriting a kept key
+    /// still works at the bound.
+    #[tokio::test]
+    async fn attributes_are_bounded() {
+        let (c, _) = components(&[("a", None, &[])]).await;
+        let rt = runtime("orders", &c);
+        let big = "x".repeat(MAX_EXTENDED_ATTRIBUTE_BYTES);
+        let err = rt.set_metadata("k", &big).await.unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            ("ERR_MALFORMED_REQUEST", 400)
+        );
+        for i in 0..MAX_EXTENDED_ATTRIBUTES {
+            rt.set_metadata(&format!("k{i}"), "v").await.unwrap();
+        }
+        let err = rt.set_metadata("one-more", "v").await.unwrap_err();
+        assert_eq!(err.code(), "ERR_MALFORMED_REQUEST");
+        rt.set_metadata("k1", "again").await.unwrap();
+        let m = rt.metadata().await.unwrap();
+        // Plus `daprRuntimeVersion`, which is reported, not kept.
+        assert_eq!(m.extended.len(), MAX_EXTENDED_ATTRIBUTES + 1);
+        assert_eq!(m.extended["k1"], "again");
     }
 }
