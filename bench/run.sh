@@ -38,7 +38,17 @@ hyperfine -N --warmup 3 --runs 100 \
 # 3. State GET/SET through the sidecar (HTTP, gRPC) on Redis vs raw Redis,
 #    and the sidecar's RSS; the same GET from inside a guest (typed import,
 #    wasi:http), and the memory of live guest instances.
+#    Twice: as deployed (two cores), then with the bench, the sidecar, the
+#    guests and redis-server on one core (see RESULTS.md for why). Redis's
+#    own affinity is given back on exit.
 cargo bench -p wasmdapr --bench state
+redis_pid=$(pgrep -x redis-server | head -1)
+[[ -n $redis_pid ]] || { echo "run.sh: redis-server is not running" >&2; exit 1; }
+redis_cpus=$(taskset -pc "$redis_pid" | awk -F': ' '{print $2}')
+trap 'taskset -pc "$redis_cpus" "$redis_pid" >/dev/null 2>&1 || true; rm -rf "$cold" "$warm"' EXIT
+taskset -pc 0 "$redis_pid" >/dev/null
+BENCH_STATE_OUT=state-one-core.json taskset -c 0 cargo bench -p wasmdapr --bench state
+taskset -pc "$redis_cpus" "$redis_pid" >/dev/null
 
 # 4. Cold start: `wasmdapr run` of a cached app up to its first completed
 #    state call (the bench guest doing one typed GET on Redis), against the

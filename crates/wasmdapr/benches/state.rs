@@ -15,6 +15,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +24,15 @@ use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use dapr::dapr::proto::runtime::v1::{GetStateRequest, SaveStateRequest};
 use redis::AsyncCommands;
 use test_programs_artifacts::P2_BENCH_STATE_GET;
+
+#[path = "state/lean.rs"]
+mod lean;
 use wasmdapr_host::{Capabilities, Host, HostConfig, Limits, Output};
 use wasmdapr_runtime::{AppId, ComponentRegistry, Components, DaprApi, Resources, Runtime};
 
 const SEQUENTIAL: usize = 5_000;
+/// Rounds the sequential requests are interleaved in (see [`measure`]).
+const ROUNDS: usize = 10;
 /// Guest instances alive at once when measuring memory per instance (the
 /// default pool holds 100).
 const LIVE_INSTANCES: usize = 64;
@@ -78,44 +84,83 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-/// Runs `op` sequentially, then from `CONCURRENCY` tasks for `LOAD_TIME`.
-async fn measure<F, Fut>(name: &str, op: F) -> serde_json::Value
-where
-    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    for i in 0..200 {
-        op(i).await;
+/// One request of an [`Op`], boxed so ops of different clients share a type.
+type Request = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One request kind the bench times: a name and the request (`i` numbers
+/// the request, so writes can spread over keys).
+struct Op {
+    name: &'static str,
+    run: Arc<dyn Fn(usize) -> Request + Send + Sync>,
+}
+
+impl Op {
+    fn new<F, Fut>(name: &'static str, run: F) -> Self
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Op {
+            name,
+            run: Arc::new(move |i| Box::pin(run(i))),
+        }
     }
-    let mut lat = Vec::with_capacity(SEQUENTIAL);
-    for i in 0..SEQUENTIAL {
-        let t = Instant::now();
-        op(i).await;
-        lat.push(t.elapsed());
+}
+
+/// Latency of sequential requests, interleaved: [`ROUNDS`] rounds, each
+/// running [`SEQUENTIAL`] / [`ROUNDS`] requests of every op in turn, so a
+/// slow spell of the machine (another VM, a timer, a page-cache flush)
+/// falls on every op alike instead of on whichever ran then. Then each op's
+/// requests/s from [`CONCURRENCY`] tasks for [`LOAD_TIME`].
+async fn measure(ops: &[Op], sequential: usize, load: bool) -> Vec<serde_json::Value> {
+    for op in ops {
+        for i in 0..200 {
+            (op.run)(i).await;
+        }
     }
-    lat.sort();
-    let deadline = Instant::now() + LOAD_TIME;
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|t| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut n = 0usize;
-                while Instant::now() < deadline {
-                    op(t * 1_000_000 + n).await;
-                    n += 1;
-                }
-                n
+    let per_round = sequential / ROUNDS;
+    let mut latencies = vec![Vec::with_capacity(sequential); ops.len()];
+    for round in 0..ROUNDS {
+        for (op, lat) in ops.iter().zip(&mut latencies) {
+            for n in 0..per_round {
+                let t = Instant::now();
+                (op.run)(round * per_round + n).await;
+                lat.push(t.elapsed());
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (op, mut lat) in ops.iter().zip(latencies) {
+        lat.sort();
+        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+        let name = op.name;
+        if !load {
+            eprintln!("{name:<18} p50 {p50:8.1} µs  p99 {p99:8.1} µs");
+            continue;
+        }
+        let deadline = Instant::now() + LOAD_TIME;
+        let tasks: Vec<_> = (0..CONCURRENCY)
+            .map(|t| {
+                let run = op.run.clone();
+                tokio::spawn(async move {
+                    let mut n = 0usize;
+                    while Instant::now() < deadline {
+                        run(t * 1_000_000 + n).await;
+                        n += 1;
+                    }
+                    n
+                })
             })
-        })
-        .collect();
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap();
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap();
+        }
+        let rps = total as f64 / LOAD_TIME.as_secs_f64();
+        eprintln!("{name:<18} p50 {p50:8.1} µs  p99 {p99:8.1} µs  {rps:10.0} req/s");
+        rows.push(serde_json::json!({"name": name, "p50_us": p50, "p99_us": p99, "rps": rps}));
     }
-    let rps = total as f64 / LOAD_TIME.as_secs_f64();
-    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-    eprintln!("{name:<16} p50 {p50:8.1} µs  p99 {p99:8.1} µs  {rps:10.0} req/s");
-    serde_json::json!({"name": name, "p50_us": p50, "p99_us": p99, "rps": rps})
+    rows
 }
 
 /// Runs `bench_state_get MODE` under `wasmdapr run` on the Redis store in
@@ -126,6 +171,7 @@ fn guest_gets(resources: &Path, mode: &str, name: &str) -> serde_json::Value {
         .args(["run", "--app-id", "bench", "--resources-path"])
         .arg(resources)
         .args(["--dapr-http-port", "0", "--dapr-grpc-port", "0"])
+        .args(["--dapr-internal-grpc-port", "0"])
         .arg(P2_BENCH_STATE_GET)
         .args(["--", mode, "statestore", "bench", &SEQUENTIAL.to_string()])
         .output()
@@ -198,7 +244,7 @@ async fn memory_per_instance(resources: &Path) -> serde_json::Value {
     })
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -215,6 +261,8 @@ async fn main() {
             &http.to_string(),
             "--dapr-grpc-port",
             &grpc.to_string(),
+            "--dapr-internal-grpc-port",
+            "0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -249,118 +297,169 @@ async fn main() {
         .await
         .unwrap();
 
-    let mut results = Vec::new();
     let c = conn.clone();
-    results.push(
-        measure("redis GET", move |_| {
-            let mut c = c.clone();
-            async move {
-                let _: Option<String> = c.hget("bench||bench", "data").await.unwrap();
-            }
-        })
-        .await,
-    );
+    let mut ops = vec![Op::new("redis GET", move |_| {
+        let mut c = c.clone();
+        async move {
+            let _: Option<String> = c.hget("bench||bench", "data").await.unwrap();
+        }
+    })];
     // The exact read `state.redis` makes (value, version and expiry in one
-    // atomic pipeline), so the sidecar and guest rows can also be read
-    // against the backend's own cost.
+    // script), so the sidecar and guest rows can also be read against the
+    // backend's own cost.
     let c = conn.clone();
-    results.push(
-        measure("redis GET pipeline", move |_| {
-            let mut c = c.clone();
-            async move {
-                let _: ((Option<String>, Option<String>), i64) = redis::pipe()
-                    .atomic()
-                    .cmd("HMGET")
-                    .arg("bench||bench")
-                    .arg("data")
-                    .arg("version")
-                    .cmd("PEXPIRETIME")
-                    .arg("bench||bench")
-                    .query_async(&mut c)
+    ops.push(Op::new("redis GET script", move |_| {
+        let mut c = c.clone();
+        async move {
+            let _: (Option<String>, Option<String>, i64) =
+                wasmdapr_components::state::redis::read_script()
+                    .key("bench||bench")
+                    .invoke_async(&mut c)
                     .await
                     .unwrap();
-            }
-        })
-        .await,
-    );
+        }
+    }));
     let c = conn.clone();
-    results.push(
-        measure("redis SET", move |i| {
-            let mut c = c.clone();
-            async move {
-                let _: () = c
-                    .hset(format!("bench||raw{}", i % 1000), "data", VALUE)
-                    .await
-                    .unwrap();
-            }
-        })
-        .await,
+    ops.push(Op::new("redis SET", move |i| {
+        let mut c = c.clone();
+        async move {
+            let _: () = c
+                .hset(format!("bench||raw{}", i % 1000), "data", VALUE)
+                .await
+                .unwrap();
+        }
+    }));
+    // The floor: a plain hyper server doing one HGET per request.
+    let floor = lean::start_floor("bench||bench");
+    let floor_http = lean::Http1Client::new(floor);
+    ops.push(Op::new("floor HTTP GET", move |_| {
+        let client = floor_http.clone();
+        async move {
+            let request = http::Request::get("/bench")
+                .header("host", "floor")
+                .body(Default::default())
+                .unwrap();
+            let (status, _) = client.send(request).await;
+            assert_eq!(status, 200);
+        }
+    }));
+    let floor_grpc = DaprClient::with_origin(
+        lean::H2::connect(floor).await,
+        format!("http://{floor}").parse().unwrap(),
     );
-    let (h, url) = (http_client.clone(), format!("{base}/bench"));
-    results.push(
-        measure("HTTP GET", move |_| {
-            let (h, url) = (h.clone(), url.clone());
-            async move {
-                let r = h.get(&url).send().await.unwrap();
-                assert_eq!(r.status(), 200);
-                r.bytes().await.unwrap();
-            }
-        })
-        .await,
+    ops.push(Op::new("floor gRPC GET", move |_| {
+        let mut g = floor_grpc.clone();
+        async move {
+            g.get_state(GetStateRequest {
+                store_name: "statestore".into(),
+                key: "bench".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+    }));
+    let http_addr: std::net::SocketAddr = ([127, 0, 0, 1], http).into();
+    let sidecar_http = lean::Http1Client::new(http_addr);
+    let h = sidecar_http.clone();
+    ops.push(Op::new("HTTP GET", move |_| {
+        let h = h.clone();
+        async move {
+            let request = http::Request::get("/v1.0/state/statestore/bench")
+                .header("host", "sidecar")
+                .body(Default::default())
+                .unwrap();
+            let (status, _) = h.send(request).await;
+            assert_eq!(status, 200);
+        }
+    }));
+    let h = sidecar_http.clone();
+    ops.push(Op::new("HTTP SET", move |i| {
+        let h = h.clone();
+        async move {
+            let body = format!(r#"[{{"key":"k{}","value":{VALUE}}}]"#, i % 1000);
+            let request = http::Request::post("/v1.0/state/statestore")
+                .header("host", "sidecar")
+                .header("content-type", "application/json")
+                .body(body.into())
+                .unwrap();
+            let (status, _) = h.send(request).await;
+            assert_eq!(status, 204);
+        }
+    }));
+    let grpc_addr: std::net::SocketAddr = ([127, 0, 0, 1], grpc).into();
+    let sidecar_grpc = DaprClient::with_origin(
+        lean::H2::connect(grpc_addr).await,
+        format!("http://{grpc_addr}").parse().unwrap(),
     );
-    let (h, url) = (http_client.clone(), base.clone());
-    results.push(
-        measure("HTTP SET", move |i| {
-            let (h, url) = (h.clone(), url.clone());
-            async move {
-                let body = format!(r#"[{{"key":"k{}","value":{VALUE}}}]"#, i % 1000);
-                let r = h
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 204);
-            }
-        })
-        .await,
-    );
-    let g = grpc_client.clone();
-    results.push(
-        measure("gRPC GET", move |_| {
-            let mut g = g.clone();
-            async move {
-                g.get_state(GetStateRequest {
-                    store_name: "statestore".into(),
-                    key: "bench".into(),
+    let g = sidecar_grpc.clone();
+    ops.push(Op::new("gRPC GET", move |_| {
+        let mut g = g.clone();
+        async move {
+            g.get_state(GetStateRequest {
+                store_name: "statestore".into(),
+                key: "bench".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+    }));
+    let g = sidecar_grpc.clone();
+    ops.push(Op::new("gRPC SET", move |i| {
+        let mut g = g.clone();
+        async move {
+            g.save_state(SaveStateRequest {
+                store_name: "statestore".into(),
+                states: vec![dapr::dapr::proto::common::v1::StateItem {
+                    key: format!("k{}", i % 1000),
+                    value: VALUE.as_bytes().to_vec(),
                     ..Default::default()
-                })
-                .await
-                .unwrap();
-            }
-        })
-        .await,
-    );
+                }],
+            })
+            .await
+            .unwrap();
+        }
+    }));
+    // What an application sees through the usual clients: reqwest, and the
+    // Rust SDK's tonic `Channel`.
+    let (h, url) = (http_client.clone(), format!("{base}/bench"));
+    ops.push(Op::new("HTTP GET reqwest", move |_| {
+        let (h, url) = (h.clone(), url.clone());
+        async move {
+            let r = h.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+    }));
     let g = grpc_client.clone();
-    results.push(
-        measure("gRPC SET", move |i| {
-            let mut g = g.clone();
-            async move {
-                g.save_state(SaveStateRequest {
-                    store_name: "statestore".into(),
-                    states: vec![dapr::dapr::proto::common::v1::StateItem {
-                        key: format!("k{}", i % 1000),
-                        value: VALUE.as_bytes().to_vec(),
-                        ..Default::default()
-                    }],
-                })
-                .await
-                .unwrap();
-            }
-        })
-        .await,
-    );
+    ops.push(Op::new("gRPC GET Channel", move |_| {
+        let mut g = g.clone();
+        async move {
+            g.get_state(GetStateRequest {
+                store_name: "statestore".into(),
+                key: "bench".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+    }));
+    // Profiling: `BENCH_ONLY="gRPC GET,redis GET"` times only those ops,
+    // sequentially (`BENCH_SEQUENTIAL` requests, no load phase), and prints
+    // the sidecar's pid to attach `perf` or `strace` to.
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        let names: Vec<&str> = only.split(',').map(str::trim).collect();
+        ops.retain(|op| names.contains(&op.name));
+        let sequential = std::env::var("BENCH_SEQUENTIAL")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(SEQUENTIAL);
+        eprintln!("sidecar pid {pid}; {sequential} sequential requests of {names:?}");
+        measure(&ops, sequential, false).await;
+        return;
+    }
+    let results = measure(&ops, SEQUENTIAL, true).await;
     let loaded_rss = rss_kib(pid);
     // From inside a guest, against the same store and key.
     let guest = vec![
@@ -384,9 +483,7 @@ async fn main() {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
         .join("bench");
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(
-        out.join("state.json"),
-        serde_json::to_vec_pretty(&report).unwrap(),
-    )
-    .unwrap();
+    // `bench/run.sh` runs this twice: as deployed, then pinned to one core.
+    let file = std::env::var("BENCH_STATE_OUT").unwrap_or_else(|_| "state.json".into());
+    std::fs::write(out.join(file), serde_json::to_vec_pretty(&report).unwrap()).unwrap();
 }

@@ -387,8 +387,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
             if app.is_handler() {
                 return serve_app(app, caps, limits, serve, None).await;
             }
-            let code = app.run(&caps, limits).await?;
-            return Ok(exit_code::for_guest(code));
+            return run_command(app, caps, limits).await;
         }
         // The sidecar serves the app's Dapr API to other processes while it runs.
         let sidecar = Sidecar::start(args.dapr.sidecar_config(app.id().clone())?).await?;
@@ -424,9 +423,32 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         if app.is_handler() {
             return serve_app(app, caps, limits, serve, Some(sidecar)).await;
         }
-        let code = app.run(&caps, limits).await?;
-        Ok(exit_code::for_guest(code))
+        run_command(app, caps, limits).await
     })
+}
+
+/// Runs a command app to its exit on a worker of the runtime, not on the
+/// thread in `block_on` (which polls its future outside the workers). The
+/// tasks the app's Dapr calls wait on (a Redis connection's driver, a
+/// response on a socket) run on the workers: from `block_on`, every call
+/// crossed threads twice, waking one with a futex each way (3.5 context
+/// switches per typed state GET); on a worker, the woken task runs next on
+/// the same thread.
+async fn run_command(
+    app: wasmdapr_host::App,
+    caps: Capabilities,
+    limits: Limits,
+) -> Result<u8, Failure> {
+    let run = tokio::spawn(async move { app.run(&caps, limits).await });
+    match run.await {
+        Ok(code) => Ok(exit_code::for_guest(code?)),
+        // A panic of the host while running the app stays a panic, as it
+        // was before the app ran on a worker.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => {
+            Err(HostError::Engine(format!("the app's task was cancelled: {error}")).into())
+        }
+    }
 }
 
 /// Serves `app` (an HTTP handler) until Ctrl-C, SIGTERM or the shutdown

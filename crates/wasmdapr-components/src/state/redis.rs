@@ -89,6 +89,12 @@ return out
     )
 });
 
+/// The script a read runs ([`READ_SCRIPT`]), so a benchmark can time the
+/// backend's own cost of exactly this read beside the sidecar's.
+pub fn read_script() -> &'static Script {
+    &READ_SCRIPT
+}
+
 /// Deletes `KEYS[1]` if its version is `ARGV[1]`; returns 1, or 0 when the
 /// version differs (or the key is missing).
 static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
