@@ -49,19 +49,27 @@ impl PubSubApi for RemoteDapr {
     }
 
     async fn bulk_publish_event(&self, event: BulkPublishEvent) -> Result<(), BulkPublishError> {
+        if let Some(error) = event.malformed_body {
+            return Err(ApiError::pubsub(&event.pubsub_name)
+                .unmarshal_events("", &event.topic, error)
+                .into());
+        }
+        let mut entries = Vec::with_capacity(event.entries.len());
+        for e in event.entries {
+            let bytes = e.event.into_bytes(&e.content_type).map_err(|error| {
+                ApiError::pubsub(&event.pubsub_name).marshal_envelope("", &event.topic, error)
+            })?;
+            entries.push(runtime::BulkPublishRequestEntry {
+                entry_id: e.entry_id,
+                event: bytes,
+                content_type: e.content_type,
+                metadata: e.metadata.unwrap_or_default(),
+            });
+        }
         let message = runtime::BulkPublishRequest {
             pubsub_name: event.pubsub_name,
             topic: event.topic.clone(),
-            entries: event
-                .entries
-                .into_iter()
-                .map(|e| runtime::BulkPublishRequestEntry {
-                    entry_id: e.entry_id,
-                    event: e.event,
-                    content_type: e.content_type,
-                    metadata: e.metadata.unwrap_or_default(),
-                })
-                .collect(),
+            entries,
             metadata: event.metadata,
         };
         let mut client = self.client.clone();

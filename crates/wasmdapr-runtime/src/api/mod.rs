@@ -28,7 +28,8 @@ pub use metadata::{
     AppConnectionProperties, AppHealthProperties, ComponentInfo, MetadataApi, RuntimeMetadata,
 };
 pub use pubsub::{
-    BulkPublishEntry, BulkPublishError, BulkPublishEvent, PubSubApi, PublishEvent, TraceContext,
+    BulkEvent, BulkPublishEntry, BulkPublishError, BulkPublishEvent, PubSubApi, PublishEvent,
+    TraceContext,
 };
 pub use state::{BulkStateItem, StateApi};
 

@@ -4,8 +4,10 @@
 //! checks names and scopes, builds the CloudEvents envelope and publishes.
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+use crate::pubsub::cloudevent;
 use crate::pubsub::{FailedEntry, Metadata};
 
 /// The W3C trace context a publish arrived with (`traceparent` and
@@ -35,14 +37,75 @@ pub struct PublishEvent {
     pub trace: TraceContext,
 }
 
+/// A bulk entry's event as the caller sent it.
+#[derive(Debug, Clone)]
+pub enum BulkEvent {
+    /// Bytes used as they are (gRPC).
+    Bytes(Vec<u8>),
+    /// A JSON value (the HTTP body's `event`), turned into bytes by the
+    /// entry's content type as daprd's `ConvertEventToBytes` does: a base64
+    /// string for `application/octet-stream`, a string for text and XML,
+    /// the JSON itself for JSON and CloudEvents; anything else is refused
+    /// (`ERR_PUBSUB_EVENTS_SER`).
+    Json(Box<RawValue>),
+}
+
+impl Default for BulkEvent {
+    fn default() -> Self {
+        BulkEvent::Bytes(Vec::new())
+    }
+}
+
+impl PartialEq for BulkEvent {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (BulkEvent::Bytes(a), BulkEvent::Bytes(b)) => a == b,
+            (BulkEvent::Json(a), BulkEvent::Json(b)) => a.get() == b.get(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for BulkEvent {}
+
+/// daprd's `errContentTypeMismatch`.
+const CONTENT_TYPE_MISMATCH: &str = "error: mismatch between contentType and event";
+
+impl BulkEvent {
+    /// The event's bytes for `content_type` (see [`BulkEvent::Json`]), or
+    /// why they cannot be made, worded as daprd words it.
+    pub fn into_bytes(self, content_type: &str) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        let json = match self {
+            BulkEvent::Bytes(bytes) => return Ok(bytes),
+            BulkEvent::Json(json) => json,
+        };
+        let as_string = || {
+            serde_json::from_str::<String>(json.get()).map_err(|_| CONTENT_TYPE_MISMATCH.to_owned())
+        };
+        if cloudevent::is_binary(content_type) {
+            base64::engine::general_purpose::STANDARD
+                .decode(as_string()?)
+                .map_err(|e| {
+                    format!("error: unable to decode base64 application/octect-stream data: {e}")
+                })
+        } else if cloudevent::is_string(content_type) {
+            as_string().map(String::into_bytes)
+        } else if cloudevent::is_json(content_type) || cloudevent::is_cloudevent(content_type) {
+            Ok(cloudevent::compact(json.get()).into_bytes())
+        } else {
+            Err(CONTENT_TYPE_MISMATCH.to_owned())
+        }
+    }
+}
+
 /// One entry of a bulk publish, as the caller sent it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BulkPublishEntry {
     /// Its id, required and unique within the request.
     pub entry_id: String,
-    /// The event's bytes (the doors turn a JSON `event` into bytes by its
-    /// content type).
-    pub event: Vec<u8>,
+    /// The event.
+    pub event: BulkEvent,
     /// The event's content type.
     pub content_type: String,
     /// The entry's own metadata, over the request's. `None` (no `metadata`
@@ -64,6 +127,10 @@ pub struct BulkPublishEvent {
     pub metadata: Metadata,
     /// The caller's trace context (each entry gets a span of its own).
     pub trace: TraceContext,
+    /// Why the HTTP body could not be read as entries, if it could not:
+    /// the runtime answers daprd's `ERR_PUBSUB_EVENTS_SER` for it, after
+    /// the checks daprd makes first (component, topic, metadata).
+    pub malformed_body: Option<String>,
 }
 
 /// Why a bulk publish failed: the error, and the entries the broker did not

@@ -108,7 +108,7 @@ fn json_string(value: &str) -> Box<RawValue> {
 
 /// `text` without the whitespace between JSON tokens (the text must be
 /// valid JSON): what Go's re-encoding of a decoded value writes.
-fn compact(text: &str) -> String {
+pub fn compact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_string = false;
     let mut escaped = false;

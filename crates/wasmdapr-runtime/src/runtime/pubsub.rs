@@ -168,10 +168,14 @@ impl PubSubApi for Runtime {
             entries,
             metadata,
             trace,
+            malformed_body,
         } = event;
         let target = self.publish_target(&pubsub_name, &topic, &metadata)?;
         let errors = ApiError::pubsub(&pubsub_name);
         let app = self.app_id.as_str();
+        if let Some(error) = malformed_body {
+            return Err(errors.unmarshal_events(app, &topic, error).into());
+        }
         if entries.len() > MAX_BULK_PUBLISH_ENTRIES {
             return Err(errors
                 .marshal_events(
@@ -187,6 +191,10 @@ impl PubSubApi for Runtime {
         let mut ids = HashSet::with_capacity(entries.len());
         let mut messages = Vec::with_capacity(entries.len());
         for entry in entries {
+            let bytes = entry
+                .event
+                .into_bytes(&entry.content_type)
+                .map_err(|e| errors.marshal_envelope(app, &topic, e))?;
             if entry.entry_id.is_empty() || !ids.insert(entry.entry_id.clone()) {
                 return Err(errors
                     .marshal_events(
@@ -205,14 +213,14 @@ impl PubSubApi for Runtime {
                 None => Metadata::new(),
             };
             let (event, content_type) = if target.raw {
-                (entry.event, entry.content_type)
+                (bytes, entry.content_type)
             } else {
                 // Each entry is a span of its own, as in daprd.
                 let span = producer_span(&trace);
                 let envelope = self.envelope(
                     &target,
                     &topic,
-                    &entry.event,
+                    &bytes,
                     &entry.content_type,
                     &entry_metadata,
                     &span,
@@ -258,7 +266,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::api::BulkPublishEntry;
+    use crate::api::{BulkEvent, BulkPublishEntry};
     use crate::app_id::AppId;
     use crate::component::ComponentSpec;
     use crate::components::Components;
@@ -534,7 +542,7 @@ mod tests {
     fn entry(id: &str, body: &str, metadata: Option<Metadata>) -> BulkPublishEntry {
         BulkPublishEntry {
             entry_id: id.into(),
-            event: body.as_bytes().to_vec(),
+            event: BulkEvent::Bytes(body.as_bytes().to_vec()),
             content_type: "application/json".into(),
             metadata,
         }
@@ -555,6 +563,7 @@ mod tests {
             entries,
             metadata: meta(&[("ttlInSeconds", "60"), ("shared", "r")]),
             trace: TraceContext::default(),
+            malformed_body: None,
         };
         rt.bulk_publish_event(bulk(
             "t",
@@ -614,6 +623,33 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// A JSON event becomes bytes as daprd's `ConvertEventToBytes` makes
+    /// them, and a mismatch with its content type is refused.
+    #[test]
+    fn bulk_events_by_content_type() {
+        let json =
+            |t: &str| BulkEvent::Json(serde_json::value::RawValue::from_string(t.into()).unwrap());
+        let ok = |t: &str, ct: &str| json(t).into_bytes(ct).unwrap();
+        assert_eq!(ok(r#""AP8B""#, "application/octet-stream"), [0, 255, 1]);
+        assert_eq!(ok(r#""hi""#, "text/plain"), b"hi");
+        assert_eq!(ok(r#""<a/>""#, "application/xml"), b"<a/>");
+        assert_eq!(
+            ok(r#"{ "a" : [1, 2] }"#, "application/json"),
+            br#"{"a":[1,2]}"#
+        );
+        assert_eq!(ok(r#""s""#, "application/cloudevents+json"), br#""s""#);
+        for (t, ct) in [
+            ("1", "application/octet-stream"),
+            (r#""not base64!""#, "application/octet-stream"),
+            ("{}", "text/plain"),
+            ("{}", ""),
+            ("{}", "application/x-custom"),
+        ] {
+            assert!(json(t).into_bytes(ct).is_err(), "{t} as {ct}");
+        }
+        assert_eq!(BulkEvent::Bytes(vec![1]).into_bytes("").unwrap(), [1]);
     }
 
     /// `rawPayload` follows Go's `ParseBool`.
