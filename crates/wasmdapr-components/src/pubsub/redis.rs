@@ -398,10 +398,13 @@ impl PubSub for RedisPubSub {
             .arg(&group)
             .arg("0")
             .arg("MKSTREAM");
-        match self.query::<String>("XGROUP CREATE", &create).await {
+        // An existing group (`BUSYGROUP`) is the usual case, not a failure.
+        let mut connection = self.connection.clone();
+        let created: redis::RedisResult<String> = create.query_async(&mut connection).await;
+        match created {
             Ok(_) => {}
-            Err(PubSubError::Backend(e)) if e.contains("BUSYGROUP") => {}
-            Err(e) => return Err(e),
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(backend_error("XGROUP CREATE", e)),
         }
         // A blocking read needs a connection of its own, with a response
         // timeout longer than the block.
@@ -493,5 +496,49 @@ impl PubSub for RedisPubSub {
     async fn close(&self) -> Result<(), PubSubError> {
         self.closed.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::test_support::spec;
+
+    /// Dapr's names and defaults; `redeliverInterval: 0` turns redelivery
+    /// off and says so in the features; `concurrency: 1` promises order.
+    #[test]
+    fn config_and_features() {
+        let config = RedisPubSubConfig::from_spec(&spec("pubsub.redis", &[])).unwrap();
+        assert_eq!(config.processing_timeout, Duration::from_secs(15));
+        assert_eq!(config.redeliver_interval, Some(Duration::from_secs(60)));
+        assert_eq!((config.queue_depth, config.concurrency), (100, 10));
+        assert_eq!(config.max_len_approx, None);
+        let config = RedisPubSubConfig::from_spec(&spec(
+            "pubsub.redis",
+            &[
+                ("redeliverInterval", "0"),
+                ("maxLenApprox", "1000"),
+                ("processingTimeout", "30s"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(config.redeliver_interval, None);
+        assert_eq!(config.max_len_approx, Some(1000));
+        assert_eq!(config.processing_timeout, Duration::from_secs(30));
+        let err = RedisPubSubConfig::from_spec(&spec("pubsub.redis", &[("concurrency", "0")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("spec.metadata.concurrency"),
+            "{err}"
+        );
+        let xadd = xadd("t", Some(5), b"d", &Metadata::new());
+        let args: Vec<String> = xadd
+            .args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Arg::Cursor => "cursor".into(),
+            })
+            .collect();
+        assert_eq!(args, ["XADD", "t", "MAXLEN", "~", "5", "*", "data", "d"]);
     }
 }

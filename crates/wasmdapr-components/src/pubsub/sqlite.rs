@@ -564,3 +564,45 @@ impl PubSub for SqlitePubSub {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::test_support::spec;
+
+    /// The metadata is read with its defaults; a queue that could not be
+    /// shared or kept (`:memory:`) and a table prefix that is no SQL
+    /// identifier are refused at load, naming the field.
+    #[test]
+    fn config() {
+        let config =
+            SqlitePubSubConfig::from_spec(&spec("pubsub.sqlite", &[("connectionString", "q.db")]))
+                .unwrap();
+        assert_eq!(config.table_prefix, "pubsub");
+        assert_eq!(config.processing_timeout, Duration::from_secs(60));
+        assert_eq!(config.redeliver_interval, Duration::from_secs(1));
+        assert_eq!(config.queue_depth, 10);
+        for (metadata, field) in [
+            (vec![("connectionString", ":memory:")], "connectionString"),
+            (vec![], "connectionString"),
+            (
+                vec![("connectionString", "q.db"), ("tablePrefix", "x; DROP")],
+                "tablePrefix",
+            ),
+            (
+                vec![("connectionString", "q.db"), ("queueDepth", "0")],
+                "queueDepth",
+            ),
+            (
+                vec![("connectionString", "q.db"), ("processingTimeout", "soon")],
+                "processingTimeout",
+            ),
+        ] {
+            let err = SqlitePubSubConfig::from_spec(&spec("pubsub.sqlite", &metadata)).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("spec.metadata.{field}")),
+                "{err}"
+            );
+        }
+    }
+}

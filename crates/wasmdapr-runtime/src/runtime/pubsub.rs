@@ -652,6 +652,28 @@ mod tests {
         assert_eq!(BulkEvent::Bytes(vec![1]).into_bytes("").unwrap(), [1]);
     }
 
+    /// The metadata API lists the pub/subs the app may use, with Dapr's
+    /// feature names.
+    #[tokio::test]
+    async fn metadata_lists_pubsubs() {
+        use crate::api::MetadataApi;
+        let (c, _) = components(&[
+            ("pubsub", &[("nativeTTL", "yes")], &[]),
+            ("private", &[], &["billing"]),
+        ])
+        .await;
+        let m = runtime("orders", &c).metadata().await.unwrap();
+        let listed: Vec<(&str, &str, Vec<String>)> = m
+            .components
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind.as_str(), c.capabilities.clone()))
+            .collect();
+        assert_eq!(
+            listed,
+            [("pubsub", "pubsub.recorder", vec!["MESSAGE_TTL".to_string()])]
+        );
+    }
+
     /// `rawPayload` follows Go's `ParseBool`.
     #[test]
     fn raw_payload_parses_like_go() {
