@@ -6,7 +6,6 @@
 //! included) fails the call with an empty response, as in daprd.
 
 use dapr::dapr::proto::runtime::v1 as runtime;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use wasmdapr_runtime::api::{
     BulkEvent, BulkPublishEntry, BulkPublishEvent, PublishEvent, TraceContext,
@@ -14,26 +13,12 @@ use wasmdapr_runtime::api::{
 
 use super::{GrpcApi, status};
 
-/// The caller's trace context, from the call's metadata.
-fn trace_context(metadata: &MetadataMap) -> TraceContext {
-    let get = |name: &str| {
-        metadata
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    TraceContext {
-        traceparent: get("traceparent"),
-        tracestate: get("tracestate"),
-    }
-}
-
 impl GrpcApi {
     pub(super) async fn publish_event(
         &self,
         request: Request<runtime::PublishEventRequest>,
     ) -> Result<Response<()>, Status> {
-        let trace = trace_context(request.metadata());
+        let trace = TraceContext::from_headers(&request.metadata().clone().into_headers());
         let r = request.into_inner();
         self.api
             .publish_event(PublishEvent {
@@ -53,7 +38,7 @@ impl GrpcApi {
         &self,
         request: Request<runtime::BulkPublishRequest>,
     ) -> Result<Response<runtime::BulkPublishResponse>, Status> {
-        let trace = trace_context(request.metadata());
+        let trace = TraceContext::from_headers(&request.metadata().clone().into_headers());
         let r = request.into_inner();
         let entries = r
             .entries

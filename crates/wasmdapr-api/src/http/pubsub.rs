@@ -39,20 +39,6 @@ fn split(target: &str) -> (String, String) {
     }
 }
 
-/// The caller's trace context, from its headers.
-pub(super) fn trace_context(headers: &HeaderMap) -> TraceContext {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    TraceContext {
-        traceparent: get("traceparent"),
-        tracestate: get("tracestate"),
-    }
-}
-
 async fn publish(
     State(s): State<HttpState>,
     Path(target): Path<String>,
@@ -73,7 +59,7 @@ async fn publish(
             data: body.to_vec(),
             content_type,
             metadata: params.metadata,
-            trace: trace_context(&headers),
+            trace: TraceContext::from_headers(&headers),
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -142,7 +128,7 @@ async fn bulk(
             topic,
             entries,
             metadata: params.metadata,
-            trace: trace_context(&headers),
+            trace: TraceContext::from_headers(&headers),
             malformed_body,
         })
         .await;

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Value};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Value};
 use tokio::sync::Semaphore;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
@@ -100,42 +100,8 @@ impl RedisPubSub {
     /// Connects and checks the server answers (`PING`).
     pub async fn connect(spec: &ComponentSpec) -> Result<Self, ComponentError> {
         let config = RedisPubSubConfig::from_spec(spec)?;
-        let r = &config.redis;
-        let info = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(r.host.clone(), r.port),
-            redis: RedisConnectionInfo {
-                db: r.db,
-                username: r.username.clone(),
-                password: r.password.clone(),
-                ..Default::default()
-            },
-        };
-        let client = redis::Client::open(info).map_err(|e| spec.init_error(e))?;
-        let mut manager = ConnectionManagerConfig::new().set_number_of_retries(1);
-        if let Some(dial) = r.dial_timeout {
-            manager = manager.set_connection_timeout(dial);
-        }
-        if let Some(response) = r.response_timeout() {
-            manager = manager.set_response_timeout(response);
-        }
-        let address = format!("{}:{}", r.host, r.port);
-        let unreachable = |e: &dyn std::fmt::Display| {
-            spec.init_error(format!("cannot reach Redis at {address}: {e}"))
-        };
-        let start = async {
-            let mut connection = ConnectionManager::new_with_config(client.clone(), manager)
-                .await
-                .map_err(|e| unreachable(&e))?;
-            let _: String = redis::cmd("PING")
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| unreachable(&e))?;
-            Ok::<_, ComponentError>(connection)
-        };
-        let limit = r.call_deadline().unwrap_or(Duration::from_secs(30));
-        let connection = tokio::time::timeout(limit, start)
-            .await
-            .map_err(|_| unreachable(&format!("no answer within {limit:?}")))??;
+        let (client, connection) = config.redis.connect(spec).await?;
+        let address = format!("{}:{}", config.redis.host, config.redis.port);
         tracing::info!(component = %spec.name, %address, "Redis Streams pub/sub ready");
         Ok(RedisPubSub {
             client,

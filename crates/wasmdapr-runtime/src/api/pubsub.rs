@@ -20,6 +20,22 @@ pub struct TraceContext {
     pub tracestate: Option<String>,
 }
 
+impl TraceContext {
+    /// The context in `headers` (HTTP headers, or gRPC metadata as headers).
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        TraceContext {
+            traceparent: get(crate::invoke::TRACEPARENT),
+            tracestate: get(crate::invoke::TRACESTATE),
+        }
+    }
+}
+
 /// One event to publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishEvent {
