@@ -16,6 +16,8 @@
 mod invoke;
 mod metadata;
 mod pubsub;
+
+pub use pubsub::SubscribeError;
 mod state;
 
 use std::sync::Arc;

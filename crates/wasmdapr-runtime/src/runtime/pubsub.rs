@@ -8,6 +8,7 @@
 //! (`ERR_PUBSUB_PUBLISH_MESSAGE`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -18,7 +19,10 @@ use crate::components::LoadedPubSub;
 use crate::error::ApiError;
 use crate::invoke::TraceParent;
 use crate::pubsub::cloudevent::{CLOUDEVENT_CONTENT_TYPE, CloudEvent, EnvelopeInput};
-use crate::pubsub::{BulkMessageEntry, BulkPublishRequest, Metadata, PubSub, PublishRequest};
+use crate::pubsub::{
+    BulkMessageEntry, BulkPublishRequest, MessageHandler, Metadata, PubSub, PubSubError,
+    PublishRequest, SubscribeRequest, Subscription,
+};
 
 /// The metadata key of a publish that skips the envelope.
 pub(crate) const RAW_PAYLOAD: &str = "rawPayload";
@@ -119,6 +123,73 @@ impl Runtime {
         } else {
             Err(ApiError::pubsub(&target.loaded.spec.name).forbidden(topic, self.app_id.as_str()))
         }
+    }
+}
+
+/// Why [`Runtime::subscribe`] started no subscription.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// No pub/sub of that name in the app's scopes.
+    #[error("pubsub {0} is not found")]
+    NotFound(String),
+    /// `subscriptionScopes`, `allowedTopics` or `protectedTopics` forbid it.
+    #[error("app {app} may not subscribe to topic {topic} of pubsub {pubsub}")]
+    Forbidden {
+        /// The app.
+        app: String,
+        /// The pub/sub.
+        pubsub: String,
+        /// The topic.
+        topic: String,
+    },
+    /// The broker refused.
+    #[error("pubsub {pubsub}: {error}")]
+    Broker {
+        /// The pub/sub.
+        pubsub: String,
+        /// Its error.
+        error: PubSubError,
+    },
+}
+
+impl Runtime {
+    /// Subscribes this app to `topic` of `pubsub`: within the app's scopes
+    /// and the component's topic scopes (`subscriptionScopes`, …), in the
+    /// app's consumer group ([`LoadedPubSub::consumer_group`]), each
+    /// message handed to `handler` and acked when it returns `Ok`. This is
+    /// what subscriptions (declarative, programmatic, streaming) start
+    /// their delivery with.
+    pub async fn subscribe(
+        &self,
+        pubsub: &str,
+        topic: &str,
+        metadata: Metadata,
+        handler: Arc<dyn MessageHandler>,
+    ) -> Result<Subscription, SubscribeError> {
+        let loaded = self
+            .components
+            .scoped::<dyn PubSub>(pubsub, &self.app_id)
+            .map_err(|_| SubscribeError::NotFound(pubsub.to_owned()))?;
+        if !loaded.scopes().may_subscribe(self.app_id.as_str(), topic) {
+            return Err(SubscribeError::Forbidden {
+                app: self.app_id.to_string(),
+                pubsub: pubsub.to_owned(),
+                topic: topic.to_owned(),
+            });
+        }
+        let request = SubscribeRequest {
+            topic: topic.to_owned(),
+            consumer_group: loaded.consumer_group(&self.app_id),
+            metadata,
+        };
+        loaded
+            .component
+            .subscribe(request, handler)
+            .await
+            .map_err(|error| SubscribeError::Broker {
+                pubsub: pubsub.to_owned(),
+                error,
+            })
     }
 }
 
@@ -270,15 +341,15 @@ mod tests {
     use crate::app_id::AppId;
     use crate::component::ComponentSpec;
     use crate::components::Components;
-    use crate::pubsub::{
-        FailedEntry, MessageHandler, PubSubError, PubSubFeatures, SubscribeRequest, Subscription,
-    };
+    use crate::pubsub::{FailedEntry, HandlerError, PubSubFeatures, ReceivedMessage};
     use crate::registry::ComponentRegistry;
 
-    /// Records every publish; fails those whose topic is `broken`.
+    /// Records every publish and subscription; fails publishes whose
+    /// topic is `broken`.
     #[derive(Default)]
     struct Recorder {
         published: Mutex<Vec<PublishRequest>>,
+        subscribed: Mutex<Vec<SubscribeRequest>>,
         ttl: bool,
     }
 
@@ -299,10 +370,12 @@ mod tests {
         }
         async fn subscribe(
             &self,
-            _: SubscribeRequest,
+            request: SubscribeRequest,
             _: Arc<dyn MessageHandler>,
         ) -> Result<Subscription, PubSubError> {
-            Err(PubSubError::InvalidRequest("not in this test".into()))
+            self.subscribed.lock().unwrap().push(request);
+            let (stop, _) = Subscription::signal();
+            Ok(Subscription::new(stop, tokio::spawn(async {})))
         }
     }
 
@@ -672,6 +745,41 @@ mod tests {
             listed,
             [("pubsub", "pubsub.recorder", vec!["MESSAGE_TTL".to_string()])]
         );
+    }
+
+    /// A subscription is in the app's consumer group (or the component's
+    /// `consumerID`), within the app's component scopes and the topic's
+    /// subscription scopes.
+    #[tokio::test]
+    async fn subscriptions_are_scoped_and_grouped() {
+        let (c, brokers) = components(&[
+            ("pubsub", &[("subscriptionScopes", "orders=mine")], &[]),
+            ("shared", &[("consumerID", "one-group")], &[]),
+            ("private", &[], &["billing"]),
+        ])
+        .await;
+        let rt = runtime("orders", &c);
+        let handler: Arc<dyn MessageHandler> =
+            Arc::new(|_: ReceivedMessage| async { Ok::<(), HandlerError>(()) });
+        let sub = |pubsub: &'static str, topic: &'static str| {
+            rt.subscribe(pubsub, topic, Metadata::new(), handler.clone())
+        };
+        sub("pubsub", "mine").await.unwrap().close().await;
+        assert!(matches!(
+            sub("pubsub", "theirs").await,
+            Err(SubscribeError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            sub("private", "t").await,
+            Err(SubscribeError::NotFound(_))
+        ));
+        sub("shared", "t").await.unwrap().close().await;
+        let groups: Vec<String> = brokers[..2]
+            .iter()
+            .flat_map(|b| b.subscribed.lock().unwrap().clone())
+            .map(|r| r.consumer_group)
+            .collect();
+        assert_eq!(groups, ["orders", "one-group"]);
     }
 
     /// `rawPayload` follows Go's `ParseBool`.
