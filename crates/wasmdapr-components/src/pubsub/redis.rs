@@ -36,7 +36,7 @@ use wasmdapr_runtime::pubsub::{
 };
 
 use super::{backend_error, count, duration};
-use crate::state::redis::RedisConfig;
+use crate::state::redis::{RedisConfig, is_broken_connection};
 
 /// How long one `XREADGROUP` blocks before it is asked again (so a closed
 /// subscription ends within it).
@@ -111,22 +111,61 @@ impl RedisPubSub {
         })
     }
 
-    /// Runs `cmd` on the shared connection within the call deadline.
+    /// Runs `cmd` on the shared connection within the call deadline; a
+    /// call that found the connection broken (the server restarted) is
+    /// tried again on a new one, up to `redisMaxRetries` times, so the
+    /// first publish after an outage succeeds.
     async fn query<T: redis::FromRedisValue>(
         &self,
         what: &str,
         cmd: &redis::Cmd,
     ) -> Result<T, PubSubError> {
-        let mut connection = self.connection.clone();
         let limit = self
             .config
             .redis
             .call_deadline()
             .unwrap_or(Duration::from_secs(30));
-        match tokio::time::timeout(limit, cmd.query_async(&mut connection)).await {
+        let attempts = async {
+            let mut retries = 0;
+            loop {
+                let mut connection = self.connection.clone();
+                match cmd.query_async(&mut connection).await {
+                    Err(error)
+                        if retries < self.config.redis.max_retries
+                            && is_broken_connection(&error) =>
+                    {
+                        retries += 1;
+                    }
+                    result => return result,
+                }
+            }
+        };
+        match tokio::time::timeout(limit, attempts).await {
             Ok(result) => result.map_err(|e| backend_error(what, e)),
             Err(_) => Err(backend_error(what, format!("no answer within {limit:?}"))),
         }
+    }
+}
+
+/// `XGROUP CREATE <topic> <group> 0 MKSTREAM`; an existing group
+/// (`BUSYGROUP`) is the usual case, not a failure.
+async fn create_group(
+    connection: &mut ConnectionManager,
+    topic: &str,
+    group: &str,
+) -> Result<(), PubSubError> {
+    let created: redis::RedisResult<String> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(topic)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(connection)
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        Err(e) => Err(backend_error("XGROUP CREATE", e)),
     }
 }
 
@@ -357,21 +396,7 @@ impl PubSub for RedisPubSub {
             return Err(PubSubError::Closed);
         }
         let (topic, group) = (request.topic, request.consumer_group);
-        let mut create = redis::cmd("XGROUP");
-        create
-            .arg("CREATE")
-            .arg(&topic)
-            .arg(&group)
-            .arg("0")
-            .arg("MKSTREAM");
-        // An existing group (`BUSYGROUP`) is the usual case, not a failure.
-        let mut connection = self.connection.clone();
-        let created: redis::RedisResult<String> = create.query_async(&mut connection).await;
-        match created {
-            Ok(_) => {}
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            Err(e) => return Err(backend_error("XGROUP CREATE", e)),
-        }
+        create_group(&mut self.connection.clone(), &topic, &group).await?;
         // A blocking read needs a connection of its own, with a response
         // timeout longer than the block.
         let dial = self
@@ -433,6 +458,22 @@ impl PubSub for RedisPubSub {
                     Ok(reply) => {
                         for message in read_reply(&consumer.topic, &reply) {
                             consumer.deliver(message).await;
+                        }
+                    }
+                    Err(error) if error.code() == Some("NOGROUP") => {
+                        // The server lost the group (restarted without
+                        // persistence, or the stream was deleted): made
+                        // again, the subscription goes on.
+                        tracing::warn!(topic = %consumer.topic, "Redis pub/sub: the consumer group is gone; creating it again");
+                        let mut connection = consumer.connection.clone();
+                        if let Err(error) =
+                            create_group(&mut connection, &consumer.topic, &consumer.group).await
+                        {
+                            tracing::warn!(%error, "Redis pub/sub: cannot create the consumer group");
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = stopped.wait_for(|s| *s) => break,
+                            }
                         }
                     }
                     Err(error) => {

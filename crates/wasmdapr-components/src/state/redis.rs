@@ -447,7 +447,7 @@ fn redis_error(context: &str) -> impl Fn(RedisError) -> StateError + '_ {
 /// may be tried again on a new one. A timeout is not such an error: the
 /// connection stays (a late reply is matched and dropped) and trying again
 /// would only double the wait.
-fn is_broken_connection(error: &RedisError) -> bool {
+pub(crate) fn is_broken_connection(error: &RedisError) -> bool {
     error.is_io_error() && error.is_unrecoverable_error()
 }
 

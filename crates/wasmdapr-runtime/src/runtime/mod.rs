@@ -16,9 +16,9 @@
 mod invoke;
 mod metadata;
 mod pubsub;
+mod state;
 
 pub use pubsub::SubscribeError;
-mod state;
 
 use std::sync::Arc;
 
