@@ -92,14 +92,14 @@ fn python_sdk_reads_rich_errors() {
     against(None, python_errors_suite);
 }
 
-/// What the Python SDK's publish suite (`test_pubsub.py`) sent to `topic`,
-/// read back through the broker itself (a subscription of a group of its
-/// own, which starts at the beginning of what the broker keeps): the
-/// CloudEvents daprd would have built, the raw payload untouched.
-async fn verify_python_publishes(
+/// The first `count` events of `topic`, read back through `broker` itself
+/// (a subscription of a group of its own, which starts at the beginning of
+/// what the broker keeps).
+async fn read_topic(
     broker: std::sync::Arc<dyn wasmdapr_runtime::pubsub::PubSub>,
     topic: &str,
-) {
+    count: usize,
+) -> Vec<Vec<u8>> {
     use wasmdapr_runtime::pubsub::{ReceivedMessage, SubscribeRequest};
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ReceivedMessage>();
     let subscription = broker
@@ -120,14 +120,27 @@ async fn verify_python_publishes(
         .await
         .expect("subscribing to the broker");
     let mut events = Vec::new();
-    while events.len() < 8 {
+    while events.len() < count {
         let m = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
             .await
-            .unwrap_or_else(|_| panic!("only {} of 8 events reached the broker", events.len()))
+            .unwrap_or_else(|_| {
+                panic!("only {} of {count} events reached the broker", events.len())
+            })
             .expect("subscription open");
         events.push(m.data);
     }
     subscription.close().await;
+    events
+}
+
+/// What the Python SDK's publish suite (`test_pubsub.py`) sent to `topic`,
+/// as the broker holds it: the CloudEvents daprd would have built, the raw
+/// payload untouched.
+async fn verify_python_publishes(
+    broker: std::sync::Arc<dyn wasmdapr_runtime::pubsub::PubSub>,
+    topic: &str,
+) {
+    let events = read_topic(broker, topic, 8).await;
     let raw: Vec<&Vec<u8>> = events.iter().filter(|e| e.first() == Some(&0)).collect();
     assert_eq!(raw, [&b"\x00raw".to_vec()], "the raw payload, untouched");
     let ces: Vec<serde_json::Value> = events
@@ -263,6 +276,66 @@ async fn python_sdk_publishes_on_redis() {
         .query_async(&mut c)
         .await
         .unwrap();
+}
+
+/// The JavaScript SDK's `client.pubsub.publish` (an object, a string, a
+/// CloudEvent it detects and sends as `application/cloudevents+json`) and
+/// `publishBulk` (the alpha bulk route) through the HTTP API of the
+/// embedded default, read back from the SQLite queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn js_sdk_publishes_on_embedded_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = start_sidecar(dir.path(), None);
+    let topic = format!("js-{}", uuid_like());
+    let js = repo().join("crates/wasmdapr/tests/sdk/js");
+    assert!(
+        js.join("node_modules/@dapr/dapr").exists(),
+        "@dapr/dapr is not installed: run scripts/setup.sh"
+    );
+    let mut cmd = Command::new("node");
+    cmd.current_dir(js)
+        .args(["--test", "pubsub.test.mjs"])
+        .env("PUBSUB", "pubsub")
+        .env("TOPIC", &topic);
+    run_suite(cmd, &sidecar, "Dapr JavaScript SDK (publish)");
+    let file = dir.path().join(".wasmdapr").join("pubsub.db");
+    let broker = broker(
+        "pubsub.sqlite",
+        &[
+            ("connectionString", file.to_str().unwrap()),
+            ("pollInterval", "50ms"),
+        ],
+    )
+    .await;
+    let events: Vec<serde_json::Value> = read_topic(broker, &topic, 6)
+        .await
+        .iter()
+        .map(|e| serde_json::from_slice(e).expect("a JSON CloudEvent"))
+        .collect();
+    let find = |data: serde_json::Value| {
+        events
+            .iter()
+            .find(|ce| ce["data"] == data)
+            .unwrap_or_else(|| panic!("no event with data {data}: {events:?}"))
+    };
+    let order = find(serde_json::json!({"orderId": 7}));
+    assert_eq!(order["source"], "tests");
+    assert_eq!(order["datacontenttype"], "application/json");
+    assert_eq!(find("hello".into())["datacontenttype"], "text/plain");
+    let ce = find(serde_json::json!({"ce": true}));
+    assert_eq!(
+        (
+            ce["id"].as_str(),
+            ce["source"].as_str(),
+            ce["type"].as_str()
+        ),
+        (Some("js-ce-1"), Some("js-test"), Some("js.type")),
+        "a CloudEvent passes through: {ce}"
+    );
+    assert_eq!(ce["pubsubname"], "pubsub");
+    find("bulk-a".into());
+    find("bulk-b".into());
+    find(serde_json::json!({"n": 3}));
 }
 
 /// A broker of `kind` built as the sidecar builds it.

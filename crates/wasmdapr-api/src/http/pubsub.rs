@@ -65,18 +65,48 @@ async fn publish(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// One entry of a bulk publish body, as daprd reads it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One entry of a bulk publish body, as daprd reads it: Go's
+/// `encoding/json` matches field names case-insensitively (an exact match
+/// first), and the JavaScript SDK writes `entryID`, so `entryId`,
+/// `entryID` and `EntryId` are all the entry id.
 struct EntryJson {
-    #[serde(default)]
     entry_id: String,
-    #[serde(default)]
     event: Option<Box<RawValue>>,
-    #[serde(default)]
     content_type: String,
-    #[serde(default)]
     metadata: Option<HashMap<String, String>>,
+}
+
+impl<'de> Deserialize<'de> for EntryJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let fields = HashMap::<String, Box<RawValue>>::deserialize(deserializer)?;
+        let field = |name: &str| {
+            fields.get(name).or_else(|| {
+                fields
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value)
+            })
+        };
+        // `null` leaves a Go field at its zero value.
+        let parse = |name: &str| -> Result<Option<&RawValue>, D::Error> {
+            Ok(field(name).map(|v| &**v).filter(|v| v.get() != "null"))
+        };
+        let string = |name: &str| -> Result<String, D::Error> {
+            parse(name)?
+                .map(|v| serde_json::from_str::<String>(v.get()).map_err(D::Error::custom))
+                .transpose()
+                .map(Option::unwrap_or_default)
+        };
+        Ok(EntryJson {
+            entry_id: string("entryId")?,
+            event: field("event").cloned(),
+            content_type: string("contentType")?,
+            metadata: parse("metadata")?
+                .map(|v| serde_json::from_str(v.get()).map_err(D::Error::custom))
+                .transpose()?,
+        })
+    }
 }
 
 /// A failed bulk publish as daprd answers it.
@@ -164,6 +194,26 @@ async fn bulk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Entry fields match case-insensitively, as Go's JSON does (the
+    /// JavaScript SDK sends `entryID`); a field of the wrong type fails the
+    /// body.
+    #[test]
+    fn entry_fields_match_like_go() {
+        let entries: Vec<EntryJson> = serde_json::from_str(
+            r#"[{"entryID":"a","EVENT":{"x":1},"contenttype":"application/json","Metadata":{"k":"v"}},
+                {"entryId":"b","entryID":"ignored","event":null,"metadata":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(entries[0].entry_id, "a");
+        assert_eq!(entries[0].event.as_ref().unwrap().get(), r#"{"x":1}"#);
+        assert_eq!(entries[0].content_type, "application/json");
+        assert_eq!(entries[0].metadata.as_ref().unwrap()["k"], "v");
+        assert_eq!(entries[1].entry_id, "b");
+        assert!(entries[1].metadata.is_none());
+        assert!(serde_json::from_str::<Vec<EntryJson>>(r#"[{"entryId":1}]"#).is_err());
+        assert!(serde_json::from_str::<Vec<EntryJson>>(r#"[{"metadata":{"k":1}}]"#).is_err());
+    }
 
     /// The pub/sub name is the first segment, the topic all the rest.
     #[test]
