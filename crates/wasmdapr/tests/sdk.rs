@@ -2,6 +2,7 @@
 //! `dapr` over gRPC, `@dapr/dapr` over HTTP) run their suites against a
 //! `wasmdapr sidecar` process, once on the embedded SQLite default and once
 //! on Redis through a component file; the Rust `dapr` crate runs here.
+//! What the SDKs publish is read back through the broker itself.
 //! `scripts/setup.sh` installs the Python and JavaScript SDKs.
 
 use std::path::{Path, PathBuf};
@@ -336,6 +337,58 @@ async fn js_sdk_publishes_on_embedded_sqlite() {
     find("bulk-a".into());
     find("bulk-b".into());
     find(serde_json::json!({"n": 3}));
+}
+
+/// The Rust `dapr` crate's `publish_event` (gRPC) through Redis Streams,
+/// with a `cloudevent.id` override; an unknown pub/sub is an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_sdk_publishes_on_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let resources = components(dir.path(), REDIS_WITH_PUBSUB);
+    let sidecar = start_sidecar(dir.path(), Some(&resources));
+    let mut client = dapr::Client::<dapr::client::TonicClientWithAuth>::connect_with_address(
+        format!("http://127.0.0.1:{}", sidecar.grpc),
+    )
+    .await
+    .expect("connecting the Rust SDK");
+    let topic = format!("rust-{}", uuid_like());
+    let metadata = std::collections::HashMap::from([(
+        "cloudevent.id".to_string(),
+        "rust-event-1".to_string(),
+    )]);
+    client
+        .publish_event(
+            "pubsub",
+            topic.as_str(),
+            "application/json",
+            br#"{"from":"rust"}"#.to_vec(),
+            Some(metadata),
+        )
+        .await
+        .expect("publish_event");
+    let refused = client
+        .publish_event(
+            "no-such-pubsub",
+            topic.as_str(),
+            "text/plain",
+            b"x".to_vec(),
+            None,
+        )
+        .await;
+    assert!(refused.is_err(), "an unknown pub/sub must be refused");
+    let broker = broker("pubsub.redis", &[("redisHost", "127.0.0.1:6379")]).await;
+    let events = read_topic(broker, &topic, 1).await;
+    let ce: serde_json::Value = serde_json::from_slice(&events[0]).unwrap();
+    assert_eq!(ce["id"], "rust-event-1");
+    assert_eq!(ce["data"], serde_json::json!({"from": "rust"}));
+    assert_eq!(ce["source"], "tests");
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&topic)
+        .query_async(&mut c)
+        .await
+        .unwrap();
 }
 
 /// A broker of `kind` built as the sidecar builds it.
