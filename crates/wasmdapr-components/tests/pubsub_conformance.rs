@@ -478,7 +478,23 @@ async fn redis_ordered() {
     ];
     let broker = build("pubsub.redis", &metadata).await;
     assert!(broker.features().ordered);
-    conformance(broker, || build("pubsub.redis", &metadata)).await;
+    conformance(broker.clone(), || build("pubsub.redis", &metadata)).await;
+
+    // A closed subscription leaves no consumer behind in the group.
+    let t = topic("consumers");
+    let inbox = Inbox::new();
+    subscribe(&broker, &t, "app-a", &inbox).await.close().await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&t)
+        .arg("app-a")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(consumers.is_empty(), "{consumers:?}");
+    let _: i64 = redis::cmd("DEL").arg(&t).query_async(&mut c).await.unwrap();
 }
 
 /// `pubsub.redis` with Dapr's default concurrency (10 handlers at once:

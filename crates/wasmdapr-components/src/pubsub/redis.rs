@@ -330,6 +330,35 @@ impl Consumer {
         }
     }
 
+    /// Removes this subscription's consumer from the group when it holds
+    /// no pending message (`XGROUP DELCONSUMER` would drop those), so
+    /// closed subscriptions do not pile up in the group; one that holds
+    /// some stays, for its messages to be claimed after the timeout.
+    async fn leave(&self) {
+        let mut connection = self.connection.clone();
+        let pending: redis::RedisResult<Value> = redis::cmd("XPENDING")
+            .arg(&self.topic)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(&self.name)
+            .query_async(&mut connection)
+            .await;
+        if matches!(pending, Ok(Value::Array(ref rows)) if rows.is_empty()) {
+            let removed: redis::RedisResult<i64> = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(&self.topic)
+                .arg(&self.group)
+                .arg(&self.name)
+                .query_async(&mut connection)
+                .await;
+            if let Err(error) = removed {
+                tracing::debug!(%error, "Redis pub/sub: cannot remove a closed consumer");
+            }
+        }
+    }
+
     /// The delivery counts Redis keeps for `messages` (`XPENDING`); 2 when
     /// unknown (they are redeliveries).
     async fn delivery_counts(&self, messages: &[ReceivedMessage]) -> Vec<u32> {
@@ -496,6 +525,7 @@ impl PubSub for RedisPubSub {
                 .slots
                 .acquire_many(u32::try_from(config.concurrency).unwrap_or(u32::MAX))
                 .await;
+            consumer.leave().await;
         });
         Ok(Subscription::new(stop, task))
     }
