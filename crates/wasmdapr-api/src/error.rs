@@ -492,6 +492,12 @@ mod tests {
             ApiError::state_store("mystore").too_many_transactional_ops(3, 2),
             ApiError::state_store("mystore").query_not_supported(),
             ApiError::state_store("mystore").query_failed("boom"),
+            ApiError::pubsub("mypubsub").not_found(),
+            ApiError::pubsub("mypubsub")
+                .topic_empty(&HashMap::from([("k".to_string(), "v".to_string())])),
+            ApiError::pubsub("mypubsub").forbidden("t", "myapp"),
+            ApiError::pubsub("mypubsub").publish_message("t", "connection refused"),
+            ApiError::pubsub("mypubsub").marshal_events("myapp", "t", "duplicate entryId"),
         ];
         for e in errors {
             let back = api_error(status(e.clone()), ErrorKind::StateGet);

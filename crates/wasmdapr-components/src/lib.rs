@@ -9,6 +9,9 @@
 //!   [`state::sqlite`] (`state.sqlite`, the embedded default),
 //!   [`state::redis`] (`state.redis`), [`state::postgres`]
 //!   (`state.postgresql`).
+//! - [`pubsub`]: pub/sub brokers — [`pubsub::memory`]
+//!   (`pubsub.in-memory`), [`pubsub::sqlite`] (`pubsub.sqlite`, the
+//!   embedded default), [`pubsub::redis`] (`pubsub.redis`, Redis Streams).
 //! - [`nameresolution`]: name resolvers — [`nameresolution::sqlite`]
 //!   (`nameresolution.sqlite`, the default).
 //!
@@ -18,16 +21,18 @@
 //! `configuration.*`, `lock.*`) is one more line there.
 //!
 //! This crate knows no HTTP API and no Wasm, and depends only on
-//! `wasmdapr-runtime`. The conformance suite every state store passes is
-//! `tests/state_conformance.rs`.
+//! `wasmdapr-runtime`. The conformance suites every backend of a kind
+//! passes are `tests/state_conformance.rs` and `tests/pubsub_conformance.rs`.
 
 #![deny(missing_docs)]
 
 pub mod nameresolution;
+pub mod pubsub;
 pub mod state;
 
 use std::sync::Arc;
 
+use wasmdapr_runtime::pubsub::PubSub;
 use wasmdapr_runtime::state::StateStore;
 use wasmdapr_runtime::{ComponentRegistry, NameResolver};
 
@@ -49,6 +54,18 @@ pub fn register(registry: &mut ComponentRegistry) {
     registry.register::<dyn StateStore, _, _>("state.postgresql", |spec| async move {
         let store = state::postgres::PostgresStateStore::connect(&spec).await?;
         Ok(Arc::new(store) as Arc<dyn StateStore>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.in-memory", |spec| async move {
+        let broker = pubsub::memory::MemoryPubSub::from_spec(&spec)?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.sqlite", |spec| async move {
+        let broker = pubsub::sqlite::SqlitePubSub::open(&spec).await?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.redis", |spec| async move {
+        let broker = pubsub::redis::RedisPubSub::connect(&spec).await?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
     });
     registry.register::<dyn NameResolver, _, _>("nameresolution.sqlite", |spec| async move {
         let resolver = nameresolution::sqlite::SqliteNameResolver::open(&spec).await?;

@@ -564,3 +564,86 @@ async fn runtime_reports_dapr_errors() {
             .unwrap_or_else(|e| panic!("first get after Redis was {outage}: {e}"));
     }
 }
+
+/// `pubsub.redis` through a Redis outage: publishes fail fast while the
+/// server is down, the first publish after it is back succeeds, and the
+/// subscription goes on by itself (its consumer group made again, the
+/// server having lost it) and receives what is published after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_pubsub_down_then_back() {
+    use tokio::sync::mpsc;
+    use wasmdapr_runtime::pubsub::{PubSub, PublishRequest, ReceivedMessage, SubscribeRequest};
+
+    let port = free_port();
+    let mut server = RedisServer::start(port);
+    let host = format!("127.0.0.1:{port}");
+    let mut registry = ComponentRegistry::new();
+    wasmdapr_components::register(&mut registry);
+    let spec = ComponentSpec {
+        name: "outage".into(),
+        kind: "pubsub.redis".into(),
+        version: "v1".into(),
+        metadata: [
+            ("redisHost", host.as_str()),
+            ("dialTimeout", "500ms"),
+            ("readTimeout", "500ms"),
+            ("processingTimeout", "1s"),
+            ("redeliverInterval", "300ms"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        scopes: Vec::new(),
+        source: PathBuf::from("tests/outage.rs"),
+    };
+    let broker: Arc<dyn PubSub> = registry.build(spec).await.expect("pubsub.redis");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let subscription = broker
+        .subscribe(
+            SubscribeRequest {
+                topic: "orders".into(),
+                consumer_group: "app".into(),
+                metadata: Default::default(),
+            },
+            Arc::new(move |m: ReceivedMessage| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(m.data);
+                    Ok(())
+                }
+            }),
+        )
+        .await
+        .expect("subscribe");
+    let publish = |data: &'static str| {
+        broker.publish(PublishRequest {
+            topic: "orders".into(),
+            data: data.into(),
+            ..PublishRequest::default()
+        })
+    };
+    let receive = async |rx: &mut mpsc::UnboundedReceiver<Vec<u8>>| {
+        tokio::time::timeout(HUNG_AFTER, rx.recv())
+            .await
+            .expect("delivered")
+            .expect("subscription open")
+    };
+    publish("before").await.expect("publish before the outage");
+    assert_eq!(receive(&mut rx).await, b"before");
+
+    server.kill();
+    let started = Instant::now();
+    let failed = tokio::time::timeout(HUNG_AFTER, publish("during")).await;
+    assert!(
+        matches!(failed, Ok(Err(_))),
+        "a publish to a stopped server must fail: {failed:?}"
+    );
+    assert!(started.elapsed() < FAIL_WITHIN, "{:?}", started.elapsed());
+
+    let _server = RedisServer::start(port);
+    publish("after")
+        .await
+        .expect("the first publish after the outage");
+    assert_eq!(receive(&mut rx).await, b"after");
+    subscription.close().await;
+}

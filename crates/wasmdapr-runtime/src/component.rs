@@ -98,6 +98,32 @@ impl ComponentSpec {
         }
     }
 
+    /// The embedded default pub/sub used when no resources path is given:
+    /// a component named `pubsub` of type `pubsub.sqlite`, in
+    /// `dir/pubsub.db`, next to [`ComponentSpec::embedded_state_store`], so
+    /// events survive a crash with nothing installed.
+    pub fn embedded_pubsub(dir: &Path) -> Self {
+        ComponentSpec {
+            name: "pubsub".into(),
+            kind: "pubsub.sqlite".into(),
+            version: "v1".into(),
+            metadata: [(
+                "connectionString".to_owned(),
+                dir.join("pubsub.db").to_string_lossy().into_owned(),
+            )]
+            .into(),
+            scopes: Vec::new(),
+            source: PathBuf::from("(embedded default)"),
+        }
+    }
+
+    /// The embedded defaults of every building block that has one, for a
+    /// process started without a resources path: the SQLite state store
+    /// and the SQLite pub/sub, both in `dir`.
+    pub fn embedded_defaults(dir: &Path) -> Vec<Self> {
+        vec![Self::embedded_state_store(dir), Self::embedded_pubsub(dir)]
+    }
+
     /// Whether `app_id` may use this component.
     pub fn in_scope(&self, app_id: &str) -> bool {
         self.scopes.is_empty() || self.scopes.iter().any(|s| s == app_id)

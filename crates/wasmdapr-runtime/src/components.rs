@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::app_id::AppId;
 use crate::component::{ComponentDeclaration, ComponentError, ComponentSpec};
+use crate::pubsub::{PubSub, TopicScopes};
 use crate::registry::{ComponentRegistry, Kind};
 use crate::state::StateStore;
 
@@ -76,6 +77,28 @@ impl LoadedStateStore {
     /// How this store's keys are prefixed.
     pub fn prefix(&self) -> &KeyPrefix {
         &self.settings
+    }
+}
+
+/// A loaded pub/sub component.
+pub type LoadedPubSub = Loaded<dyn PubSub>;
+
+impl LoadedPubSub {
+    /// Who may publish and subscribe to which topics.
+    pub fn scopes(&self) -> &TopicScopes {
+        &self.settings
+    }
+
+    /// The consumer group of `app`'s subscriptions: the component's
+    /// `consumerID` when it sets one, else the app id (daprd injects the
+    /// app id as `consumerID` when it is absent or blank), so replicas of
+    /// an app share a topic's messages and other apps get their own copy.
+    pub fn consumer_group(&self, app: &AppId) -> String {
+        self.spec
+            .metadata("consumerID")
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map_or_else(|| app.as_str().to_owned(), str::to_owned)
     }
 }
 
@@ -203,6 +226,11 @@ impl Components {
             .values()
             .flat_map(BTreeMap::values)
             .map(|loaded| loaded.spec())
+    }
+
+    /// The pub/sub components, by name.
+    pub fn pubsubs(&self) -> impl Iterator<Item = &LoadedPubSub> {
+        self.of_kind::<dyn PubSub>()
     }
 
     /// The state stores, by name.

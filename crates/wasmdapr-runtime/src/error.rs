@@ -170,6 +170,30 @@ error_table! {
     StateDeleteEtagInvalid => ("ERR_STATE_DELETE", 400, InvalidArgument),
     /// An ETag the store cannot parse (transaction).
     StateTransactionEtagInvalid => ("ERR_STATE_TRANSACTION", 400, InvalidArgument),
+    /// The named pub/sub component does not exist (or is out of the app's
+    /// scope, or none is loaded: daprd always has a publisher, so it never
+    /// answers `ERR_PUBSUB_NOT_CONFIGURED` for publishes).
+    PubSubNotFound => ("ERR_PUBSUB_NOT_FOUND", 404, InvalidArgument, "DAPR_PUBSUB_NOT_FOUND"),
+    /// A publish names no pub/sub component.
+    PubSubEmpty => ("ERR_PUBSUB_EMPTY", 404, InvalidArgument, "DAPR_PUBSUB_NAME_EMPTY"),
+    /// A publish names no topic.
+    PubSubTopicEmpty => ("ERR_TOPIC_NAME_EMPTY", 404, InvalidArgument, "DAPR_PUBSUB_TOPIC_NAME_EMPTY"),
+    /// Publish metadata that cannot be read (`rawPayload` not a boolean).
+    PubSubRequestMetadata => ("ERR_PUBSUB_REQUEST_METADATA", 400, InvalidArgument, "DAPR_PUBSUB_METADATA_DESERIALIZATION"),
+    /// No CloudEvent can be made of the body (a body sent as
+    /// `application/cloudevents+json` that is no JSON object).
+    PubSubCloudEventCreation => ("ERR_PUBSUB_CLOUD_EVENTS_SER", 500, InvalidArgument, "DAPR_PUBSUB_CLOUD_EVENT_CREATION"),
+    /// A bulk entry's event does not match its content type.
+    PubSubMarshalEnvelope => ("ERR_PUBSUB_EVENTS_SER", 400, InvalidArgument, "DAPR_PUBSUB_MARSHAL_ENVELOPE"),
+    /// Bulk entries without an id, or with the same id.
+    PubSubMarshalEvents => ("ERR_PUBSUB_EVENTS_SER", 400, InvalidArgument, "DAPR_PUBSUB_MARSHAL_EVENTS"),
+    /// A bulk publish body that is no JSON array of entries.
+    PubSubUnmarshalEvents => ("ERR_PUBSUB_EVENTS_SER", 400, InvalidArgument, "DAPR_PUBSUB_UNMARSHAL_EVENTS"),
+    /// The app may not publish to the topic (`publishingScopes`,
+    /// `allowedTopics`, `protectedTopics`).
+    PubSubForbidden => ("ERR_PUBSUB_FORBIDDEN", 403, PermissionDenied, "DAPR_PUBSUB_FORBIDDEN"),
+    /// The broker failed to take the message.
+    PubSubPublishMessage => ("ERR_PUBSUB_PUBLISH_MESSAGE", 500, Internal, "DAPR_PUBSUB_PUBLISH_MESSAGE"),
     /// The request lacks the API token or carries a wrong one.
     Unauthorized => ("ERR_UNAUTHORIZED", 401, Unauthenticated),
     /// The request body is larger than `--max-body-size`.
@@ -287,6 +311,11 @@ impl ApiError {
     /// The state errors daprd builds with rich details, for store `name`.
     pub fn state_store(name: &str) -> StateStoreError<'_> {
         StateStoreError { name }
+    }
+
+    /// The pub/sub errors daprd builds with rich details, for component `name`.
+    pub fn pubsub(name: &str) -> PubSubErrors<'_> {
+        PubSubErrors { name }
     }
 
     /// The rich details (empty for most errors).
@@ -466,6 +495,163 @@ impl StateStoreError<'_> {
             format!("state store {} query failed: {detail}", echo(self.name)),
         )
         .with_resource("state", self.name)
+    }
+}
+
+/// The most request-metadata entries an error's `ErrorInfo` repeats (daprd
+/// repeats them all; they travel in a gRPC header, so they are bounded).
+const MAX_ECHOED_METADATA: usize = 16;
+
+/// The pub/sub errors daprd builds with rich details
+/// (`pkg/api/errors/pubsub.go`), one constructor each, worded as daprd
+/// words them. All but "not found" name the component in a `ResourceInfo`
+/// of type `pubsub` whose description is the message.
+#[derive(Debug, Clone, Copy)]
+pub struct PubSubErrors<'a> {
+    name: &'a str,
+}
+
+impl PubSubErrors<'_> {
+    fn build(self, kind: ErrorKind, message: String) -> ApiError {
+        let mut e = ApiError::new(kind, message);
+        let description = e.message.clone();
+        e.details_mut().resource = Some(ResourceInfo {
+            resource_type: "pubsub".into(),
+            resource_name: echo(self.name).into_owned(),
+            owner: String::new(),
+            description,
+        });
+        e
+    }
+
+    /// This error with the request's metadata in its `ErrorInfo`.
+    fn with_request_metadata<'m>(
+        mut e: ApiError,
+        metadata: impl IntoIterator<Item = (&'m String, &'m String)>,
+    ) -> ApiError {
+        for (k, v) in metadata.into_iter().take(MAX_ECHOED_METADATA) {
+            e = e.with_metadata(echo(k), echo(v));
+        }
+        e
+    }
+
+    /// This error with `appID` and `error` in its `ErrorInfo` (daprd's
+    /// `WithAppError`).
+    fn with_app_error(e: ApiError, app_id: &str, error: Option<&str>) -> ApiError {
+        let e = e.with_metadata("appID", app_id);
+        match error {
+            Some(error) => e.with_metadata("error", truncate(error, MAX_MESSAGE)),
+            None => e,
+        }
+    }
+
+    /// The component does not exist, is out of the app's scope, or no
+    /// pub/sub is loaded. No `ResourceInfo`, as daprd.
+    pub fn not_found(self) -> ApiError {
+        ApiError::new(
+            ErrorKind::PubSubNotFound,
+            format!("pubsub {} is not found", echo(self.name)),
+        )
+    }
+
+    /// The request names no component.
+    pub fn name_empty<'m>(
+        self,
+        metadata: impl IntoIterator<Item = (&'m String, &'m String)>,
+    ) -> ApiError {
+        let e = self.build(ErrorKind::PubSubEmpty, "pubsub name is empty".into());
+        Self::with_request_metadata(e, metadata)
+    }
+
+    /// The request names no topic.
+    pub fn topic_empty<'m>(
+        self,
+        metadata: impl IntoIterator<Item = (&'m String, &'m String)>,
+    ) -> ApiError {
+        let message = format!("topic is empty in pubsub {}", echo(self.name));
+        Self::with_request_metadata(self.build(ErrorKind::PubSubTopicEmpty, message), metadata)
+    }
+
+    /// Request metadata that cannot be read (`rawPayload`).
+    pub fn metadata_deserialize<'m>(
+        self,
+        metadata: impl IntoIterator<Item = (&'m String, &'m String)>,
+        error: impl fmt::Display,
+    ) -> ApiError {
+        let message = format!("failed deserializing metadata. Error: {error}");
+        Self::with_request_metadata(
+            self.build(ErrorKind::PubSubRequestMetadata, message),
+            metadata,
+        )
+    }
+
+    /// No CloudEvent can be made of the body.
+    pub fn cloud_event_creation(self, app_id: &str, error: impl fmt::Display) -> ApiError {
+        let e = self.build(
+            ErrorKind::PubSubCloudEventCreation,
+            "cannot create cloudevent".into(),
+        );
+        Self::with_app_error(e, app_id, Some(&error.to_string()))
+    }
+
+    /// A bulk entry's event does not match its content type.
+    pub fn marshal_envelope(self, app_id: &str, topic: &str, error: impl fmt::Display) -> ApiError {
+        let error = error.to_string();
+        let message = format!(
+            "error when marshalling cloud event envelope for topic {} pubsub {}: {error}",
+            echo(topic),
+            echo(self.name)
+        );
+        let e = self.build(ErrorKind::PubSubMarshalEnvelope, message);
+        Self::with_app_error(e, app_id, Some(&error))
+    }
+
+    /// Bulk entries without an id or with duplicate ids.
+    pub fn marshal_events(self, app_id: &str, topic: &str, error: impl fmt::Display) -> ApiError {
+        let error = error.to_string();
+        let message = format!(
+            "error marshaling events to bytes for topic {} pubsub {}. error: {error}",
+            echo(topic),
+            echo(self.name)
+        );
+        let e = self.build(ErrorKind::PubSubMarshalEvents, message);
+        Self::with_app_error(e, app_id, Some(&error))
+    }
+
+    /// A bulk body that does not parse.
+    pub fn unmarshal_events(self, app_id: &str, topic: &str, error: impl fmt::Display) -> ApiError {
+        let message = format!(
+            "error when unmarshaling the request for topic {} pubsub {}: {error}",
+            echo(topic),
+            echo(self.name)
+        );
+        let e = self.build(ErrorKind::PubSubUnmarshalEvents, message);
+        Self::with_app_error(e, app_id, None)
+    }
+
+    /// `app_id` may not publish to `topic`.
+    pub fn forbidden(self, topic: &str, app_id: &str) -> ApiError {
+        let message = format!(
+            "topic {} is not allowed for app id {}",
+            echo(topic),
+            echo(app_id)
+        );
+        self.build(ErrorKind::PubSubForbidden, message.clone())
+            .with_metadata("topic", echo(topic))
+            .with_metadata("error", message)
+    }
+
+    /// The broker refused or failed the publish.
+    pub fn publish_message(self, topic: &str, error: impl fmt::Display) -> ApiError {
+        let error = truncate(&error.to_string(), MAX_MESSAGE).into_owned();
+        let message = format!(
+            "error when publishing to topic {} in pubsub {}: {error}",
+            echo(topic),
+            echo(self.name)
+        );
+        self.build(ErrorKind::PubSubPublishMessage, message)
+            .with_metadata("topic", echo(topic))
+            .with_metadata("error", error)
     }
 }
 

@@ -5,13 +5,15 @@
 //! # Layout
 //!
 //! - [`api`]: one trait per building block, next to its types
-//!   ([`StateApi`](api::StateApi), [`InvokeApi`](api::InvokeApi),
+//!   ([`StateApi`](api::StateApi), [`PubSubApi`](api::PubSubApi),
+//!   [`InvokeApi`](api::InvokeApi),
 //!   [`MetadataApi`](api::MetadataApi)), and [`DaprApi`], their supertrait
 //!   with no method of its own: what every front door holds.
 //! - [`app_channel`]: [`AppChannel`], how the runtime delivers requests to its app.
 //! - [`runtime`]: [`Runtime`], the local implementation over loaded
 //!   [`Components`], one module per block (`runtime/state.rs`: store
 //!   lookup, scopes, key prefixing and validation, error mapping;
+//!   `runtime/pubsub.rs`: publish with the envelope and topic scopes;
 //!   `runtime/invoke.rs`; `runtime/metadata.rs`).
 //! - [`components`]: [`Components`], the loaded components of every kind,
 //!   and their scoped lookup.
@@ -19,6 +21,10 @@
 //! - [`state`]: the [`StateStore`](state::StateStore) trait backends implement
 //!   (with defaults for bulk reads and writes), shared write semantics, and
 //!   the query language ([`state::query`]).
+//! - [`pubsub`]: the [`PubSub`](pubsub::PubSub) trait brokers implement
+//!   (publish, bulk publish, subscriptions that ack after their handler),
+//!   the CloudEvents envelope ([`pubsub::cloudevent`]) and topic scopes
+//!   ([`pubsub::scopes`]).
 //! - [`component`]: a Dapr `Component` resource ([`ComponentSpec`]).
 //! - [`registry`]: [`ComponentRegistry`], component type → factory, for
 //!   every component kind.
@@ -40,6 +46,7 @@ pub mod components;
 pub mod error;
 pub mod invoke;
 pub mod nameresolution;
+pub mod pubsub;
 pub mod registry;
 pub mod resources;
 pub mod runtime;

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use crate::component::{ComponentError, ComponentSpec};
 use crate::components::{AnyLoaded, KeyPrefix, Loaded};
 use crate::nameresolution::NameResolver;
+use crate::pubsub::{PubSub, TopicScopes};
 use crate::state::StateStore;
 
 /// The component kinds of Dapr, by the prefix of their types, with the noun
@@ -71,6 +72,16 @@ impl<'a> Kind for dyn StateStore + 'a {
 
     fn settings(spec: &ComponentSpec) -> Result<KeyPrefix, ComponentError> {
         KeyPrefix::from_spec(spec)
+    }
+}
+
+impl<'a> Kind for dyn PubSub + 'a {
+    const PREFIX: &'static str = "pubsub";
+    const NOUN: &'static str = "pub/sub";
+    type Settings = TopicScopes;
+
+    fn settings(spec: &ComponentSpec) -> Result<TopicScopes, ComponentError> {
+        Ok(TopicScopes::from_spec(spec))
     }
 }
 

@@ -20,9 +20,10 @@ pub struct SidecarConfig {
     /// The id of the app this sidecar serves.
     pub app_id: AppId,
     /// Folders of Dapr component YAML (`--resources-path`). Without one, a
-    /// SQLite state store named `statestore` is kept in `embedded_dir`.
+    /// SQLite state store named `statestore` and a SQLite pub/sub named
+    /// `pubsub` are kept in `embedded_dir`.
     pub resources_paths: Vec<PathBuf>,
-    /// Where the default state store keeps its file when there are no
+    /// Where the default state store and pub/sub keep their files when there are no
     /// resources folders ([`EMBEDDED_DIR`] by default).
     pub embedded_dir: PathBuf,
     /// The address every API listens on (`--dapr-listen-address`).

@@ -57,7 +57,10 @@ impl Sidecar {
     /// Loads the components and starts the APIs on their ports.
     pub async fn start(config: SidecarConfig) -> Result<Self, SidecarError> {
         let specs = if config.resources_paths.is_empty() {
-            vec![ComponentSpec::embedded_state_store(&config.embedded_dir).into()]
+            ComponentSpec::embedded_defaults(&config.embedded_dir)
+                .into_iter()
+                .map(Into::into)
+                .collect()
         } else {
             Resources::load_dirs(&config.resources_paths)?.components
         };

@@ -2,6 +2,7 @@
 //! `dapr` over gRPC, `@dapr/dapr` over HTTP) run their suites against a
 //! `wasmdapr sidecar` process, once on the embedded SQLite default and once
 //! on Redis through a component file; the Rust `dapr` crate runs here.
+//! What the SDKs publish is read back through the broker itself.
 //! `scripts/setup.sh` installs the Python and JavaScript SDKs.
 
 use std::path::{Path, PathBuf};
@@ -90,6 +91,334 @@ fn python_sdk_on_redis() {
 #[test]
 fn python_sdk_reads_rich_errors() {
     against(None, python_errors_suite);
+}
+
+/// The first `count` events of `topic`, read back through `broker` itself
+/// (a subscription of a group of its own, which starts at the beginning of
+/// what the broker keeps).
+async fn read_topic(
+    broker: std::sync::Arc<dyn wasmdapr_runtime::pubsub::PubSub>,
+    topic: &str,
+    count: usize,
+) -> Vec<Vec<u8>> {
+    use wasmdapr_runtime::pubsub::{ReceivedMessage, SubscribeRequest};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ReceivedMessage>();
+    let subscription = broker
+        .subscribe(
+            SubscribeRequest {
+                topic: topic.to_owned(),
+                consumer_group: "verifier".into(),
+                metadata: Default::default(),
+            },
+            std::sync::Arc::new(move |m: ReceivedMessage| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(m);
+                    Ok(())
+                }
+            }),
+        )
+        .await
+        .expect("subscribing to the broker");
+    let mut events = Vec::new();
+    while events.len() < count {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("only {} of {count} events reached the broker", events.len())
+            })
+            .expect("subscription open");
+        events.push(m.data);
+    }
+    subscription.close().await;
+    events
+}
+
+/// What the Python SDK's publish suite (`test_pubsub.py`) sent to `topic`,
+/// as the broker holds it: the CloudEvents daprd would have built, the raw
+/// payload untouched.
+async fn verify_python_publishes(
+    broker: std::sync::Arc<dyn wasmdapr_runtime::pubsub::PubSub>,
+    topic: &str,
+) {
+    let events = read_topic(broker, topic, 8).await;
+    let raw: Vec<&Vec<u8>> = events.iter().filter(|e| e.first() == Some(&0)).collect();
+    assert_eq!(raw, [&b"\x00raw".to_vec()], "the raw payload, untouched");
+    let ces: Vec<serde_json::Value> = events
+        .iter()
+        .filter(|e| e.first() != Some(&0))
+        .map(|e| serde_json::from_slice(e).expect("a JSON CloudEvent"))
+        .collect();
+    for ce in &ces {
+        assert_eq!(ce["source"], "tests", "{ce}");
+        assert_eq!(ce["topic"], topic, "{ce}");
+        assert_eq!(ce["pubsubname"], "pubsub", "{ce}");
+        assert_eq!(ce["specversion"], "1.0", "{ce}");
+        assert!(ce["id"].as_str().is_some_and(|id| id.len() == 36), "{ce}");
+        assert!(
+            ce["traceparent"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("00-")),
+            "{ce}"
+        );
+    }
+    let find = |data: serde_json::Value| {
+        ces.iter()
+            .find(|ce| ce["data"] == data)
+            .unwrap_or_else(|| panic!("no event with data {data}: {ces:?}"))
+    };
+    let order = find(serde_json::json!({"orderId": 1, "big": 12345678901234567890u64}));
+    assert_eq!(order["type"], "order.created");
+    assert_eq!(order["datacontenttype"], "application/json");
+    let events_text: Vec<String> = events
+        .iter()
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect();
+    assert!(
+        events_text
+            .iter()
+            .any(|t| t.contains("12345678901234567890")),
+        "big numbers keep every digit"
+    );
+    let plain = find("plain".into());
+    assert_eq!(plain["type"], "com.dapr.event.sent");
+    assert!(
+        plain["expiration"].is_string(),
+        "ttlInSeconds sets expiration: {plain}"
+    );
+    for data in ["bulk-1", "bulk-2", "bulk-3"] {
+        assert_eq!(find(data.into())["datacontenttype"], "text/plain");
+    }
+    find(serde_json::json!({"n": 1}));
+    find(serde_json::json!({"n": 2}));
+}
+
+/// A Redis state store and a Redis Streams pub/sub named `pubsub`.
+const REDIS_WITH_PUBSUB: &str = "apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:6379
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:6379
+";
+
+/// Runs `test_pubsub.py` against `sidecar`, publishing to `topic`.
+fn python_publishes(sidecar: &Sidecar, topic: &str) {
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let mut cmd = Command::new(python);
+    cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
+        .args(["-m", "unittest", "-v", "test_pubsub"])
+        .env("PUBSUB", "pubsub")
+        .env("TOPIC", topic);
+    run_suite(cmd, sidecar, "Dapr Python SDK (publish)");
+}
+
+/// The Python SDK's `publish_event` and `publish_events` through the
+/// embedded default: the events are in the SQLite queue next to the state
+/// store, read back through the `pubsub.sqlite` broker on the same file.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_publishes_on_embedded_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = start_sidecar(dir.path(), None);
+    let topic = format!("python-{}", uuid_like());
+    python_publishes(&sidecar, &topic);
+    let file = dir.path().join(".wasmdapr").join("pubsub.db");
+    assert!(
+        file.exists(),
+        "the embedded pub/sub keeps {}",
+        file.display()
+    );
+    let broker = broker(
+        "pubsub.sqlite",
+        &[
+            ("connectionString", file.to_str().unwrap()),
+            ("pollInterval", "50ms"),
+        ],
+    )
+    .await;
+    verify_python_publishes(broker, &topic).await;
+}
+
+/// The Python SDK publishes to Redis Streams; the stream is read back
+/// through the `pubsub.redis` broker (a consumer group of its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_publishes_on_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let resources = components(dir.path(), REDIS_WITH_PUBSUB);
+    let sidecar = start_sidecar(dir.path(), Some(&resources));
+    let topic = format!("python-{}", uuid_like());
+    python_publishes(&sidecar, &topic);
+    let broker = broker("pubsub.redis", &[("redisHost", "127.0.0.1:6379")]).await;
+    verify_python_publishes(broker, &topic).await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&topic)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+/// The JavaScript SDK's `client.pubsub.publish` (an object, a string, a
+/// CloudEvent it detects and sends as `application/cloudevents+json`) and
+/// `publishBulk` (the alpha bulk route) through the HTTP API of the
+/// embedded default, read back from the SQLite queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn js_sdk_publishes_on_embedded_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = start_sidecar(dir.path(), None);
+    let topic = format!("js-{}", uuid_like());
+    let js = repo().join("crates/wasmdapr/tests/sdk/js");
+    assert!(
+        js.join("node_modules/@dapr/dapr").exists(),
+        "@dapr/dapr is not installed: run scripts/setup.sh"
+    );
+    let mut cmd = Command::new("node");
+    cmd.current_dir(js)
+        .args(["--test", "pubsub.test.mjs"])
+        .env("PUBSUB", "pubsub")
+        .env("TOPIC", &topic);
+    run_suite(cmd, &sidecar, "Dapr JavaScript SDK (publish)");
+    let file = dir.path().join(".wasmdapr").join("pubsub.db");
+    let broker = broker(
+        "pubsub.sqlite",
+        &[
+            ("connectionString", file.to_str().unwrap()),
+            ("pollInterval", "50ms"),
+        ],
+    )
+    .await;
+    let events: Vec<serde_json::Value> = read_topic(broker, &topic, 6)
+        .await
+        .iter()
+        .map(|e| serde_json::from_slice(e).expect("a JSON CloudEvent"))
+        .collect();
+    let find = |data: serde_json::Value| {
+        events
+            .iter()
+            .find(|ce| ce["data"] == data)
+            .unwrap_or_else(|| panic!("no event with data {data}: {events:?}"))
+    };
+    let order = find(serde_json::json!({"orderId": 7}));
+    assert_eq!(order["source"], "tests");
+    assert_eq!(order["datacontenttype"], "application/json");
+    assert_eq!(find("hello".into())["datacontenttype"], "text/plain");
+    let ce = find(serde_json::json!({"ce": true}));
+    assert_eq!(
+        (
+            ce["id"].as_str(),
+            ce["source"].as_str(),
+            ce["type"].as_str()
+        ),
+        (Some("js-ce-1"), Some("js-test"), Some("js.type")),
+        "a CloudEvent passes through: {ce}"
+    );
+    assert_eq!(ce["pubsubname"], "pubsub");
+    find("bulk-a".into());
+    find("bulk-b".into());
+    find(serde_json::json!({"n": 3}));
+}
+
+/// The Rust `dapr` crate's `publish_event` (gRPC) through Redis Streams,
+/// with a `cloudevent.id` override; an unknown pub/sub is an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_sdk_publishes_on_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let resources = components(dir.path(), REDIS_WITH_PUBSUB);
+    let sidecar = start_sidecar(dir.path(), Some(&resources));
+    let mut client = dapr::Client::<dapr::client::TonicClientWithAuth>::connect_with_address(
+        format!("http://127.0.0.1:{}", sidecar.grpc),
+    )
+    .await
+    .expect("connecting the Rust SDK");
+    let topic = format!("rust-{}", uuid_like());
+    let metadata = std::collections::HashMap::from([(
+        "cloudevent.id".to_string(),
+        "rust-event-1".to_string(),
+    )]);
+    client
+        .publish_event(
+            "pubsub",
+            topic.as_str(),
+            "application/json",
+            br#"{"from":"rust"}"#.to_vec(),
+            Some(metadata),
+        )
+        .await
+        .expect("publish_event");
+    let refused = client
+        .publish_event(
+            "no-such-pubsub",
+            topic.as_str(),
+            "text/plain",
+            b"x".to_vec(),
+            None,
+        )
+        .await;
+    assert!(refused.is_err(), "an unknown pub/sub must be refused");
+    let broker = broker("pubsub.redis", &[("redisHost", "127.0.0.1:6379")]).await;
+    let events = read_topic(broker, &topic, 1).await;
+    let ce: serde_json::Value = serde_json::from_slice(&events[0]).unwrap();
+    assert_eq!(ce["id"], "rust-event-1");
+    assert_eq!(ce["data"], serde_json::json!({"from": "rust"}));
+    assert_eq!(ce["source"], "tests");
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&topic)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+/// A broker of `kind` built as the sidecar builds it.
+async fn broker(
+    kind: &str,
+    metadata: &[(&str, &str)],
+) -> std::sync::Arc<dyn wasmdapr_runtime::pubsub::PubSub> {
+    let mut registry = wasmdapr_runtime::ComponentRegistry::new();
+    wasmdapr_components::register(&mut registry);
+    let spec = wasmdapr_runtime::ComponentSpec {
+        name: "verifier".into(),
+        kind: kind.into(),
+        version: "v1".into(),
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        scopes: Vec::new(),
+        source: PathBuf::from("tests/sdk.rs"),
+    };
+    registry.build(spec).await.expect("the broker")
+}
+
+/// A fresh name part (pid and time), so runs never share a topic.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
 }
 
 /// The JavaScript SDK's state suite passes against the embedded SQLite default.

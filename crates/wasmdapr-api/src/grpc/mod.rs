@@ -14,12 +14,13 @@
 //! written by `dapr_service!` at the end of this file: a dispatcher that
 //! sends each implemented method to an inherent method of [`GrpcApi`] of
 //! the same name, from request message to response message, in the file of
-//! its building block — `state`, `invoke`, `metadata` (with shutdown).
+//! its building block — `state`, `pubsub`, `invoke`, `metadata` (with shutdown).
 //! A new block is a new file and its methods moved from `unimplemented`
 //! to `implemented` in the list below.
 
 mod invoke;
 mod metadata;
+mod pubsub;
 mod state;
 
 use std::io;
@@ -244,11 +245,11 @@ dapr_service! {
     }
     with_metadata {
         invoke_service(runtime::InvokeServiceRequest) -> common::InvokeResponse;
+        publish_event(runtime::PublishEventRequest) -> ();
+        bulk_publish_event(runtime::BulkPublishRequest) -> runtime::BulkPublishResponse;
+        bulk_publish_event_alpha1(runtime::BulkPublishRequest) -> runtime::BulkPublishResponse;
     }
     unimplemented {
-        publish_event(runtime::PublishEventRequest) -> () as "PublishEvent";
-        bulk_publish_event_alpha1(runtime::BulkPublishRequest) -> runtime::BulkPublishResponse as "BulkPublishEventAlpha1";
-        bulk_publish_event(runtime::BulkPublishRequest) -> runtime::BulkPublishResponse as "BulkPublishEvent";
         invoke_binding(runtime::InvokeBindingRequest) -> runtime::InvokeBindingResponse as "InvokeBinding";
         get_secret(runtime::GetSecretRequest) -> runtime::GetSecretResponse as "GetSecret";
         get_bulk_secret(runtime::GetBulkSecretRequest) -> runtime::GetBulkSecretResponse as "GetBulkSecret";

@@ -11,6 +11,8 @@
 //! | `POST`/`PUT` | `/v1.0/state/{store}/bulk` | 200 `[{key, data, etag}]` |
 //! | `POST`/`PUT` | `/v1.0/state/{store}/transaction` | 204 |
 //! | `POST`/`PUT` | `/v1.0-alpha1/state/{store}/query` | 200 `{results, token}` |
+//! | `POST`/`PUT` | `/v1.0/publish/{pubsub}/{topic…}` | 204 |
+//! | `POST`/`PUT` | `/v1.0/publish/bulk/{pubsub}/{topic…}` (and `/v1.0-alpha1/…`) | 204, or 500 `{failedEntries, errorCode}` |
 //! | any | `/v1.0/invoke/{app-id}/method/{method…}` | the app's own status |
 //! | any | any other path with a `dapr-app-id` header | the app's own status |
 //! | `GET` | `/v1.0/metadata` | 200 |
@@ -21,7 +23,7 @@
 //! # Layout
 //!
 //! One file per building block, each with its routes and handlers:
-//! [`state`], [`invoke`], [`metadata`] (with health and shutdown). What
+//! [`state`], [`pubsub`], [`invoke`], [`metadata`] (with health and shutdown). What
 //! every block reads the same way (the `metadata.<name>` query, the body
 //! limit, JSON bodies) is in [`extract`], as axum extractors. A new block
 //! is a new file with a `routes()` and one `.merge(…)` line in
@@ -30,6 +32,7 @@
 mod extract;
 mod invoke;
 mod metadata;
+mod pubsub;
 mod state;
 
 use std::io;
@@ -80,6 +83,7 @@ fn routes(api: Arc<dyn DaprApi>, config: ApiConfig) -> Router {
     };
     Router::new()
         .merge(state::routes())
+        .merge(pubsub::routes())
         .merge(invoke::routes())
         .merge(metadata::routes())
         .fallback(invoke::by_header)

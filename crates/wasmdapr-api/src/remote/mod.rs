@@ -8,12 +8,13 @@
 //! # Layout
 //!
 //! Each building block's calls are inherent methods of [`RemoteDapr`] in
-//! the block's file (`state`, `invoke`, `metadata` with shutdown), with
+//! the block's file (`state`, `pubsub`, `invoke`, `metadata` with shutdown), with
 //! the names and signatures of the [`DaprApi`] methods; the trait impl
 //! here only dispatches to them.
 
 mod invoke;
 mod metadata;
+mod pubsub;
 mod state;
 
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;

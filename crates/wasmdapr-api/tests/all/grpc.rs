@@ -219,12 +219,12 @@ async fn other_methods_are_unimplemented() {
     let s = Sidecar::start().await;
     let mut c = client(&s).await;
     let status = c
-        .publish_event(runtime::PublishEventRequest::default())
+        .invoke_binding(runtime::InvokeBindingRequest::default())
         .await
         .expect_err("unimplemented");
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(
-        status.message().contains("PublishEvent"),
+        status.message().contains("InvokeBinding"),
         "{}",
         status.message()
     );

@@ -1,6 +1,6 @@
 //! Black-box tests of the Dapr HTTP and gRPC APIs: real servers on
 //! 127.0.0.1:0 over a real [`Runtime`] with the real `state.in-memory`
-//! backend, spoken to with reqwest, raw TCP and the generated Dapr gRPC
+//! backend (and the real pub/sub brokers in `pubsub`), spoken to with reqwest, raw TCP and the generated Dapr gRPC
 //! client.
 
 mod errors;
@@ -8,6 +8,7 @@ mod grpc;
 mod http;
 mod internal;
 mod invoke;
+mod pubsub;
 mod remote;
 mod token;
 

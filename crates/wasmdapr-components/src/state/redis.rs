@@ -251,6 +251,55 @@ impl RedisConfig {
     pub fn call_deadline(&self) -> Option<Duration> {
         Some(self.dial_timeout? + self.response_timeout()?)
     }
+
+    /// The client of this server, and the shared connection every call of
+    /// a component uses, checked with `PING` within [`Self::call_deadline`]
+    /// so a wrong address fails the start rather than the first request.
+    /// The manager makes one connection attempt per reconnection (see the
+    /// module's "Outages"): calls retry, within their deadline, instead.
+    pub(crate) async fn connect(
+        &self,
+        spec: &ComponentSpec,
+    ) -> Result<(redis::Client, ConnectionManager), ComponentError> {
+        let info = ConnectionInfo {
+            addr: ConnectionAddr::Tcp(self.host.clone(), self.port),
+            redis: RedisConnectionInfo {
+                db: self.db,
+                username: self.username.clone(),
+                password: self.password.clone(),
+                ..Default::default()
+            },
+        };
+        let client = redis::Client::open(info).map_err(|e| spec.init_error(e))?;
+        let mut manager_config = ConnectionManagerConfig::new().set_number_of_retries(0);
+        if let Some(dial) = self.dial_timeout {
+            manager_config = manager_config.set_connection_timeout(dial);
+        }
+        if let Some(response) = self.response_timeout() {
+            manager_config = manager_config.set_response_timeout(response);
+        }
+        let address = format!("{}:{}", self.host, self.port);
+        let unreachable = |e: &dyn std::fmt::Display| {
+            spec.init_error(format!("cannot reach Redis at {address}: {e}"))
+        };
+        let start = async {
+            let mut connection = ConnectionManager::new_with_config(client.clone(), manager_config)
+                .await
+                .map_err(|e| unreachable(&e))?;
+            let _: String = redis::cmd("PING")
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| unreachable(&e))?;
+            Ok::<_, ComponentError>(connection)
+        };
+        let connection = match self.call_deadline() {
+            Some(limit) => tokio::time::timeout(limit, start)
+                .await
+                .map_err(|_| unreachable(&format!("no answer within {limit:?}")))??,
+            None => start.await?,
+        };
+        Ok((client, connection))
+    }
 }
 
 /// A timeout as Dapr's Redis components read it (go-redis semantics): a
@@ -331,46 +380,8 @@ impl RedisStateStore {
     /// fails the sidecar's start rather than its first request.
     pub async fn connect(spec: &ComponentSpec) -> Result<Self, ComponentError> {
         let config = RedisConfig::from_spec(spec)?;
-        let info = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(config.host.clone(), config.port),
-            redis: RedisConnectionInfo {
-                db: config.db,
-                username: config.username.clone(),
-                password: config.password.clone(),
-                ..Default::default()
-            },
-        };
-        let client = redis::Client::open(info).map_err(|e| spec.init_error(e))?;
-        // One connection attempt per reconnection (see the module's
-        // "Outages"): calls retry, within their deadline, instead.
-        let mut manager_config = ConnectionManagerConfig::new().set_number_of_retries(0);
-        if let Some(dial) = config.dial_timeout {
-            manager_config = manager_config.set_connection_timeout(dial);
-        }
-        if let Some(response) = config.response_timeout() {
-            manager_config = manager_config.set_response_timeout(response);
-        }
+        let (_, connection) = config.connect(spec).await?;
         let address = format!("{}:{}", config.host, config.port);
-        let unreachable = |e: &dyn std::fmt::Display| {
-            spec.init_error(format!("cannot reach Redis at {address}: {e}"))
-        };
-        // Bound the whole start so an unreachable server fails in seconds.
-        let start = async {
-            let mut connection = ConnectionManager::new_with_config(client, manager_config)
-                .await
-                .map_err(|e| unreachable(&e))?;
-            let _: String = redis::cmd("PING")
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| unreachable(&e))?;
-            Ok::<_, ComponentError>(connection)
-        };
-        let connection = match config.call_deadline() {
-            Some(limit) => tokio::time::timeout(limit, start)
-                .await
-                .map_err(|_| unreachable(&format!("no answer within {limit:?}")))??,
-            None => start.await?,
-        };
         tracing::info!(component = %spec.name, %address, db = config.db, "Redis state store ready");
         Ok(RedisStateStore {
             connection,
@@ -442,7 +453,7 @@ fn redis_error(context: &str) -> impl Fn(RedisError) -> StateError + '_ {
 /// may be tried again on a new one. A timeout is not such an error: the
 /// connection stays (a late reply is matched and dropped) and trying again
 /// would only double the wait.
-fn is_broken_connection(error: &RedisError) -> bool {
+pub(crate) fn is_broken_connection(error: &RedisError) -> bool {
     error.is_io_error() && error.is_unrecoverable_error()
 }
 

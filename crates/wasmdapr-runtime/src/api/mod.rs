@@ -1,5 +1,6 @@
 //! The building blocks as every front door sees them: one trait per block,
-//! next to its types ([`StateApi`], [`InvokeApi`], [`MetadataApi`]), and
+//! next to its types ([`StateApi`], [`PubSubApi`], [`InvokeApi`],
+//! [`MetadataApi`]), and
 //! [`DaprApi`], the one thing the doors hold (`Arc<dyn DaprApi>`).
 //!
 //! The HTTP API, the gRPC API and the guests' WIT imports translate onto
@@ -19,22 +20,27 @@
 
 pub mod invoke;
 pub mod metadata;
+pub mod pubsub;
 pub mod state;
 
 pub use invoke::InvokeApi;
 pub use metadata::{
     AppConnectionProperties, AppHealthProperties, ComponentInfo, MetadataApi, RuntimeMetadata,
 };
+pub use pubsub::{
+    BulkEvent, BulkPublishEntry, BulkPublishError, BulkPublishEvent, PubSubApi, PublishEvent,
+    TraceContext,
+};
 pub use state::{BulkStateItem, StateApi};
 
 /// Every block's trait, for callers that hold a [`DaprApi`] and use several
 /// blocks: `use wasmdapr_runtime::api::prelude::*;`.
 pub mod prelude {
-    pub use super::{DaprApi, InvokeApi, MetadataApi, StateApi};
+    pub use super::{DaprApi, InvokeApi, MetadataApi, PubSubApi, StateApi};
 }
 
 /// All the building blocks: what a front door holds. It has no method of its
 /// own; every type that implements each block's trait is a `DaprApi`.
-pub trait DaprApi: StateApi + InvokeApi + MetadataApi + Send + Sync + 'static {}
+pub trait DaprApi: StateApi + PubSubApi + InvokeApi + MetadataApi + Send + Sync + 'static {}
 
-impl<T: StateApi + InvokeApi + MetadataApi + ?Sized> DaprApi for T {}
+impl<T: StateApi + PubSubApi + InvokeApi + MetadataApi + ?Sized> DaprApi for T {}

@@ -55,23 +55,24 @@ impl Runtime {
 #[async_trait]
 impl MetadataApi for Runtime {
     async fn metadata(&self) -> Result<RuntimeMetadata, ApiError> {
-        let components = self
+        let info = |spec: &crate::ComponentSpec, capabilities: Vec<&'static str>| ComponentInfo {
+            name: spec.name.clone(),
+            kind: spec.kind.clone(),
+            version: spec.version.clone(),
+            capabilities: capabilities.into_iter().map(str::to_owned).collect(),
+        };
+        let app = self.app_id.as_str();
+        let state = self
             .components
             .state_stores()
-            .filter(|s| s.spec.in_scope(self.app_id.as_str()))
-            .map(|s| ComponentInfo {
-                name: s.spec.name.clone(),
-                kind: s.spec.kind.clone(),
-                version: s.spec.version.clone(),
-                capabilities: s
-                    .component
-                    .features()
-                    .names()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-            })
-            .collect();
+            .filter(|s| s.spec.in_scope(app))
+            .map(|s| info(&s.spec, s.component.features().names()));
+        let pubsub = self
+            .components
+            .pubsubs()
+            .filter(|p| p.spec.in_scope(app))
+            .map(|p| info(&p.spec, p.component.features().names()));
+        let components = state.chain(pubsub).collect();
         // A poisoned lock only means a writer panicked between two whole
         // inserts: the map is intact.
         let mut extended = self

@@ -5,6 +5,8 @@
 //!
 //! - [`state`]: store lookup and scopes, key prefixing, validation of keys
 //!   and TTLs, and the mapping of store errors to Dapr's error table;
+//! - [`pubsub`]: publishing: component lookup and checks in daprd's order,
+//!   the CloudEvents envelope, topic scopes, broker errors;
 //! - [`invoke`]: service invocation, to the own app or another app's sidecar;
 //! - [`metadata`]: what the sidecar reports about itself, its extended
 //!   attributes, readiness and shutdown.
@@ -13,7 +15,10 @@
 
 mod invoke;
 mod metadata;
+mod pubsub;
 mod state;
+
+pub use pubsub::SubscribeError;
 
 use std::sync::Arc;
 

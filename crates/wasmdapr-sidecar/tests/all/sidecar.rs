@@ -29,7 +29,9 @@ fn listening(addr: SocketAddr) -> bool {
 
 /// `Sidecar::start` binds every API on a free port and reports it; a state
 /// saved over its HTTP API reads back from the embedded SQLite store (a
-/// file in the configured directory); `shutdown` stops every server, so
+/// file in the configured directory), and an event published to the
+/// embedded `pubsub` lands in the SQLite queue beside it; `shutdown` stops
+/// every server, so
 /// the ports no longer accept connections.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_library_sidecar_saves_and_reads_state_then_shuts_down() {
@@ -68,6 +70,15 @@ async fn a_library_sidecar_saves_and_reads_state_then_shuts_down() {
             .is_some(),
         "the embedded store keeps its file in the configured directory"
     );
+    // The embedded default pub/sub, `pubsub`, is a SQLite queue beside it.
+    let published = client
+        .post(format!("http://{http}/v1.0/publish/pubsub/orders"))
+        .json(&json!({"id": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 204, "{:?}", published.text().await);
+    assert!(dir.path().join("embedded").join("pubsub.db").exists());
 
     drop(client);
     tokio::time::timeout(Duration::from_secs(20), sidecar.shutdown())

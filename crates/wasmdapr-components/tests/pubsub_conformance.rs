@@ -1,0 +1,568 @@
+//! The pub/sub conformance suite: ONE generic body, [`conformance`], run
+//! against every broker, each built through [`wasmdapr_components::register`]
+//! exactly as the binary builds it from component YAML.
+//!
+//! Redis is the real server at 127.0.0.1:6379; when it is down the test
+//! fails, it never skips. Every check uses topics under a fresh UUID, so
+//! runs never see each other's messages.
+//!
+//! What a broker declares is checked to hold (order, redelivery,
+//! durability), and what it does not declare is checked to be absent: a
+//! broker without redelivery never delivers a failed message again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use wasmdapr_runtime::pubsub::{
+    BulkMessageEntry, BulkPublishRequest, HandlerError, MessageHandler, PubSub, PubSubFeatures,
+    PublishRequest, ReceivedMessage, SubscribeRequest, Subscription,
+};
+use wasmdapr_runtime::{ComponentRegistry, ComponentSpec};
+
+/// How long a check waits for deliveries before it fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Builds a broker of `kind` through the registry, as the runtime does.
+async fn build(kind: &str, metadata: &[(&str, &str)]) -> Arc<dyn PubSub> {
+    let mut registry = ComponentRegistry::new();
+    wasmdapr_components::register(&mut registry);
+    let spec = ComponentSpec {
+        name: "conformance".into(),
+        kind: kind.into(),
+        version: "v1".into(),
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        scopes: Vec::new(),
+        source: PathBuf::from("tests/pubsub_conformance.rs"),
+    };
+    registry
+        .build::<dyn PubSub>(spec)
+        .await
+        .unwrap_or_else(|e| panic!("{kind} could not be started (is its server running?): {e}"))
+}
+
+/// One delivery a handler saw.
+#[derive(Debug, Clone)]
+struct Delivery {
+    data: String,
+    attempt: u32,
+    /// Whether the handler took it (`Ok`).
+    acked: bool,
+}
+
+/// What one subscription's handler saw, and how it answers.
+#[derive(Default)]
+struct Inbox {
+    seen: Mutex<Vec<Delivery>>,
+    changed: Notify,
+    /// Data whose first delivery the handler fails.
+    fail_first: BTreeSet<String>,
+    /// Data the handler never finishes (a crash while handling).
+    hang_on: BTreeSet<String>,
+    /// How long each delivery takes.
+    pause: Duration,
+}
+
+impl Inbox {
+    fn new() -> Arc<Self> {
+        Arc::new(Inbox::default())
+    }
+
+    fn handler(self: &Arc<Self>) -> Arc<dyn MessageHandler> {
+        let inbox = self.clone();
+        Arc::new(move |message: ReceivedMessage| {
+            let inbox = inbox.clone();
+            async move {
+                let data = String::from_utf8(message.data).expect("utf-8 test data");
+                if inbox.hang_on.contains(&data) {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(inbox.pause).await;
+                let fail = inbox.fail_first.contains(&data)
+                    && !inbox.seen.lock().unwrap().iter().any(|d| d.data == data);
+                inbox.seen.lock().unwrap().push(Delivery {
+                    data: data.clone(),
+                    attempt: message.attempt,
+                    acked: !fail,
+                });
+                inbox.changed.notify_waiters();
+                if fail {
+                    Err(HandlerError(format!("refusing {data} once")))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// The data of the acked deliveries, in order.
+    fn acked(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.acked)
+            .map(|d| d.data.clone())
+            .collect()
+    }
+
+    fn deliveries_of(&self, data: &str) -> Vec<Delivery> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.data == data)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `done` holds of the acked data of `inboxes`, or panics.
+    async fn wait(inboxes: &[&Arc<Inbox>], what: &str, done: impl Fn(&[Vec<String>]) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let waits: Vec<_> = inboxes.iter().map(|i| i.changed.notified()).collect();
+            let acked: Vec<Vec<String>> = inboxes.iter().map(|i| i.acked()).collect();
+            if done(&acked) {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("{what}: not done within {PATIENCE:?}; acked so far: {acked:?}");
+            }
+            let any = futures::future::select_all(waits.into_iter().map(Box::pin));
+            let _ = tokio::time::timeout(Duration::from_millis(200), any).await;
+        }
+    }
+}
+
+fn topic(name: &str) -> String {
+    format!("conformance-{}-{name}", uuid::Uuid::new_v4().simple())
+}
+
+fn messages(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:02}")).collect()
+}
+
+async fn publish(broker: &Arc<dyn PubSub>, topic: &str, data: &[String]) {
+    for d in data {
+        broker
+            .publish(PublishRequest {
+                topic: topic.to_owned(),
+                data: d.clone().into_bytes(),
+                content_type: Some("text/plain".into()),
+                metadata: [("k".to_string(), "v".to_string())].into(),
+            })
+            .await
+            .expect("publish");
+    }
+}
+
+async fn subscribe(
+    broker: &Arc<dyn PubSub>,
+    topic: &str,
+    group: &str,
+    inbox: &Arc<Inbox>,
+) -> Subscription {
+    broker
+        .subscribe(
+            SubscribeRequest {
+                topic: topic.to_owned(),
+                consumer_group: group.to_owned(),
+                metadata: Default::default(),
+            },
+            inbox.handler(),
+        )
+        .await
+        .expect("subscribe")
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+/// Every check, against `broker`, which declares `features`; `reopen`
+/// builds a second instance of the same broker (same file, same server)
+/// for the durability check of durable brokers.
+async fn conformance<F, Fut>(broker: Arc<dyn PubSub>, reopen: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn PubSub>>,
+{
+    let features = broker.features();
+    assert!(
+        !features.message_ttl,
+        "no backend here expires messages itself; the envelope's expiration does"
+    );
+    publish_and_subscribe(&broker, features).await;
+    redelivery(&broker, features).await;
+    group_sharing(&broker).await;
+    fan_out(&broker).await;
+    bulk_publish(&broker, features).await;
+    close_stops_delivery(&broker, features).await;
+    if features.durable {
+        unacked_survives_a_crash(&broker, reopen().await).await;
+    }
+}
+
+/// Every message published after a subscription reaches it once, with the
+/// bytes and metadata published, in publish order when the broker
+/// promises order.
+async fn publish_and_subscribe(broker: &Arc<dyn PubSub>, features: PubSubFeatures) {
+    let t = topic("basic");
+    let inbox = Inbox::new();
+    let metadata_seen: Arc<Mutex<Vec<BTreeMap<String, String>>>> = Arc::default();
+    let sink = metadata_seen.clone();
+    let inner = inbox.handler();
+    let handler: Arc<dyn MessageHandler> = Arc::new(move |m: ReceivedMessage| {
+        sink.lock()
+            .unwrap()
+            .push(m.metadata.clone().into_iter().collect());
+        inner.handle(m)
+    });
+    let subscription = broker
+        .subscribe(
+            SubscribeRequest {
+                topic: t.clone(),
+                consumer_group: "app-a".into(),
+                metadata: Default::default(),
+            },
+            handler,
+        )
+        .await
+        .expect("subscribe");
+    let sent = messages("basic", 10);
+    publish(broker, &t, &sent).await;
+    Inbox::wait(&[&inbox], "basic delivery", |a| a[0].len() >= 10).await;
+    let got = inbox.acked();
+    if features.ordered {
+        assert_eq!(got, sent, "the broker promises publish order");
+    } else {
+        assert_eq!(sorted(&got), sent);
+    }
+    for m in metadata_seen.lock().unwrap().iter() {
+        assert_eq!(m.get("k").map(String::as_str), Some("v"), "{m:?}");
+    }
+    subscription.close().await;
+}
+
+/// A message whose handler failed is delivered again with a higher
+/// attempt when the broker declares redelivery, without holding back the
+/// messages after it; never again when it does not.
+async fn redelivery(broker: &Arc<dyn PubSub>, features: PubSubFeatures) {
+    let t = topic("redelivery");
+    let sent = messages("retry", 5);
+    let inbox = Arc::new(Inbox {
+        fail_first: [sent[1].clone(), sent[3].clone()].into(),
+        ..Inbox::default()
+    });
+    let subscription = subscribe(broker, &t, "app-a", &inbox).await;
+    publish(broker, &t, &sent).await;
+    if features.redelivery {
+        Inbox::wait(&[&inbox], "redelivery", |a| sorted(&a[0]) == sent).await;
+        for failed in [&sent[1], &sent[3]] {
+            let deliveries = inbox.deliveries_of(failed);
+            assert!(deliveries.len() >= 2, "{failed}: {deliveries:?}");
+            assert!(
+                !deliveries[0].acked && deliveries[0].attempt == 1,
+                "{deliveries:?}"
+            );
+            let last = deliveries.last().unwrap();
+            assert!(last.acked && last.attempt >= 2, "{deliveries:?}");
+        }
+        assert_eq!(inbox.deliveries_of(&sent[0]).len(), 1);
+    } else {
+        Inbox::wait(&[&inbox], "delivery", |a| a[0].len() >= 3).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            inbox.deliveries_of(&sent[1]).len(),
+            1,
+            "a broker without redelivery delivered a failed message again"
+        );
+    }
+    subscription.close().await;
+}
+
+/// Two subscriptions of one consumer group share the topic: every message
+/// reaches one of them, none reaches both, and both get some.
+async fn group_sharing(broker: &Arc<dyn PubSub>) {
+    let t = topic("shared");
+    let slow = || {
+        Arc::new(Inbox {
+            pause: Duration::from_millis(30),
+            ..Inbox::default()
+        })
+    };
+    let (a, b) = (slow(), slow());
+    let sa = subscribe(broker, &t, "app-shared", &a).await;
+    let sb = subscribe(broker, &t, "app-shared", &b).await;
+    let sent = messages("shared", 20);
+    publish(broker, &t, &sent).await;
+    Inbox::wait(&[&a, &b], "group sharing", |x| {
+        x[0].len() + x[1].len() >= 20
+    })
+    .await;
+    let (got_a, got_b) = (a.acked(), b.acked());
+    let both: Vec<&String> = got_a.iter().filter(|m| got_b.contains(m)).collect();
+    assert!(both.is_empty(), "delivered to both replicas: {both:?}");
+    let mut all = got_a.clone();
+    all.extend(got_b.clone());
+    assert_eq!(sorted(&all), sent);
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "one replica got everything: {got_a:?} / {got_b:?}"
+    );
+    sa.close().await;
+    sb.close().await;
+}
+
+/// Two consumer groups (two apps) each get every message.
+async fn fan_out(broker: &Arc<dyn PubSub>) {
+    let t = topic("fanout");
+    let (a, b) = (Inbox::new(), Inbox::new());
+    let sa = subscribe(broker, &t, "app-one", &a).await;
+    let sb = subscribe(broker, &t, "app-two", &b).await;
+    let sent = messages("fan", 5);
+    publish(broker, &t, &sent).await;
+    Inbox::wait(&[&a, &b], "fan-out", |x| x[0].len() >= 5 && x[1].len() >= 5).await;
+    assert_eq!(sorted(&a.acked()), sent);
+    assert_eq!(sorted(&b.acked()), sent);
+    sa.close().await;
+    sb.close().await;
+}
+
+/// A bulk publish reports no failed entry and delivers every entry, in
+/// order when the broker promises order.
+async fn bulk_publish(broker: &Arc<dyn PubSub>, features: PubSubFeatures) {
+    let t = topic("bulk");
+    let inbox = Inbox::new();
+    let subscription = subscribe(broker, &t, "app-a", &inbox).await;
+    let sent = messages("bulk", 6);
+    let failed = broker
+        .bulk_publish(BulkPublishRequest {
+            topic: t.clone(),
+            entries: sent
+                .iter()
+                .enumerate()
+                .map(|(i, d)| BulkMessageEntry {
+                    entry_id: i.to_string(),
+                    event: d.clone().into_bytes(),
+                    content_type: "text/plain".into(),
+                    metadata: Default::default(),
+                })
+                .collect(),
+            metadata: Default::default(),
+        })
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    Inbox::wait(&[&inbox], "bulk delivery", |a| a[0].len() >= 6).await;
+    if features.ordered {
+        assert_eq!(inbox.acked(), sent);
+    } else {
+        assert_eq!(sorted(&inbox.acked()), sent);
+    }
+    subscription.close().await;
+}
+
+/// A closed subscription receives nothing more. On a durable broker, what
+/// is published while a group has no subscription reaches its next one;
+/// on a broker that is not, it is not kept.
+async fn close_stops_delivery(broker: &Arc<dyn PubSub>, features: PubSubFeatures) {
+    let t = topic("close");
+    let first = Inbox::new();
+    let subscription = subscribe(broker, &t, "app-a", &first).await;
+    publish(broker, &t, &messages("before", 1)).await;
+    Inbox::wait(&[&first], "before close", |a| !a[0].is_empty()).await;
+    subscription.close().await;
+    let later = messages("after", 2);
+    publish(broker, &t, &later).await;
+    let second = Inbox::new();
+    let again = subscribe(broker, &t, "app-a", &second).await;
+    if features.durable {
+        Inbox::wait(&[&second], "after resubscribe", |a| a[0].len() >= 2).await;
+        assert_eq!(sorted(&second.acked()), later);
+    } else {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            second.acked().is_empty(),
+            "a broker that is not durable kept messages without a subscriber: {:?}",
+            second.acked()
+        );
+    }
+    assert_eq!(
+        first.acked(),
+        messages("before", 1),
+        "delivered after close"
+    );
+    again.close().await;
+}
+
+/// A message taken by a subscriber that never acks it (its process died
+/// while handling) is delivered to the group's next subscriber, here on
+/// another instance of the broker, after the processing timeout; nothing
+/// else is lost.
+async fn unacked_survives_a_crash(broker: &Arc<dyn PubSub>, other: Arc<dyn PubSub>) {
+    let t = topic("crash");
+    let sent = messages("crash", 3);
+    let dying = Arc::new(Inbox {
+        hang_on: [sent[0].clone()].into(),
+        ..Inbox::default()
+    });
+    // The first subscriber takes crash-00 and never returns from it.
+    let subscription = subscribe(broker, &t, "app-crash", &dying).await;
+    publish(broker, &t, &sent[..1]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(subscription);
+    publish(broker, &t, &sent[1..]).await;
+    let survivor = Inbox::new();
+    let taken_over = subscribe(&other, &t, "app-crash", &survivor).await;
+    // The dying subscriber may still take what was published while it
+    // stopped; between them, everything is acked.
+    Inbox::wait(&[&survivor, &dying], "after the crash", |a| {
+        let mut all = a[0].clone();
+        all.extend(a[1].clone());
+        all.sort();
+        all.dedup();
+        all == sent
+    })
+    .await;
+    let redelivered = survivor.deliveries_of(&sent[0]);
+    assert!(redelivered[0].attempt >= 2, "{redelivered:?}");
+    assert!(!dying.acked().contains(&sent[0]));
+    taken_over.close().await;
+}
+
+/// `pubsub.in-memory` passes the suite (redelivery in process, no durability).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory() {
+    let metadata = [("redeliverInterval", "100ms")];
+    let broker = build("pubsub.in-memory", &metadata).await;
+    conformance(broker, || async {
+        unreachable!("in-memory is not durable")
+    })
+    .await;
+}
+
+/// `pubsub.sqlite` on a file passes the suite, a second instance on the
+/// same file taking over a crashed subscriber's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested").join("pubsub.db");
+    let path = path.to_str().expect("utf-8 path").to_owned();
+    let metadata = [
+        ("connectionString", path.as_str()),
+        ("processingTimeout", "2s"),
+        ("redeliverInterval", "200ms"),
+        ("pollInterval", "50ms"),
+        ("queueDepth", "2"),
+    ];
+    let broker = build("pubsub.sqlite", &metadata).await;
+    conformance(broker, || build("pubsub.sqlite", &metadata)).await;
+}
+
+/// `pubsub.redis` (one handler at a time: ordered) against the real server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_ordered() {
+    let metadata = [
+        ("redisHost", "127.0.0.1:6379"),
+        ("processingTimeout", "2s"),
+        ("redeliverInterval", "300ms"),
+        ("queueDepth", "2"),
+        ("concurrency", "1"),
+    ];
+    let broker = build("pubsub.redis", &metadata).await;
+    assert!(broker.features().ordered);
+    conformance(broker.clone(), || build("pubsub.redis", &metadata)).await;
+
+    // A closed subscription leaves no consumer behind in the group.
+    let t = topic("consumers");
+    let inbox = Inbox::new();
+    subscribe(&broker, &t, "app-a", &inbox).await.close().await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&t)
+        .arg("app-a")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(consumers.is_empty(), "{consumers:?}");
+    let _: i64 = redis::cmd("DEL").arg(&t).query_async(&mut c).await.unwrap();
+}
+
+/// `pubsub.redis` with Dapr's default concurrency (10 handlers at once:
+/// no order promised) passes the suite too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_concurrent() {
+    let metadata = [
+        ("redisHost", "127.0.0.1:6379"),
+        ("processingTimeout", "2s"),
+        ("redeliverInterval", "300ms"),
+        ("queueDepth", "2"),
+    ];
+    let broker = build("pubsub.redis", &metadata).await;
+    assert!(!broker.features().ordered);
+    conformance(broker, || build("pubsub.redis", &metadata)).await;
+}
+
+/// `pubsub.redis` with `redeliverInterval: 0` does not redeliver, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_without_redelivery() {
+    let metadata = [
+        ("redisHost", "127.0.0.1:6379"),
+        ("redeliverInterval", "0"),
+        ("processingTimeout", "1s"),
+        ("queueDepth", "2"),
+        ("concurrency", "1"),
+    ];
+    let broker = build("pubsub.redis", &metadata).await;
+    let features = broker.features();
+    assert!(!features.redelivery);
+    redelivery(&broker, features).await;
+}
+
+/// Published messages survive closing and reopening the SQLite file, and
+/// the stream in Redis has Dapr's layout (`data` and `metadata` fields),
+/// so a Dapr sidecar on the same Redis reads them.
+#[tokio::test]
+async fn layouts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pubsub.db");
+    let metadata = [
+        ("connectionString", path.to_str().unwrap()),
+        ("pollInterval", "50ms"),
+    ];
+    let t = topic("reopen");
+    let broker = build("pubsub.sqlite", &metadata).await;
+    publish(&broker, &t, &messages("kept", 2)).await;
+    drop(broker);
+    let broker = build("pubsub.sqlite", &metadata).await;
+    let inbox = Inbox::new();
+    let s = subscribe(&broker, &t, "late-app", &inbox).await;
+    Inbox::wait(&[&inbox], "after reopen", |a| a[0].len() >= 2).await;
+    assert_eq!(inbox.acked(), messages("kept", 2));
+    s.close().await;
+
+    let broker = build("pubsub.redis", &[("redisHost", "127.0.0.1:6379")]).await;
+    let t = topic("layout");
+    publish(&broker, &t, &messages("raw", 1)).await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: redis::Value = redis::cmd("XRANGE")
+        .arg(&t)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let text = format!("{entries:?}");
+    assert!(text.contains("data") && text.contains("metadata"), "{text}");
+    let _: i64 = redis::cmd("DEL").arg(&t).query_async(&mut c).await.unwrap();
+}
