@@ -107,6 +107,45 @@ impl Op {
     }
 }
 
+/// `GET path` with the lean HTTP/1.1 client, expecting 200.
+fn http_get(name: &'static str, client: lean::Http1Client, path: &'static str) -> Op {
+    Op::new(name, move |_| {
+        let client = client.clone();
+        async move {
+            let request = http::Request::get(path)
+                .header("host", "bench")
+                .body(Default::default())
+                .unwrap();
+            let (status, _) = client.send(request).await;
+            assert_eq!(status, 200);
+        }
+    })
+}
+
+/// `GetState` of the seeded key through `client`, over any transport.
+fn grpc_get<T>(name: &'static str, client: DaprClient<T>) -> Op
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + Sync + 'static,
+    T::Future: Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    Op::new(name, move |_| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_state(GetStateRequest {
+                    store_name: "statestore".into(),
+                    key: "bench".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    })
+}
+
 /// Latency of sequential requests, interleaved: [`ROUNDS`] rounds, each
 /// running [`SEQUENTIAL`] / [`ROUNDS`] requests of every op in turn, so a
 /// slow spell of the machine (another VM, a timer, a page-cache flush)
@@ -332,47 +371,19 @@ async fn main() {
     // The floor: a plain hyper server doing one HGET per request.
     let floor = lean::start_floor("bench||bench");
     let floor_http = lean::Http1Client::new(floor);
-    ops.push(Op::new("floor HTTP GET", move |_| {
-        let client = floor_http.clone();
-        async move {
-            let request = http::Request::get("/bench")
-                .header("host", "floor")
-                .body(Default::default())
-                .unwrap();
-            let (status, _) = client.send(request).await;
-            assert_eq!(status, 200);
-        }
-    }));
+    ops.push(http_get("floor HTTP GET", floor_http, "/bench"));
     let floor_grpc = DaprClient::with_origin(
         lean::H2::connect(floor).await,
         format!("http://{floor}").parse().unwrap(),
     );
-    ops.push(Op::new("floor gRPC GET", move |_| {
-        let mut g = floor_grpc.clone();
-        async move {
-            g.get_state(GetStateRequest {
-                store_name: "statestore".into(),
-                key: "bench".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        }
-    }));
+    ops.push(grpc_get("floor gRPC GET", floor_grpc));
     let http_addr: std::net::SocketAddr = ([127, 0, 0, 1], http).into();
     let sidecar_http = lean::Http1Client::new(http_addr);
-    let h = sidecar_http.clone();
-    ops.push(Op::new("HTTP GET", move |_| {
-        let h = h.clone();
-        async move {
-            let request = http::Request::get("/v1.0/state/statestore/bench")
-                .header("host", "sidecar")
-                .body(Default::default())
-                .unwrap();
-            let (status, _) = h.send(request).await;
-            assert_eq!(status, 200);
-        }
-    }));
+    ops.push(http_get(
+        "HTTP GET",
+        sidecar_http.clone(),
+        "/v1.0/state/statestore/bench",
+    ));
     let h = sidecar_http.clone();
     ops.push(Op::new("HTTP SET", move |i| {
         let h = h.clone();
@@ -392,19 +403,7 @@ async fn main() {
         lean::H2::connect(grpc_addr).await,
         format!("http://{grpc_addr}").parse().unwrap(),
     );
-    let g = sidecar_grpc.clone();
-    ops.push(Op::new("gRPC GET", move |_| {
-        let mut g = g.clone();
-        async move {
-            g.get_state(GetStateRequest {
-                store_name: "statestore".into(),
-                key: "bench".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        }
-    }));
+    ops.push(grpc_get("gRPC GET", sidecar_grpc.clone()));
     let g = sidecar_grpc.clone();
     ops.push(Op::new("gRPC SET", move |i| {
         let mut g = g.clone();
@@ -432,19 +431,7 @@ async fn main() {
             r.bytes().await.unwrap();
         }
     }));
-    let g = grpc_client.clone();
-    ops.push(Op::new("gRPC GET Channel", move |_| {
-        let mut g = g.clone();
-        async move {
-            g.get_state(GetStateRequest {
-                store_name: "statestore".into(),
-                key: "bench".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        }
-    }));
+    ops.push(grpc_get("gRPC GET Channel", grpc_client.clone()));
     // Profiling: `BENCH_ONLY="gRPC GET,redis GET"` times only those ops,
     // sequentially (`BENCH_SEQUENTIAL` requests, no load phase), and prints
     // the sidecar's pid to attach `perf` or `strace` to.
