@@ -79,6 +79,8 @@ impl ServedApp {
         if let Some(sidecar) = &sidecar {
             // A fresh runtime has no channel yet; the app is its one app.
             let _ = sidecar.runtime.set_app_channel(app.clone());
+            // Events reach the Wasm app on the same channel as invocations.
+            sidecar.start_subscriptions().await;
         }
         let stop = tokio::sync::watch::channel(false);
         let (listen_addr, server) = match config.listen {
