@@ -398,3 +398,56 @@ async fn the_apps_answer_acks_retries_or_drops() {
     );
     sidecar.shutdown().await.unwrap();
 }
+
+/// On Redis Streams (`pubsub.redis`, real Redis on 127.0.0.1:6379): a
+/// RETRY leaves the entry pending, it is claimed again after
+/// `processingTimeout` and delivered a second time, then acked; a v2 rule
+/// routes by the event's type (a `cloudevent.type` override).
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_streams_redeliver_until_the_app_takes_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("delivery-{}-{nanos}", std::process::id());
+    let yaml = "---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redis\n\
+                spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n\
+                \x20 - name: redisHost\n    value: 127.0.0.1:6379\n\
+                \x20 - name: processingTimeout\n    value: 200ms\n\
+                \x20 - name: redeliverInterval\n    value: 100ms\n";
+    let app = TestApp {
+        subscribe: Some(json!([
+            {"pubsubname": "redis", "topic": topic,
+             "routes": {"rules": [{"match": "event.type == \"order.retry\"", "path": "/retry-once"}],
+                        "default": "/ok-redis"}},
+        ])),
+        ..TestApp::default()
+    };
+    let addr = serve(app.clone()).await;
+    let sidecar = sidecar("redis-app", dir.path(), resources(dir.path(), yaml), addr).await;
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1.0/publish/redis/{topic}?metadata.cloudevent.type=order.retry",
+            sidecar.http_addr
+        ))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204, "{:?}", answer.text().await);
+    publish(&sidecar, "redis", &topic, json!({"n": 2})).await;
+    let retried = app.wait_for("/retry-once", 2).await;
+    assert_eq!(retried[0].event["id"], retried[1].event["id"]);
+    assert_eq!(retried[0].event["type"], "order.retry");
+    let plain = app.wait_for("/ok-redis", 1).await;
+    assert_eq!(plain[0].event["data"], json!({"n": 2}));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        app.deliveries("/retry-once").len(),
+        2,
+        "acked after the retry"
+    );
+    assert_eq!(app.deliveries("/ok-redis").len(), 1);
+    sidecar.shutdown().await.unwrap();
+}
