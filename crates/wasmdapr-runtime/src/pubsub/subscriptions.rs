@@ -329,8 +329,8 @@ pub enum AppVerdict {
 }
 
 /// daprd's reading of an HTTP app's answer to an event: 2xx with an empty
-/// or non-JSON body, or JSON without `status`, or `SUCCESS` (or `""`) is
-/// success; `RETRY` or any other status string (case-sensitive) retries;
+/// or non-JSON body, or JSON without a string `status`, or `SUCCESS` (or
+/// `""`) is success; `RETRY` or any other status string (case-sensitive) retries;
 /// `DROP` drops; 404 drops; any other status retries.
 pub fn app_verdict(status: u16, body: &[u8]) -> AppVerdict {
     if status == 404 {
@@ -354,7 +354,10 @@ pub fn app_verdict(status: u16, body: &[u8]) -> AppVerdict {
             "RETRY" => AppVerdict::Retry("the app answered RETRY".into()),
             other => AppVerdict::Retry(format!("the app answered an unknown status `{other}`")),
         },
-        Some(other) => AppVerdict::Retry(format!("the app answered an unknown status {other}")),
+        // daprd decodes the body into a struct with a string `status`: a
+        // status of another JSON type fails that decode, which it reads as
+        // success.
+        Some(_) => AppVerdict::Success,
     }
 }
 
@@ -498,6 +501,7 @@ mod tests {
         assert_eq!(app_verdict(200, br#"{"status":"SUCCESS"}"#), Success);
         assert_eq!(app_verdict(200, br#"{"status":""}"#), Success);
         assert_eq!(app_verdict(200, br#"{"other":1}"#), Success);
+        assert_eq!(app_verdict(200, br#"{"status":5}"#), Success);
         assert!(matches!(
             app_verdict(200, br#"{"status":"RETRY"}"#),
             Retry(_)

@@ -231,6 +231,10 @@ enum Outcome {
     Delivered,
     /// Acked without delivery (no route), nothing to dead-letter.
     Skipped,
+    /// Acked without delivery (expired, or no route), sent to the
+    /// dead-letter topic if there is one, as far as that works: daprd acks
+    /// these whether or not the dead-letter publish succeeds.
+    Discarded(String),
     Dropped(String),
     Failed(String),
 }
@@ -247,6 +251,15 @@ impl Delivery {
         let outcome = self.try_deliver(&message).await;
         let (reason, dead_letter_now, acked_anyway) = match outcome {
             Outcome::Delivered | Outcome::Skipped => return Ok(()),
+            Outcome::Discarded(reason) => {
+                tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, %reason, "event dropped");
+                if let Some(dlq) = &self.dead_letter
+                    && let Err(error) = self.to_dead_letter(dlq, &message).await
+                {
+                    tracing::error!(%error, "the dropped event is lost");
+                }
+                return Ok(());
+            }
             Outcome::Dropped(reason) => {
                 tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, %reason, "event dropped");
                 (reason, true, true)
@@ -305,12 +318,12 @@ impl Delivery {
         if let Ok(ce) = crate::pubsub::cloudevent::CloudEvent::from_json(&body)
             && ce.has_expired(SystemTime::now())
         {
-            return Outcome::Dropped("the event has expired".into());
+            return Outcome::Discarded("the event has expired".into());
         }
         let path = match self.routing.route(&event) {
             Ok(Some(path)) => path.to_owned(),
             Ok(None) if self.dead_letter.is_some() => {
-                return Outcome::Dropped("no route matched the event".into());
+                return Outcome::Discarded("no route matched the event".into());
             }
             Ok(None) => {
                 tracing::debug!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, "no route matched the event: dropped");
@@ -408,15 +421,51 @@ fn raw_envelope(pubsub: &str, topic: &str, message: &ReceivedMessage) -> Vec<u8>
         "pubsubname": pubsub,
         "data_base64": base64::engine::general_purpose::STANDARD.encode(&message.data),
     });
-    for key in ["traceid", "traceparent", "tracestate"] {
+    for key in ["traceid", "traceparent", "tracestate", "baggage"] {
         if let Some(value) = message.metadata.get(key) {
             event[key] = serde_json::Value::String(value.clone());
         }
     }
-    if event.get("traceparent").is_none()
-        && let Some(traceid) = message.metadata.get("traceid")
-    {
-        event["traceparent"] = serde_json::Value::String(traceid.clone());
+    // As in daprd, `traceparent` supersedes `traceid`.
+    if let Some(traceparent) = message.metadata.get("traceparent") {
+        event["traceid"] = serde_json::Value::String(traceparent.clone());
     }
     serde_json::to_vec(&event).expect("JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `rawPayload` subscription's app gets daprd's `FromRawPayload`
+    /// envelope: the bytes as `data_base64`, the trace of the message's
+    /// metadata, `traceparent` superseding `traceid`.
+    #[test]
+    fn raw_payload_envelope() {
+        let message = ReceivedMessage {
+            data: vec![0, 255, b'x'],
+            metadata: [
+                ("traceid".to_string(), "old".to_string()),
+                ("traceparent".to_string(), "00-abc-def-01".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            ..ReceivedMessage::default()
+        };
+        let event: serde_json::Value =
+            serde_json::from_slice(&raw_envelope("p", "t", &message)).unwrap();
+        assert_eq!(event["data_base64"], "AP94");
+        assert_eq!(event["datacontenttype"], "application/octet-stream");
+        assert_eq!(
+            (&event["source"], &event["type"], &event["specversion"]),
+            (&"Dapr".into(), &"com.dapr.event.sent".into(), &"1.0".into())
+        );
+        assert_eq!(
+            (&event["topic"], &event["pubsubname"]),
+            (&"t".into(), &"p".into())
+        );
+        assert_eq!(event["traceid"], "00-abc-def-01");
+        assert_eq!(event["traceparent"], "00-abc-def-01");
+        assert_eq!(event["id"].as_str().unwrap().len(), 36);
+    }
 }

@@ -327,7 +327,7 @@ async fn declarative_subscriptions_with_scopes() {
 /// The app's answer decides: RETRY and 500 are delivered again (then
 /// acked: two deliveries of one event, no third); DROP goes to the
 /// `deadLetterTopic` (which the app also subscribes to) and is not
-/// redelivered; 404 is dropped; an app that does not answer within the
+/// redelivered, as does an event no rule routes; 404 is dropped; an app that does not answer within the
 /// delivery timeout gets the event again.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_apps_answer_acks_retries_or_drops() {
@@ -341,16 +341,18 @@ async fn the_apps_answer_acks_retries_or_drops() {
             {"pubsubname": "memory", "topic": "gone", "route": "/missing"},
             {"pubsubname": "sqlite", "topic": "slow", "route": "/hang-once"},
             {"pubsubname": "memory", "topic": "fine", "route": "/success"},
+            {"pubsubname": "sqlite", "topic": "unrouted", "deadLetterTopic": "poison",
+             "routes": {"rules": [{"match": "event.type == \"never\"", "path": "/ok-never"}]}},
         ])),
         ..TestApp::default()
     };
     let addr = serve(app.clone()).await;
     let sidecar = sidecar("answers", dir.path(), resources(dir.path(), ""), addr).await;
-    assert_eq!(sidecar.subscribed_topics().await.len(), 7);
+    assert_eq!(sidecar.subscribed_topics().await.len(), 8);
     for topic in ["retry", "gone", "fine"] {
         publish(&sidecar, "memory", topic, json!({"topic": topic})).await;
     }
-    for topic in ["fail", "drop", "slow"] {
+    for topic in ["fail", "drop", "slow", "unrouted"] {
         publish(&sidecar, "sqlite", topic, json!({"topic": topic})).await;
     }
 
@@ -359,10 +361,25 @@ async fn the_apps_answer_acks_retries_or_drops() {
     let failed = app.wait_for("/fail-once", 2).await;
     assert_eq!(failed[0].event["id"], failed[1].event["id"]);
     let dropped = app.wait_for("/drop", 1).await;
-    let dead = app.wait_for("/ok-poison", 1).await;
-    assert_eq!(dead[0].event["id"], dropped[0].event["id"]);
-    assert_eq!(dead[0].event["data"], json!({"topic": "drop"}));
-    assert_eq!(dead[0].event["topic"], "drop", "the original envelope");
+    // The dropped event and the one no rule routes, both dead-lettered.
+    let dead = app.wait_for("/ok-poison", 2).await;
+    let dead_letter = |topic: &str| {
+        dead.iter()
+            .find(|r| r.event["topic"] == topic)
+            .unwrap_or_else(|| panic!("{topic} on the dead-letter topic: {dead:?}"))
+            .event
+            .clone()
+    };
+    let from_drop = dead_letter("drop");
+    assert_eq!(
+        from_drop["id"], dropped[0].event["id"],
+        "the original envelope"
+    );
+    assert_eq!(from_drop["data"], json!({"topic": "drop"}));
+    assert_eq!(
+        dead_letter("unrouted")["data"],
+        json!({"topic": "unrouted"})
+    );
     app.wait_for("/missing", 1).await;
     app.wait_for("/success", 1).await;
     let started = Instant::now();
@@ -380,6 +397,7 @@ async fn the_apps_answer_acks_retries_or_drops() {
         "/missing",
         "/success",
         "/hang-once",
+        "/ok-never",
     ]
     .into_iter()
     .map(|p| (p, app.deliveries(p).len()))
@@ -390,7 +408,8 @@ async fn the_apps_answer_acks_retries_or_drops() {
             ("/retry-once", 2),
             ("/fail-once", 2),
             ("/drop", 1),
-            ("/ok-poison", 1),
+            ("/ok-poison", 2),
+            ("/ok-never", 0),
             ("/missing", 1),
             ("/success", 1),
             ("/hang-once", 2),
