@@ -165,7 +165,7 @@ impl Routing {
                 return Ok(Some(&rule.path));
             };
             let context = context.get_or_insert_with(|| {
-                let mut context = cel::Context::default();
+                let mut context = cel::Context::with_env(STDLIB.clone());
                 context.add_variable_from_value("event", cel_value(event));
                 context
             });
@@ -184,6 +184,11 @@ impl Routing {
         Ok(None)
     }
 }
+
+/// CEL's standard environment, built once (building it registers every
+/// standard function) and shared by every evaluation.
+static STDLIB: std::sync::LazyLock<Arc<cel::Env>> =
+    std::sync::LazyLock::new(|| Arc::new(cel::Env::stdlib()));
 
 /// A JSON value as CEL sees it in daprd: numbers are doubles.
 fn cel_value(value: &serde_json::Value) -> cel::Value {
