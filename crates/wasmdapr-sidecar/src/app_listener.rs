@@ -78,9 +78,10 @@ impl ServedApp {
         let app = Arc::new(WasmApp::new(app, caps, limits, app_config)?);
         if let Some(sidecar) = &sidecar {
             // A fresh runtime has no channel yet; the app is its one app.
+            // Events reach the Wasm app on the same channel as invocations;
+            // subscribed before connected, so ready means subscribed.
+            sidecar.start_subscriptions(app.clone()).await;
             let _ = sidecar.runtime.set_app_channel(app.clone());
-            // Events reach the Wasm app on the same channel as invocations.
-            sidecar.start_subscriptions().await;
         }
         let stop = tokio::sync::watch::channel(false);
         let (listen_addr, server) = match config.listen {

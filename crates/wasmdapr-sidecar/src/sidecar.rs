@@ -18,8 +18,8 @@ use wasmdapr_runtime::api::{AppConnectionProperties, AppHealthProperties, Metada
 use wasmdapr_runtime::resources::Subscription;
 use wasmdapr_runtime::runtime::{AppSubscriptions, DeliveryOptions};
 use wasmdapr_runtime::{
-    ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver, RemoteInvocation,
-    Resources, Runtime,
+    AppChannel, ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver,
+    RemoteInvocation, Resources, Runtime,
 };
 
 use crate::identity::identity;
@@ -214,26 +214,29 @@ impl Sidecar {
             ready = app.wait_ready(None) => ready?,
             _ = self.runtime.shutdown_requested() => return Ok(()),
         }
-        if self.runtime.set_app_channel(Arc::new(app)).is_err() {
+        let app: Arc<dyn AppChannel> = Arc::new(app);
+        // Subscribed before connected: the sidecar reports ready (and
+        // publishers may start) only once the app's subscriptions run.
+        self.start_subscriptions(app.clone()).await;
+        if self.runtime.set_app_channel(app).is_err() {
             tracing::warn!("an app channel was already connected; --app-port is ignored");
         }
-        self.start_subscriptions().await;
         Ok(())
     }
 
-    /// Starts delivering events to the connected app: its declarative
-    /// subscriptions and those its `GET /dapr/subscribe` answers, as
-    /// daprd does once the app channel is ready. Called by
-    /// [`Sidecar::connect_http_app`] and by a served Wasm app; a second
-    /// call, or one without an app channel, does nothing.
-    pub async fn start_subscriptions(&self) {
+    /// Starts delivering events to the app behind `channel`: its
+    /// declarative subscriptions and those its `GET /dapr/subscribe`
+    /// answers, as daprd does once the app channel is ready. Called by
+    /// [`Sidecar::connect_http_app`] and by a served Wasm app, before the
+    /// channel is connected; a second call does nothing.
+    pub async fn start_subscriptions(&self, channel: Arc<dyn AppChannel>) {
         let mut running = self.subscriptions.lock().await;
-        if running.is_some() || self.runtime.app_channel().is_none() {
+        if running.is_some() {
             return;
         }
         let started = self
             .runtime
-            .start_app_subscriptions(&self.declared_subscriptions, self.delivery)
+            .start_app_subscriptions(channel, &self.declared_subscriptions, self.delivery)
             .await;
         *running = Some(started);
     }

@@ -105,10 +105,10 @@ impl Runtime {
     /// `GET /dapr/subscribe`. A 404 is none (the app has no such route);
     /// another status, an unreadable answer or an app that cannot be
     /// reached is none too, logged as an error, as in daprd.
-    pub async fn programmatic_subscriptions(&self) -> Vec<AppSubscription> {
-        let Some(channel) = self.app_channel() else {
-            return Vec::new();
-        };
+    pub async fn programmatic_subscriptions(
+        &self,
+        channel: &dyn AppChannel,
+    ) -> Vec<AppSubscription> {
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=SUBSCRIBE_ATTEMPTS {
             let request = http::Request::get("/dapr/subscribe")
@@ -148,20 +148,19 @@ impl Runtime {
     }
 
     /// Collects the app's subscriptions (`declared` in its scope, then its
-    /// programmatic ones) and starts each on its broker, delivering to the
-    /// app channel. Needs the app channel; without it nothing is started.
-    /// A subscription that cannot start (unknown pub/sub, forbidden topic,
+    /// programmatic ones) and starts each on its broker, delivering to
+    /// `channel`: the app's channel, given before it is connected with
+    /// [`Runtime::set_app_channel`] so that the sidecar reports ready only
+    /// once the app is subscribed. A subscription that cannot start (unknown pub/sub, forbidden topic,
     /// broker error) is logged and left out; the others run.
     pub async fn start_app_subscriptions(
         &self,
+        channel: Arc<dyn AppChannel>,
         declared: &[DeclaredSubscription],
         options: DeliveryOptions,
     ) -> AppSubscriptions {
         let mut started = AppSubscriptions::default();
-        let Some(channel) = self.app_channel().cloned() else {
-            return started;
-        };
-        let programmatic = self.programmatic_subscriptions().await;
+        let programmatic = self.programmatic_subscriptions(&*channel).await;
         for sub in merge(self.app_id.as_str(), declared, programmatic) {
             let (pubsub, topic) = (sub.pubsub_name.clone(), sub.topic.clone());
             match self.start_one(sub, channel.clone(), options).await {
