@@ -21,6 +21,7 @@
 
 pub mod cloudevent;
 pub mod scopes;
+pub mod subscriptions;
 
 use std::sync::Arc;
 

@@ -78,6 +78,9 @@ impl ServedApp {
         let app = Arc::new(WasmApp::new(app, caps, limits, app_config)?);
         if let Some(sidecar) = &sidecar {
             // A fresh runtime has no channel yet; the app is its one app.
+            // Events reach the Wasm app on the same channel as invocations;
+            // subscribed before connected, so ready means subscribed.
+            sidecar.start_subscriptions(app.clone()).await;
             let _ = sidecar.runtime.set_app_channel(app.clone());
         }
         let stop = tokio::sync::watch::channel(false);

@@ -10,6 +10,7 @@ use wasmdapr_api::http_app::HealthCheck;
 use wasmdapr_api::internal::identity::DEFAULT_NAMESPACE;
 use wasmdapr_components::nameresolution::sqlite::SqliteNameResolver;
 use wasmdapr_runtime::AppId;
+use wasmdapr_runtime::runtime::DeliveryOptions;
 
 /// Where the default state store keeps its file, relative to the working directory.
 pub const EMBEDDED_DIR: &str = ".wasmdapr";
@@ -52,6 +53,9 @@ pub struct SidecarConfig {
     /// (`trust/`). Without one (no home directory), the sidecar neither
     /// invokes other apps nor is reached by them, with a warning.
     pub data_dir: Option<PathBuf>,
+    /// How pub/sub events are delivered to the app (the delivery timeout,
+    /// when a failure goes to the dead-letter topic).
+    pub delivery: DeliveryOptions,
 }
 
 impl SidecarConfig {
@@ -72,6 +76,7 @@ impl SidecarConfig {
             mtls: None,
             namespace: DEFAULT_NAMESPACE.to_owned(),
             data_dir: SqliteNameResolver::default_dir(),
+            delivery: DeliveryOptions::default(),
         }
     }
 }

@@ -15,9 +15,11 @@ use wasmdapr_api::http_app::HttpAppConfig;
 use wasmdapr_api::{HttpApp, InternalClient};
 use wasmdapr_host::LocalDapr;
 use wasmdapr_runtime::api::{AppConnectionProperties, AppHealthProperties, MetadataApi};
+use wasmdapr_runtime::resources::Subscription;
+use wasmdapr_runtime::runtime::{AppSubscriptions, DeliveryOptions};
 use wasmdapr_runtime::{
-    ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver, RemoteInvocation,
-    Resources, Runtime,
+    AppChannel, ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver,
+    RemoteInvocation, Resources, Runtime,
 };
 
 use crate::identity::identity;
@@ -43,6 +45,12 @@ pub struct Sidecar {
     max_body_size: usize,
     /// Where this sidecar announces its app and resolves others.
     name_resolver: Option<Arc<dyn NameResolver>>,
+    /// The `Subscription` resources of the resources folders, started
+    /// (with the app's own) once the app is connected.
+    declared_subscriptions: Vec<Subscription>,
+    delivery: DeliveryOptions,
+    /// The app's running subscriptions, closed when the sidecar stops.
+    subscriptions: tokio::sync::Mutex<Option<AppSubscriptions>>,
     tasks: tokio::task::JoinSet<Result<(), SidecarError>>,
 }
 
@@ -56,13 +64,15 @@ fn registry() -> ComponentRegistry {
 impl Sidecar {
     /// Loads the components and starts the APIs on their ports.
     pub async fn start(config: SidecarConfig) -> Result<Self, SidecarError> {
-        let specs = if config.resources_paths.is_empty() {
-            ComponentSpec::embedded_defaults(&config.embedded_dir)
+        let (specs, declared_subscriptions) = if config.resources_paths.is_empty() {
+            let specs = ComponentSpec::embedded_defaults(&config.embedded_dir)
                 .into_iter()
                 .map(Into::into)
-                .collect()
+                .collect();
+            (specs, Vec::new())
         } else {
-            Resources::load_dirs(&config.resources_paths)?.components
+            let resources = Resources::load_dirs(&config.resources_paths)?;
+            (resources.components, resources.subscriptions)
         };
         let registry = registry();
         // Opening the name resolution database and issuing the sidecar's
@@ -169,6 +179,9 @@ impl Sidecar {
             api_token,
             max_body_size,
             name_resolver,
+            declared_subscriptions,
+            delivery: config.delivery,
+            subscriptions: tokio::sync::Mutex::new(None),
             tasks,
         })
     }
@@ -201,10 +214,41 @@ impl Sidecar {
             ready = app.wait_ready(None) => ready?,
             _ = self.runtime.shutdown_requested() => return Ok(()),
         }
-        if self.runtime.set_app_channel(Arc::new(app)).is_err() {
+        let app: Arc<dyn AppChannel> = Arc::new(app);
+        // Subscribed before connected: the sidecar reports ready (and
+        // publishers may start) only once the app's subscriptions run.
+        self.start_subscriptions(app.clone()).await;
+        if self.runtime.set_app_channel(app).is_err() {
             tracing::warn!("an app channel was already connected; --app-port is ignored");
         }
         Ok(())
+    }
+
+    /// Starts delivering events to the app behind `channel`: its
+    /// declarative subscriptions and those its `GET /dapr/subscribe`
+    /// answers, as daprd does once the app channel is ready. Called by
+    /// [`Sidecar::connect_http_app`] and by a served Wasm app, before the
+    /// channel is connected; a second call does nothing.
+    pub async fn start_subscriptions(&self, channel: Arc<dyn AppChannel>) {
+        let mut running = self.subscriptions.lock().await;
+        if running.is_some() {
+            return;
+        }
+        let started = self
+            .runtime
+            .start_app_subscriptions(channel, &self.declared_subscriptions, self.delivery)
+            .await;
+        *running = Some(started);
+    }
+
+    /// `(pubsub, topic)` of the app's running subscriptions.
+    pub async fn subscribed_topics(&self) -> Vec<(String, String)> {
+        self.subscriptions
+            .lock()
+            .await
+            .as_ref()
+            .map(AppSubscriptions::topics)
+            .unwrap_or_default()
     }
 
     /// The sidecar's HTTP API served in-process to a guest's outbound
@@ -246,6 +290,17 @@ impl Sidecar {
                 .register(self.runtime.app_id(), &announced.to_string())
                 .await?;
         }
+        if self.runtime.app_channel().is_none() {
+            for sub in &self.declared_subscriptions {
+                tracing::warn!(
+                    file = %sub.source.display(),
+                    "Subscription `{}` (topic `{}` of `{}`) is not started: no app is connected to deliver to",
+                    sub.name,
+                    sub.topic,
+                    sub.pubsub_name
+                );
+            }
+        }
         let first = tokio::select! {
             _ = stop => None,
             _ = self.runtime.shutdown_requested() => None,
@@ -268,6 +323,10 @@ impl Sidecar {
         first: Option<Result<Result<(), SidecarError>, tokio::task::JoinError>>,
     ) -> Result<(), SidecarError> {
         MetadataApi::shutdown(&*self.runtime);
+        // No new event is taken; deliveries in flight finish.
+        if let Some(subscriptions) = self.subscriptions.lock().await.take() {
+            subscriptions.close().await;
+        }
         if let Some(resolver) = &self.name_resolver
             && let Err(error) = resolver.deregister().await
         {

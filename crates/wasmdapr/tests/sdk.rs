@@ -535,3 +535,102 @@ async fn rust_sdk_on_redis() {
             .is_empty()
     );
 }
+
+/// A Dapr subscriber app as the quickstarts write it (Python's standard
+/// `http.server`, `GET /dapr/subscribe` and a route) behind
+/// `wasmdapr sidecar --app-port` on the embedded default: an event
+/// published with the Python SDK's `publish_event` reaches it as a
+/// CloudEvent with the fields of Dapr's envelope.
+#[test]
+fn python_app_receives_events_published_by_the_python_sdk() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("python-app-{}", uuid_like());
+    let out = dir.path().join("received.jsonl");
+    let app_port = common::free_port();
+    let mut app = Command::new("python3")
+        .arg(repo().join("crates/wasmdapr/tests/sdk/python/subscriber_app.py"))
+        .env("APP_PORT", app_port.to_string())
+        .env("PUBSUB", "pubsub")
+        .env("TOPIC", &topic)
+        .env("OUT", &out)
+        .spawn()
+        .expect("python3");
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let (mut cmd, http, grpc) = common::sidecar_command(dir.path(), None);
+    let child = cmd
+        .args(["--app-port", &app_port.to_string()])
+        .spawn()
+        .expect("starting wasmdapr sidecar");
+    let sidecar = Sidecar { child, http, grpc };
+    // Healthy once the app is connected and its subscriptions started.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::http(http, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        assert!(app.try_wait().unwrap().is_none(), "the app exited");
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let app = KillOnDrop(app);
+
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let mut cmd = Command::new(python);
+    cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
+        .arg("publish_one.py")
+        .env("PUBSUB", "pubsub")
+        .env("TOPIC", &topic);
+    run_suite(cmd, &sidecar, "Dapr Python SDK (publish_event)");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        if let Some(line) = std::fs::read_to_string(&out)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+        {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "the app received nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let received: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(received["content_type"], "application/cloudevents+json");
+    let ce = &received["event"];
+    assert!(
+        ce["id"].as_str().is_some_and(|id| id.len() == 36),
+        "a UUID id: {ce}"
+    );
+    assert_eq!(ce["source"], "tests", "the publisher's app id");
+    assert_eq!(ce["type"], "com.dapr.event.sent");
+    assert_eq!(ce["specversion"], "1.0");
+    assert_eq!(ce["datacontenttype"], "application/json");
+    assert_eq!(ce["topic"], topic.as_str());
+    assert_eq!(ce["pubsubname"], "pubsub");
+    assert_eq!(
+        ce["data"],
+        serde_json::json!({"orderId": 42, "item": "tea"})
+    );
+    assert!(
+        ce["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("00-"))
+    );
+    // Acked: not delivered again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let lines = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert_eq!(lines, 1, "delivered once");
+    drop(app);
+}

@@ -419,3 +419,74 @@ async fn oversized_bodies_are_413_declared_or_chunked() {
         .unwrap();
     assert_eq!(small.status(), 200);
 }
+
+/// Pub/sub events trigger a Wasm HTTP handler through the same app channel
+/// as invocations (a fresh instance each): the http-counter example,
+/// subscribed by a declarative `Subscription`, counts every event in its
+/// state store once (each acked, none redelivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_events_trigger_a_wasm_handler() {
+    let resources = tempfile::tempdir().unwrap();
+    let at = |file: &str| resources.path().join(file).display().to_string();
+    std::fs::write(
+        resources.path().join("resources.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\n\
+             spec:\n  type: state.sqlite\n  version: v1\n  metadata:\n\
+             \x20 - name: connectionString\n    value: {}\n---\n\
+             apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\n\
+             spec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n\
+             \x20 - name: connectionString\n    value: {}\n\
+             \x20 - name: pollInterval\n    value: 20ms\n---\n\
+             apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: orders\n\
+             spec:\n  pubsubname: pubsub\n  topic: orders\n  route: /orders\n",
+            at("state.db"),
+            at("pubsub.db")
+        ),
+    )
+    .unwrap();
+    let dir = resources.path().display().to_string();
+    let served = serve(
+        EXAMPLE_HTTP_COUNTER,
+        "counter-events",
+        &["--resources-path", &dir],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let count = || async {
+        let answer = client
+            .get(served.dapr_url("/v1.0/state/statestore/counter"))
+            .send()
+            .await
+            .unwrap();
+        answer
+            .text()
+            .await
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    // The readiness probes and GET /dapr/subscribe counted too.
+    let before = count().await;
+    for n in 0..5 {
+        let published = client
+            .post(served.dapr_url("/v1.0/publish/pubsub/orders"))
+            .json(&serde_json::json!({ "n": n }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(published.status(), 204);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count().await < before + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "events not counted: {}",
+            count().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(count().await, before + 5, "each event counted once");
+}

@@ -184,13 +184,13 @@ impl Resources {
     /// line when it starts applying them.
     pub fn report_unapplied(&self) {
         for sub in &self.subscriptions {
-            tracing::warn!(
-                file = %sub.source.display(),
-                "Subscription `{}` (topic `{}` of `{}`) loaded but not applied yet: this build has no pub/sub",
-                sub.name,
-                sub.topic,
-                sub.pubsub_name
-            );
+            if sub.bulk_subscribe.enabled {
+                tracing::warn!(
+                    file = %sub.source.display(),
+                    "Subscription `{}`: bulkSubscribe is not applied yet; events are delivered one by one",
+                    sub.name
+                );
+            }
         }
         for resiliency in &self.resiliencies {
             tracing::warn!(

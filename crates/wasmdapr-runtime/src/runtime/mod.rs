@@ -7,17 +7,23 @@
 //!   and TTLs, and the mapping of store errors to Dapr's error table;
 //! - [`pubsub`]: publishing: component lookup and checks in daprd's order,
 //!   the CloudEvents envelope, topic scopes, broker errors;
+//! - `delivery`: events to the app: its subscriptions (declarative and
+//!   `GET /dapr/subscribe`) started on their brokers, each message routed
+//!   and `POST`ed on the app channel, acked, retried or dead-lettered as
+//!   the app answers;
 //! - [`invoke`]: service invocation, to the own app or another app's sidecar;
 //! - [`metadata`]: what the sidecar reports about itself, its extended
 //!   attributes, readiness and shutdown.
 //!
 //! This file holds what the blocks share: the [`Runtime`] and its wiring.
 
+mod delivery;
 mod invoke;
 mod metadata;
 mod pubsub;
 mod state;
 
+pub use delivery::{AppSubscriptions, DeliveryOptions};
 pub use pubsub::SubscribeError;
 
 use std::sync::Arc;

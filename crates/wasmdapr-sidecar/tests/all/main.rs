@@ -1,4 +1,5 @@
 //! The sidecar started as a library, with no command line: black-box tests
 //! over its real ports.
 
+mod delivery;
 mod sidecar;

@@ -1,0 +1,472 @@
+//! Pub/sub events delivered to an app on `--app-port`: a real HTTP app (an
+//! axum server in the test, answering `/dapr/subscribe` and its routes as
+//! Dapr apps do), a library sidecar connected to it, events published over
+//! the sidecar's HTTP API to real brokers (`pubsub.in-memory`,
+//! `pubsub.sqlite`), and what the app received counted.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use wasmdapr_runtime::AppId;
+use wasmdapr_runtime::runtime::DeliveryOptions;
+use wasmdapr_sidecar::{AppConnection, Sidecar, SidecarConfig};
+
+/// One request the app received.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    event: Value,
+}
+
+/// The app: what `/dapr/subscribe` answers (`None`: 404), and everything
+/// it received. Routes behave by name:
+/// `/ok` 200 empty; `/success` `{"status":"SUCCESS"}`; `/retry-once`
+/// RETRY the first time an event id is seen; `/fail-once` 500 the first
+/// time; `/drop` DROP; `/hang-once` never answers the first time; any
+/// other path 404.
+#[derive(Clone, Default)]
+struct TestApp {
+    subscribe: Option<Value>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl TestApp {
+    fn deliveries(&self, path: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `path` got `count` deliveries (at most 15 s).
+    async fn wait_for(&self, path: &str, count: usize) -> Vec<Received> {
+        let start = Instant::now();
+        loop {
+            let got = self.deliveries(path);
+            if got.len() >= count {
+                return got;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "{path}: {} deliveries of {count} after 15 s: {:?}",
+                got.len(),
+                self.received.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn app_handler(
+    State(app): State<TestApp>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    if path == "/dapr/subscribe" {
+        return match &app.subscribe {
+            Some(subs) => axum::Json(subs.clone()).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
+    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let seen_before = app
+        .deliveries(&path)
+        .iter()
+        .any(|r| r.event["id"] == event["id"]);
+    app.received.lock().unwrap().push(Received {
+        path: path.clone(),
+        headers,
+        event,
+    });
+    let status = |s: &str| axum::Json(json!({"status": s})).into_response();
+    match path.as_str() {
+        "/success" => status("SUCCESS"),
+        "/retry-once" if !seen_before => status("RETRY"),
+        "/fail-once" if !seen_before => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        "/drop" => status("DROP"),
+        "/hang-once" if !seen_before => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        "/ok" | "/retry-once" | "/fail-once" | "/hang-once" => StatusCode::OK.into_response(),
+        _ if path.starts_with("/ok") => StatusCode::OK.into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Serves `app` on a free port.
+async fn serve(app: TestApp) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().fallback(app_handler).with_state(app);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// A resources folder with `pubsub.in-memory` as `memory` and
+/// `pubsub.sqlite` as `sqlite` (both redelivering after 100 ms), plus
+/// `extra` YAML.
+fn resources(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("resources");
+    std::fs::create_dir_all(&path).unwrap();
+    let db = dir.join("queue.db");
+    std::fs::write(
+        path.join("pubsub.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: memory\n\
+             spec:\n  type: pubsub.in-memory\n  version: v1\n  metadata:\n\
+             \x20 - name: redeliverInterval\n    value: 100ms\n---\n\
+             apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: sqlite\n\
+             spec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n\
+             \x20 - name: connectionString\n    value: {}\n\
+             \x20 - name: redeliverInterval\n    value: 100ms\n\
+             \x20 - name: pollInterval\n    value: 20ms\n{extra}",
+            db.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A sidecar of `app_id` over `resources`, connected to `app`, delivering
+/// with a 1 s timeout.
+async fn sidecar(
+    app_id: &str,
+    dir: &std::path::Path,
+    resources: std::path::PathBuf,
+    app: SocketAddr,
+) -> Sidecar {
+    let config = SidecarConfig {
+        http_port: 0,
+        grpc_port: 0,
+        internal_grpc_port: 0,
+        resources_paths: vec![resources],
+        embedded_dir: dir.join("embedded"),
+        data_dir: Some(dir.join("data")),
+        delivery: DeliveryOptions {
+            timeout: Duration::from_secs(1),
+            ..DeliveryOptions::default()
+        },
+        ..SidecarConfig::new(AppId::new(app_id).unwrap())
+    };
+    let sidecar = Sidecar::start(config).await.unwrap();
+    sidecar
+        .connect_http_app(AppConnection {
+            address: app,
+            app_token: None,
+            protocol: "http".into(),
+            health: None,
+        })
+        .await
+        .unwrap();
+    sidecar
+}
+
+/// Publishes `data` as JSON over the sidecar's HTTP API.
+async fn publish(sidecar: &Sidecar, pubsub: &str, topic: &str, data: Value) {
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1.0/publish/{pubsub}/{topic}",
+            sidecar.http_addr
+        ))
+        .json(&data)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204, "{:?}", answer.text().await);
+}
+
+fn sorted(mut topics: Vec<(String, String)>) -> Vec<(String, String)> {
+    topics.sort();
+    topics
+}
+
+/// The app's `/dapr/subscribe` in both shapes: a v1 `route` on the
+/// in-memory broker, and v2 `routes` with a CEL rule over the event's data
+/// on SQLite. Each event arrives as a CloudEvent POSTed with Dapr's content
+/// type and headers, at the route its rule picks.
+#[tokio::test(flavor = "multi_thread")]
+async fn programmatic_subscriptions_v1_and_v2_with_cel() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp {
+        subscribe: Some(json!([
+            {"pubsubname": "memory", "topic": "orders", "route": "/ok"},
+            {"pubsubname": "sqlite", "topic": "widgets",
+             "routes": {"rules": [{"match": "event.data.kind == \"gadget\" && event.data.n > 1.0", "path": "/ok-gadgets"}],
+                        "default": "ok-widgets"}},
+        ])),
+        ..TestApp::default()
+    };
+    let addr = serve(app.clone()).await;
+    let sidecar = sidecar("checkout", dir.path(), resources(dir.path(), ""), addr).await;
+    assert_eq!(
+        sorted(sidecar.subscribed_topics().await),
+        [
+            ("memory".to_string(), "orders".to_string()),
+            ("sqlite".to_string(), "widgets".to_string())
+        ]
+    );
+
+    publish(&sidecar, "memory", "orders", json!({"id": 7})).await;
+    let got = app.wait_for("/ok", 1).await;
+    let ce = &got[0].event;
+    assert_eq!(ce["source"], "checkout");
+    assert_eq!(ce["type"], "com.dapr.event.sent");
+    assert_eq!(ce["specversion"], "1.0");
+    assert_eq!(ce["datacontenttype"], "application/json");
+    assert_eq!(ce["topic"], "orders");
+    assert_eq!(ce["pubsubname"], "memory");
+    assert_eq!(ce["data"], json!({"id": 7}));
+    let headers = &got[0].headers;
+    assert_eq!(headers["content-type"], "application/cloudevents+json");
+    assert_eq!(headers["pubsubname"], "memory");
+    let traceparent = headers["traceparent"].to_str().unwrap();
+    let trace_id = &ce["traceparent"].as_str().unwrap()[3..35];
+    assert!(
+        traceparent.contains(trace_id) && traceparent != ce["traceparent"],
+        "a child span of the event's trace: {traceparent} vs {}",
+        ce["traceparent"]
+    );
+
+    publish(
+        &sidecar,
+        "sqlite",
+        "widgets",
+        json!({"kind": "gadget", "n": 2}),
+    )
+    .await;
+    publish(
+        &sidecar,
+        "sqlite",
+        "widgets",
+        json!({"kind": "gadget", "n": 1}),
+    )
+    .await;
+    publish(
+        &sidecar,
+        "sqlite",
+        "widgets",
+        json!({"kind": "sprocket", "n": 5}),
+    )
+    .await;
+    let gadgets = app.wait_for("/ok-gadgets", 1).await;
+    let widgets = app.wait_for("/ok-widgets", 2).await;
+    assert_eq!(gadgets[0].event["data"], json!({"kind": "gadget", "n": 2}));
+    let mut defaulted: Vec<Value> = widgets.iter().map(|r| r.event["data"].clone()).collect();
+    defaulted.sort_by_key(|v| v["n"].as_i64());
+    assert_eq!(
+        defaulted,
+        [
+            json!({"kind": "gadget", "n": 1}),
+            json!({"kind": "sprocket", "n": 5})
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.deliveries("/ok-gadgets").len(), 1, "acked once");
+    sidecar.shutdown().await.unwrap();
+}
+
+/// Declarative `Subscription` resources (v1alpha1 and v2alpha1) apply to
+/// the apps of their `scopes` only; an app with no `/dapr/subscribe` (404)
+/// has just those; a programmatic one would replace a declared one.
+#[tokio::test(flavor = "multi_thread")]
+async fn declarative_subscriptions_with_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: mine\n\
+                spec:\n  pubsubname: sqlite\n  topic: mine\n  routes:\n    rules:\n\
+                \x20   - match: event.type == \"com.dapr.event.sent\" && event.data.startsWith(\"a\")\n      path: /ok-a\n\
+                \x20   default: /ok-other\nscopes: [billing]\n---\n\
+                apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: everyone\n\
+                spec:\n  pubsubname: memory\n  topic: all\n  route: /ok-all\n---\n\
+                apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: theirs\n\
+                spec:\n  pubsubname: memory\n  topic: theirs\n  route: /ok-theirs\nscopes: [shipping]\n";
+    let app = TestApp::default();
+    let addr = serve(app.clone()).await;
+    let sidecar = sidecar("billing", dir.path(), resources(dir.path(), yaml), addr).await;
+    assert_eq!(
+        sorted(sidecar.subscribed_topics().await),
+        [
+            ("memory".to_string(), "all".to_string()),
+            ("sqlite".to_string(), "mine".to_string())
+        ]
+    );
+    let text = |t: &str| Value::String(t.into());
+    for (pubsub, topic, data) in [
+        ("sqlite", "mine", "apple"),
+        ("sqlite", "mine", "banana"),
+        ("memory", "all", "x"),
+        ("memory", "theirs", "y"),
+    ] {
+        // A JSON string: `data` is that string.
+        publish(&sidecar, pubsub, topic, text(data)).await;
+    }
+    assert_eq!(app.wait_for("/ok-a", 1).await[0].event["data"], "apple");
+    assert_eq!(
+        app.wait_for("/ok-other", 1).await[0].event["data"],
+        "banana"
+    );
+    assert_eq!(app.wait_for("/ok-all", 1).await[0].event["data"], "x");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.deliveries("/ok-theirs").is_empty());
+    sidecar.shutdown().await.unwrap();
+}
+
+/// The app's answer decides: RETRY and 500 are delivered again (then
+/// acked: two deliveries of one event, no third); DROP goes to the
+/// `deadLetterTopic` (which the app also subscribes to) and is not
+/// redelivered, as does an event no rule routes; 404 is dropped; an app that does not answer within the
+/// delivery timeout gets the event again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_apps_answer_acks_retries_or_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp {
+        subscribe: Some(json!([
+            {"pubsubname": "memory", "topic": "retry", "route": "/retry-once"},
+            {"pubsubname": "sqlite", "topic": "fail", "route": "/fail-once"},
+            {"pubsubname": "sqlite", "topic": "drop", "route": "/drop", "deadLetterTopic": "poison"},
+            {"pubsubname": "sqlite", "topic": "poison", "route": "/ok-poison"},
+            {"pubsubname": "memory", "topic": "gone", "route": "/missing"},
+            {"pubsubname": "sqlite", "topic": "slow", "route": "/hang-once"},
+            {"pubsubname": "memory", "topic": "fine", "route": "/success"},
+            {"pubsubname": "sqlite", "topic": "unrouted", "deadLetterTopic": "poison",
+             "routes": {"rules": [{"match": "event.type == \"never\"", "path": "/ok-never"}]}},
+        ])),
+        ..TestApp::default()
+    };
+    let addr = serve(app.clone()).await;
+    let sidecar = sidecar("answers", dir.path(), resources(dir.path(), ""), addr).await;
+    assert_eq!(sidecar.subscribed_topics().await.len(), 8);
+    for topic in ["retry", "gone", "fine"] {
+        publish(&sidecar, "memory", topic, json!({"topic": topic})).await;
+    }
+    for topic in ["fail", "drop", "slow", "unrouted"] {
+        publish(&sidecar, "sqlite", topic, json!({"topic": topic})).await;
+    }
+
+    let retried = app.wait_for("/retry-once", 2).await;
+    assert_eq!(retried[0].event["id"], retried[1].event["id"]);
+    let failed = app.wait_for("/fail-once", 2).await;
+    assert_eq!(failed[0].event["id"], failed[1].event["id"]);
+    let dropped = app.wait_for("/drop", 1).await;
+    // The dropped event and the one no rule routes, both dead-lettered.
+    let dead = app.wait_for("/ok-poison", 2).await;
+    let dead_letter = |topic: &str| {
+        dead.iter()
+            .find(|r| r.event["topic"] == topic)
+            .unwrap_or_else(|| panic!("{topic} on the dead-letter topic: {dead:?}"))
+            .event
+            .clone()
+    };
+    let from_drop = dead_letter("drop");
+    assert_eq!(
+        from_drop["id"], dropped[0].event["id"],
+        "the original envelope"
+    );
+    assert_eq!(from_drop["data"], json!({"topic": "drop"}));
+    assert_eq!(
+        dead_letter("unrouted")["data"],
+        json!({"topic": "unrouted"})
+    );
+    app.wait_for("/missing", 1).await;
+    app.wait_for("/success", 1).await;
+    let started = Instant::now();
+    let hung = app.wait_for("/hang-once", 2).await;
+    assert_eq!(hung[0].event["id"], hung[1].event["id"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Nothing acked is delivered again (the brokers redeliver after 100 ms).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let counts: HashMap<&str, usize> = [
+        "/retry-once",
+        "/fail-once",
+        "/drop",
+        "/ok-poison",
+        "/missing",
+        "/success",
+        "/hang-once",
+        "/ok-never",
+    ]
+    .into_iter()
+    .map(|p| (p, app.deliveries(p).len()))
+    .collect();
+    assert_eq!(
+        counts,
+        HashMap::from([
+            ("/retry-once", 2),
+            ("/fail-once", 2),
+            ("/drop", 1),
+            ("/ok-poison", 2),
+            ("/ok-never", 0),
+            ("/missing", 1),
+            ("/success", 1),
+            ("/hang-once", 2),
+        ])
+    );
+    sidecar.shutdown().await.unwrap();
+}
+
+/// On Redis Streams (`pubsub.redis`, real Redis on 127.0.0.1:6379): a
+/// RETRY leaves the entry pending, it is claimed again after
+/// `processingTimeout` and delivered a second time, then acked; a v2 rule
+/// routes by the event's type (a `cloudevent.type` override).
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_streams_redeliver_until_the_app_takes_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("delivery-{}-{nanos}", std::process::id());
+    let yaml = "---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redis\n\
+                spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n\
+                \x20 - name: redisHost\n    value: 127.0.0.1:6379\n\
+                \x20 - name: processingTimeout\n    value: 200ms\n\
+                \x20 - name: redeliverInterval\n    value: 100ms\n";
+    let app = TestApp {
+        subscribe: Some(json!([
+            {"pubsubname": "redis", "topic": topic,
+             "routes": {"rules": [{"match": "event.type == \"order.retry\"", "path": "/retry-once"}],
+                        "default": "/ok-redis"}},
+        ])),
+        ..TestApp::default()
+    };
+    let addr = serve(app.clone()).await;
+    let sidecar = sidecar("redis-app", dir.path(), resources(dir.path(), yaml), addr).await;
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1.0/publish/redis/{topic}?metadata.cloudevent.type=order.retry",
+            sidecar.http_addr
+        ))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204, "{:?}", answer.text().await);
+    publish(&sidecar, "redis", &topic, json!({"n": 2})).await;
+    let retried = app.wait_for("/retry-once", 2).await;
+    assert_eq!(retried[0].event["id"], retried[1].event["id"]);
+    assert_eq!(retried[0].event["type"], "order.retry");
+    let plain = app.wait_for("/ok-redis", 1).await;
+    assert_eq!(plain[0].event["data"], json!({"n": 2}));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        app.deliveries("/retry-once").len(),
+        2,
+        "acked after the retry"
+    );
+    assert_eq!(app.deliveries("/ok-redis").len(), 1);
+    sidecar.shutdown().await.unwrap();
+}
