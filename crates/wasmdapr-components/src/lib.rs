@@ -28,6 +28,7 @@
 
 pub mod nameresolution;
 pub mod pubsub;
+mod sqlite_file;
 pub mod state;
 
 use std::sync::Arc;

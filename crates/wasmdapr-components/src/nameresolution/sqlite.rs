@@ -23,6 +23,7 @@
 //! | `busyTimeout` | `800ms` | SQLite's wait for another process's lock |
 //! | `disableWAL` | `false` | WAL lets lookups proceed during writes (without it a lookup may wait up to `busyTimeout`) |
 
+use crate::sqlite_file;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
@@ -251,22 +252,9 @@ fn now() -> i64 {
 }
 
 fn open_connection(config: &SqliteResolverConfig) -> Result<Connection, String> {
-    if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let connection =
-        Connection::open(&config.path).map_err(|e| format!("cannot open the database: {e}"))?;
-    connection
-        .busy_timeout(config.busy_timeout)
-        .map_err(|e| e.to_string())?;
+    let connection = sqlite_file::open(&config.path, config.busy_timeout)?;
     if !config.disable_wal {
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(|e| format!("cannot enable WAL: {e}"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(%mode, "SQLite name resolution: WAL mode is not available");
-        }
+        sqlite_file::enable_wal(&connection, "SQLite name resolution")?;
     }
     connection
         .execute_batch(&format!(

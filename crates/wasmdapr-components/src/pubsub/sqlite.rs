@@ -33,6 +33,7 @@
 //! has taken and acked are deleted; a topic no group has subscribed to
 //! keeps its messages for the first one.
 
+use crate::sqlite_file;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -227,27 +228,10 @@ impl std::fmt::Debug for SqlitePubSub {
 }
 
 fn open_connection(config: &SqlitePubSubConfig) -> Result<Connection, String> {
-    if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let connection =
-        Connection::open(&config.path).map_err(|e| format!("cannot open the database: {e}"))?;
-    connection
-        .busy_timeout(config.busy_timeout)
-        .map_err(|e| e.to_string())?;
-    // WAL with `synchronous = NORMAL` is durable across process crashes
-    // (a committed publish or ack survives `kill -9`), without an fsync
-    // per commit.
-    let mode: String = connection
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(|e| format!("cannot enable WAL: {e}"))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(%mode, "SQLite pub/sub: WAL mode is not available");
-    }
-    connection
-        .pragma_update(None, "synchronous", "NORMAL")
-        .map_err(|e| e.to_string())?;
+    let connection = sqlite_file::open(&config.path, config.busy_timeout)?;
+    // A committed publish or ack survives `kill -9`.
+    sqlite_file::enable_wal(&connection, "SQLite pub/sub")?;
+    sqlite_file::durable_without_fsync(&connection)?;
     let p = &config.table_prefix;
     connection
         .execute_batch(&format!(

@@ -23,6 +23,7 @@
 //! milliseconds. Expired rows read as missing and are deleted every
 //! `cleanupInterval`. A bulk set is one transaction.
 
+use crate::sqlite_file;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -240,10 +241,7 @@ fn open_connection(config: &SqliteConfig) -> Result<Connection, String> {
     let connection = match &config.location {
         SqliteLocation::Memory => Connection::open_in_memory(),
         SqliteLocation::File(path) => {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            }
+            sqlite_file::create_folder(path)?;
             Connection::open(path)
         }
         SqliteLocation::Uri(uri) => {
@@ -260,15 +258,8 @@ fn open_connection(config: &SqliteConfig) -> Result<Connection, String> {
         // WAL lets readers in other processes proceed while we write;
         // `synchronous = NORMAL` is durable across application crashes in
         // WAL mode and avoids an fsync per commit.
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(|e| format!("cannot enable WAL: {e}"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(%mode, "SQLite state store: WAL mode is not available");
-        }
-        connection
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| e.to_string())?;
+        sqlite_file::enable_wal(&connection, "SQLite state store")?;
+        sqlite_file::durable_without_fsync(&connection)?;
     }
     connection
         .execute_batch(&format!(
