@@ -94,6 +94,11 @@ async fn every_http_route_and_form_needs_the_token() {
         ("GET", "/v1.0/metadata"),
         ("PUT", "/v1.0/metadata/team"),
         ("PUT", "/v1.0/metadata/%2e%2e%2fhealthz"),
+        ("POST", "/v1.0/publish/pubsub/orders"),
+        ("PUT", "/v1.0/publish/pubsub/orders/nested/topic"),
+        ("POST", "/v1.0/publish/pubsub/%2e%2e%2f%2e%2e%2fhealthz"),
+        ("POST", "/v1.0/publish/bulk/pubsub/orders"),
+        ("POST", "/v1.0-alpha1/publish/bulk/pubsub/orders"),
         ("POST", "/v1.0/shutdown"),
         // The health paths with other verbs.
         ("HEAD", "/v1.0/healthz"),
