@@ -104,10 +104,14 @@ impl Runtime {
     /// The app's programmatic subscriptions: its answer to
     /// `GET /dapr/subscribe`. A 404 is none (the app has no such route);
     /// another status, an unreadable answer or an app that cannot be
-    /// reached is none too, logged as an error, as in daprd.
+    /// reached is none too, logged as an error, as in daprd. Each attempt
+    /// waits at most `timeout` (the delivery timeout): an app that never
+    /// answers must not keep the sidecar from starting its declared
+    /// subscriptions and reporting ready.
     pub async fn programmatic_subscriptions(
         &self,
         channel: &dyn AppChannel,
+        timeout: Duration,
     ) -> Vec<AppSubscription> {
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=SUBSCRIBE_ATTEMPTS {
@@ -116,7 +120,11 @@ impl Runtime {
                 .header("dapr-app-id", self.app_id.as_str())
                 .body(Bytes::new())
                 .expect("a valid request");
-            match channel.call(request).await {
+            let answer = match tokio::time::timeout(timeout, channel.call(request)).await {
+                Ok(answer) => answer.map_err(|error| error.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            };
+            match answer {
                 Ok(answer) if answer.status() == http::StatusCode::NOT_FOUND => {
                     tracing::debug!("the app has no /dapr/subscribe: no programmatic subscription");
                     return Vec::new();
@@ -160,7 +168,9 @@ impl Runtime {
         options: DeliveryOptions,
     ) -> AppSubscriptions {
         let mut started = AppSubscriptions::default();
-        let programmatic = self.programmatic_subscriptions(&*channel).await;
+        let programmatic = self
+            .programmatic_subscriptions(&*channel, options.timeout)
+            .await;
         for sub in merge(self.app_id.as_str(), declared, programmatic) {
             let (pubsub, topic) = (sub.pubsub_name.clone(), sub.topic.clone());
             match self.start_one(sub, channel.clone(), options).await {

@@ -31,10 +31,12 @@ struct Received {
 /// `/ok` 200 empty; `/success` `{"status":"SUCCESS"}`; `/retry-once`
 /// RETRY the first time an event id is seen; `/fail-once` 500 the first
 /// time; `/drop` DROP; `/hang-once` never answers the first time; any
-/// other path 404.
+/// other path 404. With `subscribe_hangs`, `/dapr/subscribe` never answers.
 #[derive(Clone, Default)]
 struct TestApp {
     subscribe: Option<Value>,
+    /// `/dapr/subscribe` never answers.
+    subscribe_hangs: bool,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -76,6 +78,9 @@ async fn app_handler(
 ) -> Response {
     let path = uri.path().to_owned();
     if path == "/dapr/subscribe" {
+        if app.subscribe_hangs {
+            std::future::pending::<()>().await;
+        }
         return match &app.subscribe {
             Some(subs) => axum::Json(subs.clone()).into_response(),
             None => StatusCode::NOT_FOUND.into_response(),
@@ -468,5 +473,36 @@ async fn redis_streams_redeliver_until_the_app_takes_the_event() {
         "acked after the retry"
     );
     assert_eq!(app.deliveries("/ok-redis").len(), 1);
+    sidecar.shutdown().await.unwrap();
+}
+
+/// An app whose `/dapr/subscribe` never answers does not hold the sidecar:
+/// each attempt is bounded by the delivery timeout (1 s here; four
+/// attempts with daprd's backoff), then the declared subscriptions start
+/// and events flow.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_that_never_answers_subscribe_does_not_hold_the_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "---\napiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: all\n\
+                spec:\n  pubsubname: memory\n  topic: all\n  route: /ok-all\n";
+    let app = TestApp {
+        subscribe_hangs: true,
+        ..TestApp::default()
+    };
+    let addr = serve(app.clone()).await;
+    let started = Instant::now();
+    let sidecar = tokio::time::timeout(
+        Duration::from_secs(20),
+        sidecar("billing", dir.path(), resources(dir.path(), yaml), addr),
+    )
+    .await
+    .expect("the sidecar connected its app despite a hung /dapr/subscribe");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(
+        sidecar.subscribed_topics().await,
+        [("memory".to_string(), "all".to_string())]
+    );
+    publish(&sidecar, "memory", "all", Value::String("x".into())).await;
+    assert_eq!(app.wait_for("/ok-all", 1).await[0].event["data"], "x");
     sidecar.shutdown().await.unwrap();
 }
