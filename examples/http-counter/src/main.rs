@@ -1,5 +1,8 @@
-//! An HTTP app that counts its requests in a Dapr state store and answers
-//! each with the new count.
+//! An HTTP app that counts POST requests (and the pub/sub events delivered
+//! to it, which are POSTs) in a Dapr state store and answers each with the
+//! new count. `GET /` answers the count without changing it; any other GET
+//! (a readiness probe, the sidecar's `GET /dapr/subscribe`) is 404, so only
+//! what was meant to count is counted.
 //!
 //! Every request is served by a fresh instance, possibly many at once, so
 //! the count lives in the state store, and each increment is an optimistic
@@ -27,7 +30,7 @@ mod handler {
 
     use wasi::exports::http::incoming_handler::Guest;
     use wasi::http::types::{
-        Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+        Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
     };
     use wasmdapr_sdk::{Concurrency, Dapr, Error, SaveRequest, StateStore};
 
@@ -45,10 +48,17 @@ mod handler {
     wasi::http::proxy::export!(Counter);
 
     impl Guest for Counter {
-        fn handle(_request: IncomingRequest, out: ResponseOutparam) {
+        fn handle(request: IncomingRequest, out: ResponseOutparam) {
             let name = std::env::var("STATE_STORE").unwrap_or_else(|_| "statestore".into());
             let store = Dapr::new().state(&name);
-            let (status, body) = match increment(&store) {
+            let path = request.path_with_query().unwrap_or_default();
+            let result = match request.method() {
+                Method::Post => increment(&store),
+                Method::Get if path == "/" => store.get::<u64>(KEY).map(Option::unwrap_or_default),
+                Method::Get => return answer(out, 404, "not found".into()),
+                _ => return answer(out, 405, "GET / reads the count, POST adds one".into()),
+            };
+            let (status, body) = match result {
                 Ok(count) => (200, count.to_string()),
                 Err(error) => (500, error.to_string()),
             };
