@@ -194,6 +194,9 @@ error_table! {
     PubSubForbidden => ("ERR_PUBSUB_FORBIDDEN", 403, PermissionDenied, "DAPR_PUBSUB_FORBIDDEN"),
     /// The broker failed to take the message.
     PubSubPublishMessage => ("ERR_PUBSUB_PUBLISH_MESSAGE", 500, Internal, "DAPR_PUBSUB_PUBLISH_MESSAGE"),
+    /// A state transaction on an outbox store could not publish its
+    /// internal outbox message (nothing was written).
+    PubSubOutbox => ("ERR_PUBLISH_OUTBOX", 500, Internal, "DAPR_PUBSUB_OUTBOX"),
     /// The request lacks the API token or carries a wrong one.
     Unauthorized => ("ERR_UNAUTHORIZED", 401, Unauthenticated),
     /// The request body is larger than `--max-body-size`.
@@ -641,6 +644,17 @@ impl PubSubErrors<'_> {
             .with_metadata("error", message)
     }
 
+    /// A transaction on an outbox state store could not publish its
+    /// outbox message (daprd's `PubSubOutbox`: no `ResourceInfo`).
+    pub fn outbox(self, app_id: &str, error: impl fmt::Display) -> ApiError {
+        let error = error.to_string();
+        let e = ApiError::new(
+            ErrorKind::PubSubOutbox,
+            format!("error while publishing outbox message: {error}"),
+        );
+        Self::with_app_error(e, app_id, Some(&error))
+    }
+
     /// The broker refused or failed the publish.
     pub fn publish_message(self, topic: &str, error: impl fmt::Display) -> ApiError {
         let error = truncate(&error.to_string(), MAX_MESSAGE).into_owned();
@@ -680,6 +694,19 @@ mod tests {
         );
         assert_eq!(ErrorKind::StateStoreNotConfigured.row().1, 500);
         assert_eq!(ErrorKind::StateStoreTooManyTransactions.row().1, 400);
+        // daprd's `PubSubOutbox`: 500, Internal, reason DAPR_PUBSUB_OUTBOX,
+        // `appID` and `error` in the ErrorInfo, no ResourceInfo.
+        let e = ApiError::pubsub("p").outbox("app", "broker down");
+        assert_eq!(
+            ErrorKind::PubSubOutbox.row(),
+            ("ERR_PUBLISH_OUTBOX", 500, GrpcCode::Internal)
+        );
+        assert_eq!(
+            e.message,
+            "error while publishing outbox message: broker down"
+        );
+        assert_eq!(e.details().metadata["appID"], "app");
+        assert!(e.details().resource.is_none());
     }
 
     /// Client input is quoted at most `MAX_ECHO` bytes long, cut at a

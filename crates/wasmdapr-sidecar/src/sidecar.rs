@@ -16,7 +16,7 @@ use wasmdapr_api::{HttpApp, InternalClient};
 use wasmdapr_host::LocalDapr;
 use wasmdapr_runtime::api::{AppConnectionProperties, AppHealthProperties, MetadataApi};
 use wasmdapr_runtime::resources::Subscription;
-use wasmdapr_runtime::runtime::{AppSubscriptions, DeliveryOptions};
+use wasmdapr_runtime::runtime::{AppSubscriptions, DeliveryOptions, OutboxRelays};
 use wasmdapr_runtime::{
     AppChannel, ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver,
     RemoteInvocation, Resources, Runtime,
@@ -51,6 +51,8 @@ pub struct Sidecar {
     delivery: DeliveryOptions,
     /// The app's running subscriptions, closed when the sidecar stops.
     subscriptions: tokio::sync::Mutex<Option<AppSubscriptions>>,
+    /// The outbox relays of the app's state stores (they need no app).
+    outbox: Option<OutboxRelays>,
     tasks: tokio::task::JoinSet<Result<(), SidecarError>>,
 }
 
@@ -104,6 +106,7 @@ impl Sidecar {
             });
         }
         let runtime = Arc::new(runtime);
+        let outbox = runtime.start_outbox_relays().await;
         let listen_address = config.listen_address;
         let bind = |api: &'static str, port: u16| {
             let addr = SocketAddr::new(listen_address, port);
@@ -182,6 +185,7 @@ impl Sidecar {
             declared_subscriptions,
             delivery: config.delivery,
             subscriptions: tokio::sync::Mutex::new(None),
+            outbox: Some(outbox),
             tasks,
         })
     }
@@ -326,6 +330,9 @@ impl Sidecar {
         // No new event is taken; deliveries in flight finish.
         if let Some(subscriptions) = self.subscriptions.lock().await.take() {
             subscriptions.close().await;
+        }
+        if let Some(outbox) = self.outbox.take() {
+            outbox.close().await;
         }
         if let Some(resolver) = &self.name_resolver
             && let Err(error) = resolver.deregister().await

@@ -296,6 +296,11 @@ impl CloudEvent {
         serde_json::from_str::<String>(self.0.get(name)?.get()).ok()
     }
 
+    /// Sets a string attribute, replacing any value it had.
+    pub fn set_str(&mut self, name: &str, value: &str) {
+        self.0.insert(name.to_owned(), json_string(value));
+    }
+
     /// An attribute's JSON text.
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.get())

@@ -11,6 +11,8 @@
 //!   `GET /dapr/subscribe`) started on their brokers, each message routed
 //!   and `POST`ed on the app channel, acked, retried or dead-lettered as
 //!   the app answers;
+//! - `outbox`: the transactional outbox: a state transaction's upserts
+//!   published to a topic when, and only when, the transaction commits;
 //! - [`invoke`]: service invocation, to the own app or another app's sidecar;
 //! - [`metadata`]: what the sidecar reports about itself, its extended
 //!   attributes, readiness and shutdown.
@@ -20,10 +22,12 @@
 mod delivery;
 mod invoke;
 mod metadata;
+mod outbox;
 mod pubsub;
 mod state;
 
 pub use delivery::{AppSubscriptions, DeliveryOptions};
+pub use outbox::OutboxRelays;
 pub use pubsub::SubscribeError;
 
 use std::sync::Arc;
@@ -55,6 +59,8 @@ pub struct Runtime {
     expects_app: std::sync::atomic::AtomicBool,
     /// The metadata block's own state (extended attributes, app connection).
     metadata: metadata::MetadataState,
+    /// Markers of outbox transactions that failed (see `outbox`).
+    outbox_failed: Arc<outbox::FailedMarkers>,
 }
 
 impl Runtime {
@@ -68,6 +74,7 @@ impl Runtime {
             remote: None,
             expects_app: std::sync::atomic::AtomicBool::new(false),
             metadata: metadata::MetadataState::default(),
+            outbox_failed: Arc::default(),
         }
     }
 

@@ -44,7 +44,7 @@ pub(crate) fn raw_payload(metadata: &Metadata) -> Result<bool, String> {
 /// The `traceparent` and `tracestate` of the publish's span: the caller's
 /// trace continued with a new span id, or a new trace (whose state is
 /// empty) when the caller sent none or a malformed one.
-fn producer_span(trace: &TraceContext) -> (String, String) {
+pub(super) fn producer_span(trace: &TraceContext) -> (String, String) {
     match trace.traceparent.as_deref().and_then(TraceParent::parse) {
         Some(parent) => (
             parent.child().to_string(),

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 
+use super::outbox::OutboxConfig;
 use super::{MAX_BULK_GET_KEYS, Runtime};
 use crate::api::{BulkStateItem, StateApi};
 use crate::components::{KEY_SEPARATOR, LoadedStateStore, LookupError};
@@ -260,11 +261,19 @@ impl StateApi for Runtime {
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        loaded
-            .component
-            .transact(operations)
-            .await
-            .map_err(|e| write_error(e, WriteOp::Transaction, store, ""))
+        let Some(outbox) = OutboxConfig::of(&loaded.spec) else {
+            return loaded
+                .component
+                .transact(operations)
+                .await
+                .map_err(|e| write_error(e, WriteOp::Transaction, store, ""));
+        };
+        let (operations, markers) = self.outbox_publish(&outbox, operations).await?;
+        let committed = loaded.component.transact(operations).await;
+        if committed.is_err() {
+            self.outbox_failed(markers);
+        }
+        committed.map_err(|e| write_error(e, WriteOp::Transaction, store, ""))
     }
 
     async fn query_state(

@@ -20,10 +20,10 @@ use wasmdapr_sidecar::{AppConnection, Sidecar, SidecarConfig};
 
 /// One request the app received.
 #[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    event: Value,
+pub(crate) struct Received {
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) event: Value,
 }
 
 /// The app: what `/dapr/subscribe` answers (`None`: 404), and everything
@@ -33,7 +33,7 @@ struct Received {
 /// time; `/drop` DROP; `/hang-once` never answers the first time; any
 /// other path 404. With `subscribe_hangs`, `/dapr/subscribe` never answers.
 #[derive(Clone, Default)]
-struct TestApp {
+pub(crate) struct TestApp {
     subscribe: Option<Value>,
     /// `/dapr/subscribe` never answers.
     subscribe_hangs: bool,
@@ -41,7 +41,7 @@ struct TestApp {
 }
 
 impl TestApp {
-    fn deliveries(&self, path: &str) -> Vec<Received> {
+    pub(crate) fn deliveries(&self, path: &str) -> Vec<Received> {
         self.received
             .lock()
             .unwrap()
@@ -52,7 +52,7 @@ impl TestApp {
     }
 
     /// Waits until `path` got `count` deliveries (at most 15 s).
-    async fn wait_for(&self, path: &str, count: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, path: &str, count: usize) -> Vec<Received> {
         let start = Instant::now();
         loop {
             let got = self.deliveries(path);
@@ -113,7 +113,7 @@ async fn app_handler(
 }
 
 /// Serves `app` on a free port.
-async fn serve(app: TestApp) -> SocketAddr {
+pub(crate) async fn serve(app: TestApp) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = axum::Router::new().fallback(app_handler).with_state(app);
@@ -124,7 +124,7 @@ async fn serve(app: TestApp) -> SocketAddr {
 /// A resources folder with `pubsub.in-memory` as `memory` and
 /// `pubsub.sqlite` as `sqlite` (both redelivering after 100 ms), plus
 /// `extra` YAML.
-fn resources(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+pub(crate) fn resources(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("resources");
     std::fs::create_dir_all(&path).unwrap();
     let db = dir.join("queue.db");
@@ -148,7 +148,7 @@ fn resources(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
 
 /// A sidecar of `app_id` over `resources`, connected to `app`, delivering
 /// with a 1 s timeout.
-async fn sidecar(
+pub(crate) async fn sidecar(
     app_id: &str,
     dir: &std::path::Path,
     resources: std::path::PathBuf,

@@ -2,4 +2,5 @@
 //! over its real ports.
 
 mod delivery;
+mod outbox;
 mod sidecar;
