@@ -12,11 +12,12 @@ use std::process::Command;
 
 /// The `examples/` guests the host tests run: `(binary, crate directory)`,
 /// all for wasm32-wasip2.
-const EXAMPLES: [(&str, &str); 4] = [
+const EXAMPLES: [(&str, &str); 5] = [
     ("state-demo", "examples/state-demo"),
     ("http-counter", "examples/http-counter"),
     ("invoke-pair-greeter", "examples/invoke-pair"),
     ("invoke-pair-caller", "examples/invoke-pair"),
+    ("order-pipeline-processor", "examples/order-pipeline"),
 ];
 
 /// Prefixes of the `test-programs` binaries built only for wasm32-wasip2:
@@ -81,6 +82,7 @@ fn main() {
         "examples/state-demo/src",
         "examples/invoke-pair/src",
         "examples/http-counter/src",
+        "examples/order-pipeline/src",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
@@ -91,6 +93,7 @@ fn main() {
             target,
             &root.join(crate_dir).join("Cargo.toml"),
         )
+        .args(["--bin", name])
         .status()
         .expect("running cargo to build the examples");
         assert!(status.success(), "building {crate_dir} for {target} failed");

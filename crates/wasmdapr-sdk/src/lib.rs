@@ -23,6 +23,9 @@
 //!   request types ([`SaveRequest`], [`Transaction`]).
 //! - [`invoke`]: service invocation: [`Invoker`] calls another app by id
 //!   ([`Call`] for query, headers, JSON), answering a [`Response`].
+//! - [`events`]: pub/sub events for HTTP-handler apps: [`events::Subscriptions`]
+//!   declares the topics and answers the sidecar's `GET /dapr/subscribe`
+//!   and event deliveries, handing each handler a typed [`events::Event`].
 //! - [`Error`]: a Dapr error code and message, exactly what the sidecar's
 //!   HTTP API would answer; plus the SDK's own JSON errors.
 //! - `bindings` (private): the `wit-bindgen` output for `wit/`.
@@ -40,6 +43,7 @@ mod bindings {
     });
 }
 
+pub mod events;
 pub mod invoke;
 pub mod state;
 

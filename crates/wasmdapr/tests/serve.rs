@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::free_port;
 use test_programs_artifacts::{
-    EXAMPLE_HTTP_COUNTER, P2_SERVE_HELLO, P2_SERVE_HOSTILE, P2_SERVE_ISOLATION,
+    EXAMPLE_HTTP_COUNTER, EXAMPLE_ORDER_PIPELINE_PROCESSOR, P2_SERVE_HELLO, P2_SERVE_HOSTILE,
+    P2_SERVE_ISOLATION,
 };
 
 /// A served app: the process (killed on drop), its public port and its
@@ -490,4 +491,51 @@ async fn pubsub_events_trigger_a_wasm_handler() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(count().await, before + 5, "each event counted once");
+}
+
+/// The order pipeline's processor on the embedded default (SQLite state
+/// and pub/sub, nothing configured): its SDK-declared subscription is
+/// picked up from `GET /dapr/subscribe`, and each order published (40 at
+/// once, 10 of them published twice, plus an event that is no order) is
+/// saved and counted exactly once in the running total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_pipeline_processor_counts_each_order_once() {
+    let served = serve(EXAMPLE_ORDER_PIPELINE_PROCESSOR, "order-processor", &[]).await;
+    let client = reqwest::Client::new();
+    let publish = |body: serde_json::Value| {
+        let request = client
+            .post(served.dapr_url("/v1.0/publish/pubsub/orders"))
+            .json(&body)
+            .send();
+        async move {
+            let answer = request.await.unwrap();
+            assert_eq!(answer.status(), 204);
+        }
+    };
+    let order = |id: u64| serde_json::json!({"id": id, "item": "book", "amount": id * 10});
+    let mut published = Vec::new();
+    for id in (1..=40).chain(1..=10) {
+        published.push(publish(order(id)));
+    }
+    published.push(publish(serde_json::json!("not an order")));
+    futures::future::join_all(published).await;
+
+    let expected = serde_json::json!({"orders": 40, "amount": (1..=40u64).sum::<u64>() * 10});
+    let total = || async {
+        let answer = client.get(served.url("/total")).send().await.unwrap();
+        answer.json::<serde_json::Value>().await.unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while total().await != expected {
+        assert!(Instant::now() < deadline, "total: {}", total().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(total().await, expected, "no order counted twice");
+    let stored = client
+        .get(served.dapr_url("/v1.0/state/statestore/order-17"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.json::<serde_json::Value>().await.unwrap(), order(17));
 }
