@@ -260,9 +260,12 @@ fn parse_response(bytes: &[u8]) -> Option<Answer> {
 }
 
 /// The 5xx answers that are not a server fault: Dapr's own answer to an
-/// invocation of an app id nothing resolves.
+/// invocation of an app id nothing resolves, and daprd's 500 for a body
+/// sent as `application/cloudevents+json` that is no JSON object
+/// (`ERR_PUBSUB_CLOUD_EVENTS_SER`).
 fn allowed_server_error(answer: &Answer) -> bool {
     answer.body.contains("\"ERR_DIRECT_INVOKE\"")
+        || answer.body.contains("\"ERR_PUBSUB_CLOUD_EVENTS_SER\"")
 }
 
 /// Checks one outcome; a description of what went wrong, if anything did.
@@ -389,6 +392,7 @@ const CONTENT_TYPES: &[&str] = &[
     "text/plain",
     "application/octet-stream",
     "application/json; charset=utf-16",
+    "application/cloudevents+json",
     "multipart/form-data; boundary=",
     "\u{0}",
 ];
@@ -520,6 +524,20 @@ impl Generator {
                 serde_json::json!({"operations": operations, "metadata": self.metadata()})
             }
             "query" => self.query(3),
+            "bulkpublish" => {
+                let entries: Vec<_> = (0..self.rng.usize(..5))
+                    .map(|i| {
+                        let id = match self.rng.u8(..4) {
+                            0 => serde_json::Value::Null,
+                            1 => serde_json::json!("same"),
+                            _ => serde_json::json!(format!("e{i}")),
+                        };
+                        serde_json::json!({"entryId": id, "event": self.json(2),
+                            "contentType": self.scalar(CONTENT_TYPES), "metadata": self.metadata()})
+                    })
+                    .collect();
+                serde_json::Value::Array(entries)
+            }
             _ => self.json(3),
         };
         let mut body = serde_json::to_vec(&value).unwrap();
@@ -608,6 +626,8 @@ impl Generator {
             "transaction",
             "query",
             "invoke",
+            "publish",
+            "bulkpublish",
             "metadata",
             "healthz",
             "outbound",
@@ -616,6 +636,12 @@ impl Generator {
         .unwrap();
         let store = self.segment();
         let key = self.segment();
+        // Half the publishes go to the embedded default pub/sub.
+        let pubsub = if self.chance(50) {
+            "pubsub".to_owned()
+        } else {
+            store.clone()
+        };
         let (method, path) = match route {
             "save" => (self.pick(&["POST", "PUT"]), format!("/v1.0/state/{store}")),
             "get" => ("GET", format!("/v1.0/state/{store}/{key}")),
@@ -624,6 +650,17 @@ impl Generator {
             "transaction" => ("POST", format!("/v1.0/state/{store}/transaction")),
             "query" => ("POST", format!("/v1.0-alpha1/state/{store}/query")),
             "invoke" => ("POST", format!("/v1.0/invoke/{store}/method/{key}")),
+            "publish" => (
+                self.pick(&["POST", "PUT"]),
+                format!("/v1.0/publish/{pubsub}/{key}"),
+            ),
+            "bulkpublish" => (
+                "POST",
+                format!(
+                    "/{}/publish/bulk/{pubsub}/{key}",
+                    self.pick(&["v1.0", "v1.0-alpha1"])
+                ),
+            ),
             "metadata" => ("GET", "/v1.0/metadata".to_owned()),
             "healthz" => ("GET", "/v1.0/healthz".to_owned()),
             "outbound" => ("GET", "/v1.0/healthz/outbound".to_owned()),
@@ -636,7 +673,7 @@ impl Generator {
         };
         let mut query = Vec::new();
         for _ in 0..self.rng.usize(..4) {
-            let (name, value) = match self.rng.u8(..6) {
+            let (name, value) = match self.rng.u8(..7) {
                 0 => (
                     "metadata.ttlInSeconds".to_owned(),
                     self.pick(TTLS).to_owned(),
@@ -648,6 +685,10 @@ impl Generator {
                     self.pick(CONTENT_TYPES).to_owned(),
                 ),
                 4 => (format!("metadata.{}", self.segment()), self.segment()),
+                5 => (
+                    "metadata.rawPayload".to_owned(),
+                    self.pick(&["true", "yes", "", "\u{0}", "1"]).to_owned(),
+                ),
                 _ => ("%%%".to_owned(), "&&=".to_owned()),
             };
             let value: String = value
@@ -861,6 +902,7 @@ const GRPC_METHODS: &[&str] = &[
 fn server_fault(status: &tonic::Status) -> bool {
     use tonic::Code;
     let daprs_own = status.message().contains("ERR_DIRECT_INVOKE")
+        || status.message().contains("cannot create cloudevent")
         || (status.code() == Code::Internal
             && status
                 .message()
@@ -889,7 +931,51 @@ fn out_of_range(rng: &mut fastrand::Rng) -> (&'static str, Vec<u8>) {
             consistency: rng.i32(-3..5),
         }),
     };
-    match rng.u8(..5) {
+    let publish_metadata = |rng: &mut fastrand::Rng| -> std::collections::HashMap<String, String> {
+        [
+            (
+                "rawPayload".to_string(),
+                (fastrand::choice(["true", "maybe", ""]).unwrap()).to_string(),
+            ),
+            (
+                "ttlInSeconds".to_string(),
+                TTLS[rng.usize(..TTLS.len())].to_string(),
+            ),
+        ]
+        .into()
+    };
+    let content_type =
+        |rng: &mut fastrand::Rng| CONTENT_TYPES[rng.usize(..CONTENT_TYPES.len())].to_string();
+    match rng.u8(..7) {
+        5 => (
+            "PublishEvent",
+            runtime_pb::PublishEventRequest {
+                pubsub_name: (fastrand::choice(["pubsub", "", "nope"]).unwrap()).into(),
+                topic: (fastrand::choice(["orders", "", "a/../b", "\u{0}"]).unwrap()).into(),
+                data: (0..rng.usize(..64)).map(|_| rng.u8(..)).collect(),
+                data_content_type: content_type(rng),
+                metadata: publish_metadata(rng),
+            }
+            .encode_to_vec(),
+        ),
+        6 => (
+            fastrand::choice(["BulkPublishEvent", "BulkPublishEventAlpha1"]).unwrap(),
+            runtime_pb::BulkPublishRequest {
+                pubsub_name: (fastrand::choice(["pubsub", "", "nope"]).unwrap()).into(),
+                topic: (fastrand::choice(["orders", "", "x"]).unwrap()).into(),
+                entries: (0..rng.usize(..5))
+                    .map(|i| runtime_pb::BulkPublishRequestEntry {
+                        entry_id: (fastrand::choice(["", "same", &format!("e{i}")]).unwrap())
+                            .to_string(),
+                        event: (0..rng.usize(..64)).map(|_| rng.u8(..)).collect(),
+                        content_type: content_type(rng),
+                        metadata: publish_metadata(rng),
+                    })
+                    .collect(),
+                metadata: publish_metadata(rng),
+            }
+            .encode_to_vec(),
+        ),
         0 => (
             "SaveState",
             runtime_pb::SaveStateRequest {
