@@ -6,10 +6,13 @@
 //! into every group's queue (fan-out), and the subscriptions of a group
 //! take messages from their one queue, one at a time each (so a group
 //! shares the topic's messages and one subscription sees them in publish
-//! order). A message whose handler fails is handed to the same handler
-//! again after `redeliverInterval` (default 500 ms), before any later one,
-//! until it succeeds or the subscription closes; a subscription closed
-//! with a failed message puts it back at the head of its group's queue.
+//! order). A message whose handler fails is set aside and handed to the
+//! same handler again after `redeliverInterval` (default 500 ms), until it
+//! succeeds or the subscription closes; the later messages go on meanwhile
+//! (a message that always fails must not hold up its topic; Dapr's own
+//! in-memory broker gives up on it after ten tries, this one keeps it). A
+//! subscription closed with failed messages puts them back at the head of
+//! its group's queue.
 //!
 //! Nothing is kept without a subscriber, and nothing survives the process:
 //! a message published before its group subscribed is not delivered to it
@@ -19,6 +22,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -145,38 +150,44 @@ impl PubSub for MemoryPubSub {
         let retry_after = self.redeliver_interval;
         let (stop, mut stopped) = Subscription::signal();
         let task = tokio::spawn(async move {
-            'messages: loop {
-                let ready = group.ready.notified();
-                tokio::pin!(ready);
-                ready.as_mut().enable();
-                let next = group.queue.lock().expect("lock").pop_front();
-                let Some(mut message) = next else {
-                    tokio::select! {
-                        _ = ready => continue,
-                        _ = stopped.wait_for(|s| *s) => break,
-                    }
-                };
-                loop {
-                    match handler.handle(message.clone()).await {
-                        Ok(()) => break,
-                        Err(error) => {
-                            tracing::debug!(%error, id = %message.id, "in-memory pub/sub: delivery failed, redelivering");
-                            message.attempt = message.attempt.saturating_add(1);
-                            let stop = tokio::select! {
-                                _ = tokio::time::sleep(retry_after) => false,
-                                _ = stopped.wait_for(|s| *s) => true,
-                            };
-                            if stop {
-                                group.queue.lock().expect("lock").push_front(message);
-                                group.ready.notify_waiters();
-                                break 'messages;
-                            }
-                        }
-                    }
-                }
+            // Failed messages waiting for their redelivery, oldest first
+            // (all wait the same interval, so also soonest due first).
+            let mut failed: VecDeque<(Instant, ReceivedMessage)> = VecDeque::new();
+            loop {
                 if *stopped.borrow() {
                     break;
                 }
+                let ready = group.ready.notified();
+                tokio::pin!(ready);
+                ready.as_mut().enable();
+                let due = failed.front().is_some_and(|(at, _)| *at <= Instant::now());
+                let next = if due {
+                    failed.pop_front().map(|(_, message)| message)
+                } else {
+                    group.queue.lock().expect("lock").pop_front()
+                };
+                let Some(mut message) = next else {
+                    let wake = failed.front().map(|(at, _)| *at);
+                    tokio::select! {
+                        _ = ready => {}
+                        _ = async { tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)).await }, if wake.is_some() => {}
+                        _ = stopped.wait_for(|s| *s) => break,
+                    }
+                    continue;
+                };
+                if let Err(error) = handler.handle(message.clone()).await {
+                    tracing::debug!(%error, id = %message.id, "in-memory pub/sub: delivery failed, redelivering");
+                    message.attempt = message.attempt.saturating_add(1);
+                    failed.push_back((Instant::now() + retry_after, message));
+                }
+            }
+            // What failed goes back to the group, ahead of what is queued.
+            if !failed.is_empty() {
+                let mut queue = group.queue.lock().expect("lock");
+                for (_, message) in failed.into_iter().rev() {
+                    queue.push_front(message);
+                }
+                group.ready.notify_waiters();
             }
             leave(&broker, &request.topic, &request.consumer_group, &group);
         });
