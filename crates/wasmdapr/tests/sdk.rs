@@ -634,3 +634,31 @@ fn python_app_receives_events_published_by_the_python_sdk() {
     assert_eq!(lines, 1, "delivered once");
     drop(app);
 }
+
+/// The JavaScript SDK's `DaprServer` as the app on `--app-port` of the
+/// embedded default: its subscriptions (CEL routing rules, a default route,
+/// a dead-letter topic with its own handler) are read from
+/// `GET /dapr/subscribe`, and its handlers' SUCCESS, RETRY and DROP are
+/// honoured, as `subscriber.test.mjs` checks.
+#[test]
+fn js_sdk_server_subscribes_with_routes_and_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let app_port = common::free_port();
+    let (mut cmd, http, grpc) = common::sidecar_command(dir.path(), None);
+    let child = cmd
+        .args(["--app-port", &app_port.to_string()])
+        .spawn()
+        .expect("starting wasmdapr sidecar");
+    let sidecar = Sidecar { child, http, grpc };
+    let js = repo().join("crates/wasmdapr/tests/sdk/js");
+    assert!(
+        js.join("node_modules/@dapr/dapr").exists(),
+        "@dapr/dapr is not installed: run scripts/setup.sh"
+    );
+    let mut cmd = Command::new("node");
+    cmd.current_dir(js)
+        .args(["--test", "subscriber.test.mjs"])
+        .env("APP_PORT", app_port.to_string())
+        .env("TOPIC", format!("js-sub-{}", uuid_like()));
+    run_suite(cmd, &sidecar, "Dapr JavaScript SDK (DaprServer subscriber)");
+}
