@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the servers the backend tests use when they are not running:
-# Redis 127.0.0.1:6379 and PostgreSQL 127.0.0.1:5432 (user postgres, db test).
+# Redis 127.0.0.1:6379, PostgreSQL 127.0.0.1:5432 (user postgres, db test),
+# NATS with JetStream 127.0.0.1:4222.
 # Tests never skip a backend: if a server cannot be started, this fails.
 set -euo pipefail
 
@@ -35,4 +36,16 @@ fi
 if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
   log "creating PostgreSQL database test"
   psql -h 127.0.0.1 -U postgres -c 'create database test' >/dev/null
+fi
+
+if ! up 4222; then
+  log "starting NATS with JetStream"
+  if ! command -v nats-server >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nats-server
+  fi
+  mkdir -p /var/lib/nats-server
+  # nats-server has no daemon mode: detached, its log in a file.
+  setsid nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server \
+    -l /var/log/nats-server.log </dev/null >/dev/null 2>&1 &
+  wait_for NATS 4222
 fi

@@ -11,7 +11,8 @@
 //!   (`state.postgresql`).
 //! - [`pubsub`]: pub/sub brokers — [`pubsub::memory`]
 //!   (`pubsub.in-memory`), [`pubsub::sqlite`] (`pubsub.sqlite`, the
-//!   embedded default), [`pubsub::redis`] (`pubsub.redis`, Redis Streams).
+//!   embedded default), [`pubsub::redis`] (`pubsub.redis`, Redis Streams),
+//!   [`pubsub::jetstream`] (`pubsub.jetstream`, NATS JetStream).
 //! - [`nameresolution`]: name resolvers — [`nameresolution::sqlite`]
 //!   (`nameresolution.sqlite`, the default).
 //!
@@ -66,6 +67,10 @@ pub fn register(registry: &mut ComponentRegistry) {
     });
     registry.register::<dyn PubSub, _, _>("pubsub.redis", |spec| async move {
         let broker = pubsub::redis::RedisPubSub::connect(&spec).await?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.jetstream", |spec| async move {
+        let broker = pubsub::jetstream::JetStreamPubSub::connect(&spec).await?;
         Ok(Arc::new(broker) as Arc<dyn PubSub>)
     });
     registry.register::<dyn NameResolver, _, _>("nameresolution.sqlite", |spec| async move {

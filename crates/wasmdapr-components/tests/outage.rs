@@ -647,3 +647,153 @@ async fn redis_pubsub_down_then_back() {
     assert_eq!(receive(&mut rx).await, b"after");
     subscription.close().await;
 }
+
+/// A private `nats-server` with JetStream, its store in a temporary
+/// directory that outlives restarts of the server.
+struct NatsServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    fn start(port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("wasmdapr-nats-")
+            .tempdir()
+            .expect("tempdir");
+        let mut server = NatsServer {
+            dir,
+            port,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-sd", self.dir.path().to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (is it installed?)");
+        wait_for_port(self.port);
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `pubsub.jetstream` through a NATS outage: publishes fail with a
+/// backend error while the server is down, a publish succeeds once it is
+/// back (the stream kept on disk), and the subscription made before the
+/// outage goes on by itself and receives what is published after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_down_then_back() {
+    use tokio::sync::mpsc;
+    use wasmdapr_runtime::pubsub::{
+        PubSub, PubSubError, PublishRequest, ReceivedMessage, SubscribeRequest,
+    };
+
+    let port = free_port();
+    let mut server = NatsServer::start(port);
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut registry = ComponentRegistry::new();
+    wasmdapr_components::register(&mut registry);
+    let spec = ComponentSpec {
+        name: "outage".into(),
+        kind: "pubsub.jetstream".into(),
+        version: "v1".into(),
+        metadata: [("natsURL", url.as_str()), ("ackWait", "2s")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        scopes: Vec::new(),
+        source: PathBuf::from("tests/outage.rs"),
+    };
+    let broker: Arc<dyn PubSub> = registry.build(spec).await.expect("pubsub.jetstream");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let subscription = broker
+        .subscribe(
+            SubscribeRequest {
+                topic: "orders".into(),
+                consumer_group: "app".into(),
+                metadata: Default::default(),
+            },
+            Arc::new(move |m: ReceivedMessage| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(m.data);
+                    Ok(())
+                }
+            }),
+        )
+        .await
+        .expect("subscribe");
+    let publish = |data: &'static str| {
+        broker.publish(PublishRequest {
+            topic: "orders".into(),
+            data: data.into(),
+            ..PublishRequest::default()
+        })
+    };
+    let receive = async |rx: &mut mpsc::UnboundedReceiver<Vec<u8>>| {
+        tokio::time::timeout(HUNG_AFTER, rx.recv())
+            .await
+            .expect("delivered")
+            .expect("subscription open")
+    };
+    publish("before").await.expect("publish before the outage");
+    assert_eq!(receive(&mut rx).await, b"before");
+
+    server.kill();
+    for round in 0..3 {
+        let started = Instant::now();
+        let failed = tokio::time::timeout(HUNG_AFTER, publish("during"))
+            .await
+            .expect("a publish while NATS is down hung");
+        assert!(
+            matches!(failed, Err(PubSubError::Backend(_))),
+            "publish {round} while NATS is down: {failed:?}"
+        );
+        // The client waits a short grace for a reconnect, no more.
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(6),
+            "publish {round} took {took:?}"
+        );
+    }
+
+    server.restart();
+    // The client reconnects within a second or so; the first publish
+    // waits for that (it is not refused while a reconnect is under way).
+    let started = Instant::now();
+    publish("after").await.unwrap_or_else(|e| {
+        panic!(
+            "the first publish after the outage ({:?}): {e}",
+            started.elapsed()
+        )
+    });
+    assert_eq!(receive(&mut rx).await, b"after");
+    // Nothing published during the outage reached the stream.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "a failed publish was delivered"
+    );
+    subscription.close().await;
+}

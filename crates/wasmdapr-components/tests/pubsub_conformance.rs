@@ -139,8 +139,14 @@ impl Inbox {
     }
 }
 
+/// Every topic this test process made, for the brokers' tests to delete
+/// what they leave on their servers.
+static TOPICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 fn topic(name: &str) -> String {
-    format!("conformance-{}-{name}", uuid::Uuid::new_v4().simple())
+    let topic = format!("conformance-{}-{name}", uuid::Uuid::new_v4().simple());
+    TOPICS.lock().unwrap().push(topic.clone());
+    topic
 }
 
 fn messages(prefix: &str, n: usize) -> Vec<String> {
@@ -195,10 +201,6 @@ where
     Fut: Future<Output = Arc<dyn PubSub>>,
 {
     let features = broker.features();
-    assert!(
-        !features.message_ttl,
-        "no backend here expires messages itself; the envelope's expiration does"
-    );
     publish_and_subscribe(&broker, features).await;
     redelivery(&broker, features).await;
     group_sharing(&broker).await;
@@ -208,6 +210,44 @@ where
     if features.durable {
         unacked_survives_a_crash(&broker, reopen().await).await;
     }
+    // Expiry is seen on messages kept while no subscriber takes them,
+    // which only a durable broker keeps.
+    if features.message_ttl && features.durable {
+        broker_expires_messages(&broker).await;
+    }
+}
+
+/// A (durable) broker that declares `MESSAGE_TTL` drops a message whose
+/// `ttlInSeconds` passed before it was delivered, and delivers the others.
+async fn broker_expires_messages(broker: &Arc<dyn PubSub>) {
+    let t = topic("ttl");
+    // The group's queue exists (a subscription made it), but nobody takes
+    // messages while they expire.
+    let idle = Inbox::new();
+    let first = subscribe(broker, &t, "app-a", &idle).await;
+    publish(broker, &t, &messages("ttl-before", 1)).await;
+    Inbox::wait(&[&idle], "before the ttl check", |a| !a[0].is_empty()).await;
+    first.close().await;
+    for (data, ttl) in [("short-lived", Some("1")), ("kept", None)] {
+        broker
+            .publish(PublishRequest {
+                topic: t.clone(),
+                data: data.as_bytes().to_vec(),
+                content_type: Some("text/plain".into()),
+                metadata: ttl
+                    .map(|ttl| [("ttlInSeconds".to_string(), ttl.to_string())].into())
+                    .unwrap_or_default(),
+            })
+            .await
+            .expect("publish");
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = Inbox::new();
+    let again = subscribe(broker, &t, "app-a", &later).await;
+    Inbox::wait(&[&later], "after expiry", |a| !a[0].is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(later.acked(), ["kept"], "the expired message was delivered");
+    again.close().await;
 }
 
 /// Every message published after a subscription reaches it once, with the
@@ -246,7 +286,15 @@ async fn publish_and_subscribe(broker: &Arc<dyn PubSub>, features: PubSubFeature
         assert_eq!(sorted(&got), sent);
     }
     for m in metadata_seen.lock().unwrap().iter() {
-        assert_eq!(m.get("k").map(String::as_str), Some("v"), "{m:?}");
+        if features.carries_metadata {
+            assert_eq!(m.get("k").map(String::as_str), Some("v"), "{m:?}");
+        } else {
+            assert_eq!(
+                m.get("k"),
+                None,
+                "a broker said to carry no metadata did: {m:?}"
+            );
+        }
     }
     subscription.close().await;
 }
@@ -565,4 +613,149 @@ async fn layouts() {
     let text = format!("{entries:?}");
     assert!(text.contains("data") && text.contains("metadata"), "{text}");
     let _: i64 = redis::cmd("DEL").arg(&t).query_async(&mut c).await.unwrap();
+}
+
+/// Deletes the JetStream streams this process made (one per topic).
+async fn delete_jetstream_streams(url: &str) {
+    let client = async_nats::connect(url).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let topics = TOPICS.lock().unwrap().clone();
+    for t in topics {
+        if let Ok(name) = js.stream_by_subject(t.as_str()).await {
+            let _ = js.delete_stream(&name).await;
+        }
+    }
+}
+
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// `pubsub.jetstream` (one handler at a time: ordered) against the real
+/// server: durable consumers per group, redelivery by nak and by
+/// `ackWait` expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_ordered() {
+    let metadata = [("natsURL", NATS_URL), ("ackWait", "2s")];
+    let broker = build("pubsub.jetstream", &metadata).await;
+    let features = broker.features();
+    assert!(features.ordered && features.redelivery && features.durable);
+    conformance(broker, || build("pubsub.jetstream", &metadata)).await;
+    delete_jetstream_streams(NATS_URL).await;
+}
+
+/// `pubsub.jetstream` with `concurrencyMode: parallel` (no order promised)
+/// passes the suite too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_parallel() {
+    let metadata = [
+        ("natsURL", NATS_URL),
+        ("ackWait", "2s"),
+        ("concurrencyMode", "parallel"),
+        ("maxAckPending", "4"),
+    ];
+    let broker = build("pubsub.jetstream", &metadata).await;
+    assert!(!broker.features().ordered);
+    conformance(broker, || build("pubsub.jetstream", &metadata)).await;
+    delete_jetstream_streams(NATS_URL).await;
+}
+
+/// `pubsub.jetstream` with `ackPolicy: none` neither acks nor redelivers,
+/// and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_without_acks() {
+    let metadata = [("natsURL", NATS_URL), ("ackPolicy", "none")];
+    let broker = build("pubsub.jetstream", &metadata).await;
+    let features = broker.features();
+    assert!(!features.redelivery);
+    redelivery(&broker, features).await;
+    delete_jetstream_streams(NATS_URL).await;
+}
+
+/// The durable consumer of a group lives on the server: what is published
+/// while the group has no subscriber, and no broker instance at all,
+/// reaches the group's next subscriber on a new instance, once; the
+/// consumer is the one named after the group; another group made later
+/// reads the stream from its start (`deliverPolicy: all`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_durable_consumer_survives_rebuild() {
+    let metadata = [("natsURL", NATS_URL), ("ackWait", "2s")];
+    let t = topic("rebuild");
+    let broker = build("pubsub.jetstream", &metadata).await;
+    let first = Inbox::new();
+    let s = subscribe(&broker, &t, "app-a", &first).await;
+    publish(&broker, &t, &messages("early", 2)).await;
+    Inbox::wait(&[&first], "first instance", |a| a[0].len() >= 2).await;
+    s.close().await;
+    broker.close().await.expect("close");
+    drop(broker);
+
+    let other = build("pubsub.jetstream", &metadata).await;
+    publish(&other, &t, &messages("while-away", 3)).await;
+    drop(other);
+
+    let rebuilt = build("pubsub.jetstream", &metadata).await;
+    let second = Inbox::new();
+    let s = subscribe(&rebuilt, &t, "app-a", &second).await;
+    Inbox::wait(&[&second], "rebuilt instance", |a| a[0].len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(second.acked(), messages("while-away", 3));
+    s.close().await;
+
+    let newcomer = Inbox::new();
+    let s = subscribe(&rebuilt, &t, "app-one", &newcomer).await;
+    Inbox::wait(&[&newcomer], "new group", |a| a[0].len() >= 5).await;
+    let mut all = messages("early", 2);
+    all.extend(messages("while-away", 3));
+    assert_eq!(newcomer.acked(), all);
+    s.close().await;
+
+    let client = async_nats::connect(NATS_URL).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let name = js.stream_by_subject(t.as_str()).await.expect("stream");
+    let mut stream = js.get_stream(&name).await.expect("stream");
+    let info = stream
+        .consumer_info(format!("app-a-{t}"))
+        .await
+        .expect("durable consumer");
+    assert_eq!(info.num_pending, 0, "{info:?}");
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+    let _ = stream.info().await;
+    delete_jetstream_streams(NATS_URL).await;
+}
+
+/// The example resources folder of a broker loads as the sidecar loads it
+/// (against the real servers): its `pubsub` component is of `kind`, and
+/// its `statestore` is the Redis one of `examples/components/redis`, so
+/// an app moves between brokers by its resources folder alone.
+async fn example_folder(folder: &str, kind: &str) {
+    use wasmdapr_runtime::{Components, Resources};
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/components");
+    let resources = Resources::load_dirs(&[examples.join(folder)]).expect("the example resources");
+    let redis = Resources::load_dirs(&[examples.join("redis")]).expect("the redis resources");
+    let state = |r: &Resources| {
+        r.components
+            .iter()
+            .find(|c| c.spec.name == "statestore")
+            .map(|c| (c.spec.kind.clone(), c.spec.metadata.clone()))
+    };
+    assert_eq!(
+        state(&resources),
+        state(&redis),
+        "{folder}: the statestore differs"
+    );
+    let mut registry = ComponentRegistry::new();
+    wasmdapr_components::register(&mut registry);
+    let components = Components::load_declared(resources.components, &registry)
+        .await
+        .unwrap_or_else(|e| panic!("{folder}: {e}"));
+    let pubsubs: Vec<(String, String)> = components
+        .pubsubs()
+        .map(|p| (p.spec.name.clone(), p.spec.kind.clone()))
+        .collect();
+    assert_eq!(pubsubs, [("pubsub".to_string(), kind.to_string())]);
+}
+
+/// `examples/components/jetstream` loads and starts.
+#[tokio::test]
+async fn jetstream_example() {
+    example_folder("jetstream", "pubsub.jetstream").await;
 }
