@@ -12,7 +12,8 @@
 //! - [`pubsub`]: pub/sub brokers — [`pubsub::memory`]
 //!   (`pubsub.in-memory`), [`pubsub::sqlite`] (`pubsub.sqlite`, the
 //!   embedded default), [`pubsub::redis`] (`pubsub.redis`, Redis Streams),
-//!   [`pubsub::jetstream`] (`pubsub.jetstream`, NATS JetStream).
+//!   [`pubsub::jetstream`] (`pubsub.jetstream`, NATS JetStream),
+//!   [`pubsub::rabbitmq`] (`pubsub.rabbitmq`, AMQP 0-9-1).
 //! - [`nameresolution`]: name resolvers — [`nameresolution::sqlite`]
 //!   (`nameresolution.sqlite`, the default).
 //!
@@ -71,6 +72,10 @@ pub fn register(registry: &mut ComponentRegistry) {
     });
     registry.register::<dyn PubSub, _, _>("pubsub.jetstream", |spec| async move {
         let broker = pubsub::jetstream::JetStreamPubSub::connect(&spec).await?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.rabbitmq", |spec| async move {
+        let broker = pubsub::rabbitmq::RabbitMqPubSub::connect(&spec).await?;
         Ok(Arc::new(broker) as Arc<dyn PubSub>)
     });
     registry.register::<dyn NameResolver, _, _>("nameresolution.sqlite", |spec| async move {

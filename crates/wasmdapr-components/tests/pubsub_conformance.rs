@@ -722,6 +722,190 @@ async fn jetstream_durable_consumer_survives_rebuild() {
     delete_jetstream_streams(NATS_URL).await;
 }
 
+/// The consumer groups the checks use.
+const GROUPS: [&str; 5] = ["app-a", "app-shared", "app-one", "app-two", "app-crash"];
+
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672";
+
+async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .expect("RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    (connection, channel)
+}
+
+/// Deletes the queues (and their dead-letter pairs) and exchanges the
+/// RabbitMQ checks of this process made.
+async fn delete_rabbitmq_topology() {
+    let (connection, channel) = amqp_channel().await;
+    let topics = TOPICS.lock().unwrap().clone();
+    for t in &topics {
+        for g in GROUPS {
+            let queue = format!("{g}-{t}");
+            for name in [queue.clone(), format!("dlq-{queue}")] {
+                channel
+                    .queue_delete(name.as_str().into(), Default::default())
+                    .await
+                    .expect("queue.delete");
+            }
+            channel
+                .exchange_delete(format!("dlx-{queue}").as_str().into(), Default::default())
+                .await
+                .expect("exchange.delete");
+        }
+        channel
+            .exchange_delete(t.as_str().into(), Default::default())
+            .await
+            .expect("exchange.delete");
+    }
+    connection.close(200, "done".into()).await.expect("close");
+}
+
+/// `pubsub.rabbitmq` configured to keep what it is given (queues kept
+/// without consumers, failures requeued, one handler at a time): durable,
+/// redelivering, ordered, and expiring messages by `ttlInSeconds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_durable_ordered() {
+    let metadata = [
+        ("connectionString", AMQP_URL),
+        ("deletedWhenUnused", "false"),
+        ("requeueInFailure", "true"),
+        ("deliveryMode", "2"),
+        ("concurrencyMode", "single"),
+    ];
+    let broker = build("pubsub.rabbitmq", &metadata).await;
+    let features = broker.features();
+    assert!(features.durable && features.redelivery && features.ordered && features.message_ttl);
+    conformance(broker, || build("pubsub.rabbitmq", &metadata)).await;
+    delete_rabbitmq_topology().await;
+}
+
+/// `pubsub.rabbitmq` with Dapr's defaults (queues deleted with their last
+/// consumer, failures dropped, handlers in parallel) neither redelivers
+/// nor keeps messages for an absent group, and the suite checks that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_dapr_defaults() {
+    let metadata = [("connectionString", AMQP_URL)];
+    let broker = build("pubsub.rabbitmq", &metadata).await;
+    let features = broker.features();
+    assert!(!features.durable && !features.redelivery && !features.ordered);
+    conformance(broker, || async { unreachable!("not durable") }).await;
+    delete_rabbitmq_topology().await;
+}
+
+/// The queue of a group is named `<group>-<topic>` and bound to the fanout
+/// exchange `<topic>`, as Dapr names them: a plain AMQP consumer on that
+/// queue (what a daprd of the same app runs) shares the messages with the
+/// subscription, each going to one of them. With `enableDeadLetter`, a
+/// failed message goes to `dlq-<queue>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_layout_shared_with_daprd() {
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicGetOptions, QueueDeclareOptions,
+    };
+
+    let metadata = [
+        ("connectionString", AMQP_URL),
+        ("enableDeadLetter", "true"),
+        ("concurrencyMode", "single"),
+    ];
+    let broker = build("pubsub.rabbitmq", &metadata).await;
+    let t = topic("daprd");
+    let ours = Arc::new(Inbox {
+        pause: Duration::from_millis(30),
+        fail_first: ["poison".to_string()].into(),
+        ..Inbox::default()
+    });
+    let subscription = subscribe(&broker, &t, "app-a", &ours).await;
+
+    // The queue exists under Dapr's name (a passive declare fails otherwise).
+    let (connection, channel) = amqp_channel().await;
+    let queue = format!("app-a-{t}");
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .expect("the queue is named <group>-<topic>");
+    let theirs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut daprd = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "daprd".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await
+        .expect("consume");
+    let sink = theirs.clone();
+    let reader = tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(Ok(delivery)) = daprd.next().await {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8(delivery.data.clone()).unwrap());
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    });
+    let sent = messages("shared", 20);
+    publish(&broker, &t, &sent).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (a, b) = (ours.acked(), theirs.lock().unwrap().clone());
+        if a.len() + b.len() >= 20 {
+            let mut all = a.clone();
+            all.extend(b.clone());
+            assert_eq!(sorted(&all), sent, "each message once: {a:?} / {b:?}");
+            assert!(!a.is_empty() && !b.is_empty(), "{a:?} / {b:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{a:?} / {b:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reader.abort();
+    channel
+        .basic_cancel("daprd".into(), Default::default())
+        .await
+        .expect("cancel");
+
+    // A failed message is dead-lettered, not lost (requeueInFailure off).
+    publish(&broker, &t, &["poison".to_string()]).await;
+    Inbox::wait(&[&ours], "poison", |_| {
+        !ours.deliveries_of("poison").is_empty()
+    })
+    .await;
+    let dlq = format!("dlq-{queue}");
+    let mut dead = None;
+    for _ in 0..50 {
+        dead = channel
+            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = dead.expect("the failed message in the dead-letter queue");
+    assert_eq!(dead.delivery.data, b"poison");
+    subscription.close().await;
+    connection.close(200, "done".into()).await.expect("close");
+    delete_rabbitmq_topology().await;
+}
+
+/// `examples/components/rabbitmq` loads and starts.
+#[tokio::test]
+async fn rabbitmq_example() {
+    example_folder("rabbitmq", "pubsub.rabbitmq").await;
+}
+
 /// The example resources folder of a broker loads as the sidecar loads it
 /// (against the real servers): its `pubsub` component is of `kind`, and
 /// its `statestore` is the Redis one of `examples/components/redis`, so

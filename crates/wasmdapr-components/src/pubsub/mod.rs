@@ -10,6 +10,8 @@
 //!   layout (`XADD <topic> * data <bytes>`, a consumer group per app).
 //! - [`jetstream`]: `pubsub.jetstream`, NATS JetStream, a durable pull
 //!   consumer per consumer group.
+//! - [`rabbitmq`]: `pubsub.rabbitmq`, AMQP 0-9-1 with Dapr's layout (an
+//!   exchange per topic, a queue `<group>-<topic>` per consumer group).
 //!
 //! What they share lives here: the metadata they read the same way, the
 //! conversion of backend faults, and the [`Dispatcher`] that runs a
@@ -17,6 +19,7 @@
 
 pub mod jetstream;
 pub mod memory;
+pub mod rabbitmq;
 pub mod redis;
 pub mod sqlite;
 
