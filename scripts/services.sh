@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the servers the backend tests use when they are not running:
 # Redis 127.0.0.1:6379, PostgreSQL 127.0.0.1:5432 (user postgres, db test),
-# NATS with JetStream 127.0.0.1:4222, RabbitMQ 127.0.0.1:5672 (guest/guest).
+# NATS with JetStream 127.0.0.1:4222, Mosquitto (MQTT) 127.0.0.1:1883 and
+# RabbitMQ 127.0.0.1:5672 (guest/guest).
 # Tests never skip a backend: if a server cannot be started, this fails.
 set -euo pipefail
 
@@ -48,6 +49,19 @@ if ! up 4222; then
   setsid nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server \
     -l /var/log/nats-server.log </dev/null >/dev/null 2>&1 &
   wait_for NATS 4222
+fi
+
+if ! up 1883; then
+  log "starting Mosquitto"
+  if ! command -v mosquitto >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq mosquitto
+  fi
+  # Mosquitto 2 without a listener line serves anonymous clients on the
+  # loopback, port 1883; the package's configuration has none.
+  mkdir -p /run/mosquitto /var/lib/mosquitto /var/log/mosquitto
+  chown mosquitto: /run/mosquitto /var/lib/mosquitto /var/log/mosquitto 2>/dev/null || true
+  mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  wait_for Mosquitto 1883
 fi
 
 if ! up 5672; then

@@ -13,7 +13,8 @@
 //!   (`pubsub.in-memory`), [`pubsub::sqlite`] (`pubsub.sqlite`, the
 //!   embedded default), [`pubsub::redis`] (`pubsub.redis`, Redis Streams),
 //!   [`pubsub::jetstream`] (`pubsub.jetstream`, NATS JetStream),
-//!   [`pubsub::rabbitmq`] (`pubsub.rabbitmq`, AMQP 0-9-1).
+//!   [`pubsub::mqtt3`] (`pubsub.mqtt3`, MQTT 3.1.1), [`pubsub::rabbitmq`]
+//!   (`pubsub.rabbitmq`, AMQP 0-9-1).
 //! - [`nameresolution`]: name resolvers — [`nameresolution::sqlite`]
 //!   (`nameresolution.sqlite`, the default).
 //!
@@ -72,6 +73,10 @@ pub fn register(registry: &mut ComponentRegistry) {
     });
     registry.register::<dyn PubSub, _, _>("pubsub.jetstream", |spec| async move {
         let broker = pubsub::jetstream::JetStreamPubSub::connect(&spec).await?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.mqtt3", |spec| async move {
+        let broker = pubsub::mqtt3::MqttPubSub::connect(&spec).await?;
         Ok(Arc::new(broker) as Arc<dyn PubSub>)
     });
     registry.register::<dyn PubSub, _, _>("pubsub.rabbitmq", |spec| async move {

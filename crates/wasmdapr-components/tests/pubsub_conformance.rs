@@ -722,6 +722,76 @@ async fn jetstream_durable_consumer_survives_rebuild() {
     delete_jetstream_streams(NATS_URL).await;
 }
 
+const MQTT_URL: &str = "tcp://127.0.0.1:1883";
+
+/// `pubsub.mqtt3` with Dapr's defaults (QoS 1, handlers in parallel)
+/// against the real Mosquitto: shared subscriptions per group, and the
+/// suite confirms what MQTT 3 cannot do (no redelivery, no durability, no
+/// metadata).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqtt3_parallel() {
+    let metadata = [("url", MQTT_URL), ("consumerID", "conformance")];
+    let broker = build("pubsub.mqtt3", &metadata).await;
+    let features = broker.features();
+    assert_eq!(features, PubSubFeatures::default(), "MQTT 3 promises none");
+    conformance(broker, || async { unreachable!("not durable") }).await;
+}
+
+/// `pubsub.mqtt3` with one handler at a time keeps the broker's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqtt3_single() {
+    let metadata = [("url", MQTT_URL), ("concurrencyMode", "single")];
+    let broker = build("pubsub.mqtt3", &metadata).await;
+    assert!(broker.features().ordered);
+    conformance(broker, || async { unreachable!("not durable") }).await;
+}
+
+/// Failed messages stay unacked (MQTT 3 has no nack), yet cannot stall a
+/// subscription: past the bound it lets go of them by reconnecting, so it
+/// goes on receiving beyond the broker's in-flight window (Mosquitto's is
+/// 20 messages), and never receives a failed message twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqtt3_failures_do_not_stall() {
+    let broker = build("pubsub.mqtt3", &[("url", MQTT_URL)]).await;
+    let t = topic("failing");
+    let bad = messages("bad", 30);
+    let inbox = Arc::new(Inbox {
+        fail_first: bad.iter().cloned().collect(),
+        ..Inbox::default()
+    });
+    let subscription = subscribe(&broker, &t, "app-a", &inbox).await;
+    // One at a time, each waited for a while: a message published while
+    // the subscription reconnects is lost (MQTT 3 keeps nothing for it),
+    // the others are all seen, well past the broker's window.
+    for data in &bad {
+        publish(&broker, &t, std::slice::from_ref(data)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while inbox.deliveries_of(data).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let failed = inbox
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| !d.acked)
+        .count();
+    assert!(failed > 20, "stalled after {failed} failed messages");
+    publish(&broker, &t, &messages("good", 1)).await;
+    Inbox::wait(&[&inbox], "after the failures", |a| {
+        a[0] == messages("good", 1)
+    })
+    .await;
+    for data in &bad {
+        assert!(
+            inbox.deliveries_of(data).len() <= 1,
+            "{data} delivered again"
+        );
+    }
+    subscription.close().await;
+}
+
 /// The consumer groups the checks use.
 const GROUPS: [&str; 5] = ["app-a", "app-shared", "app-one", "app-two", "app-crash"];
 

@@ -10,6 +10,9 @@
 //!   layout (`XADD <topic> * data <bytes>`, a consumer group per app).
 //! - [`jetstream`]: `pubsub.jetstream`, NATS JetStream, a durable pull
 //!   consumer per consumer group.
+//! - [`mqtt3`]: `pubsub.mqtt3`, MQTT 3.1.1, a shared subscription
+//!   (`$share/<group>/<topic>`) per consumer group; no redelivery, not
+//!   durable.
 //! - [`rabbitmq`]: `pubsub.rabbitmq`, AMQP 0-9-1 with Dapr's layout (an
 //!   exchange per topic, a queue `<group>-<topic>` per consumer group).
 //!
@@ -19,6 +22,7 @@
 
 pub mod jetstream;
 pub mod memory;
+pub mod mqtt3;
 pub mod rabbitmq;
 pub mod redis;
 pub mod sqlite;
