@@ -139,14 +139,23 @@ impl Inbox {
     }
 }
 
-/// Every topic this test process made, for the brokers' tests to delete
-/// what they leave on their servers.
-static TOPICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+thread_local! {
+    /// Every topic this test made, for it to delete what it leaves on its
+    /// server. Per thread: a test's own future runs on its thread (`block_on`),
+    /// and `cargo test` runs tests side by side in one process, so a
+    /// process-wide list would let one test delete another's streams.
+    static TOPICS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 fn topic(name: &str) -> String {
     let topic = format!("conformance-{}-{name}", uuid::Uuid::new_v4().simple());
-    TOPICS.lock().unwrap().push(topic.clone());
+    TOPICS.with(|t| t.borrow_mut().push(topic.clone()));
     topic
+}
+
+/// The topics this test made.
+fn my_topics() -> Vec<String> {
+    TOPICS.with(|t| t.borrow().clone())
 }
 
 fn messages(prefix: &str, n: usize) -> Vec<String> {
@@ -619,8 +628,7 @@ async fn layouts() {
 async fn delete_jetstream_streams(url: &str) {
     let client = async_nats::connect(url).await.expect("NATS");
     let js = async_nats::jetstream::new(client);
-    let topics = TOPICS.lock().unwrap().clone();
-    for t in topics {
+    for t in my_topics() {
         if let Ok(name) = js.stream_by_subject(t.as_str()).await {
             let _ = js.delete_stream(&name).await;
         }
@@ -809,8 +817,7 @@ async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
 /// RabbitMQ checks of this process made.
 async fn delete_rabbitmq_topology() {
     let (connection, channel) = amqp_channel().await;
-    let topics = TOPICS.lock().unwrap().clone();
-    for t in &topics {
+    for t in &my_topics() {
         for g in GROUPS {
             let queue = format!("{g}-{t}");
             for name in [queue.clone(), format!("dlq-{queue}")] {
