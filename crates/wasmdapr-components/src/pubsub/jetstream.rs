@@ -8,6 +8,13 @@
 //! the CloudEvent's `id` as `Nats-Msg-Id` (JetStream's deduplication), and
 //! `Ok` once the stream acknowledged it.
 //!
+//! While the client knows it is disconnected, a publish fails within
+//! two seconds (a reconnect's grace) without being sent. One made in the moment before
+//! it noticed waits in the client and times out: its outcome is unknown
+//! (as when any broker's acknowledgement is lost), and it may be stored
+//! once the client reconnects; the CloudEvent id as `Nats-Msg-Id` makes a
+//! retry of it a duplicate the stream drops.
+//!
 //! A subscription uses a durable pull consumer per consumer group on the
 //! topic (`durableName`, else `<queueGroupName or group>-<topic>`): the
 //! replicas of one app pull from the same consumer, so each message goes
