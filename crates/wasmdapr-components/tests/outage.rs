@@ -1,8 +1,13 @@
 //! Backend outages: a state store fails fast while its server is hung or
 //! down, and serves the very first request after the server is back.
 //!
-//! Each test starts a private server (redis-server, or a PostgreSQL cluster
-//! made with `initdb` in a temporary directory) on a free port, so stopping
+//! Pub/sub brokers (Redis Streams, NATS JetStream) are watched through a
+//! [`PubSubProbe`]: publishes fail while the server is down, succeed once it
+//! is back, and the subscription made before goes on by itself.
+//!
+//! Each test starts a private server (redis-server, nats-server with its
+//! store in a temporary directory, or a PostgreSQL cluster made with
+//! `initdb` in a temporary directory) on a free port, so stopping
 //! it disturbs no other test. Two kinds of outage are simulated:
 //!
 //! - *hung*: every process of the server is stopped with `SIGSTOP`: TCP
@@ -565,75 +570,112 @@ async fn runtime_reports_dapr_errors() {
     }
 }
 
+/// A pub/sub broker built through the registry with one subscription
+/// (topic `orders`, group `app`) whose handler passes each message's data
+/// to [`PubSubProbe::receive`]: what the broker outage tests watch.
+struct PubSubProbe {
+    broker: Arc<dyn wasmdapr_runtime::pubsub::PubSub>,
+    subscription: Option<wasmdapr_runtime::pubsub::Subscription>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+impl PubSubProbe {
+    async fn start(kind: &str, metadata: &[(&str, &str)]) -> Self {
+        use wasmdapr_runtime::pubsub::{ReceivedMessage, SubscribeRequest};
+        let mut registry = ComponentRegistry::new();
+        wasmdapr_components::register(&mut registry);
+        let spec = ComponentSpec {
+            name: "outage".into(),
+            kind: kind.into(),
+            version: "v1".into(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            scopes: Vec::new(),
+            source: PathBuf::from("tests/outage.rs"),
+        };
+        let broker: Arc<dyn wasmdapr_runtime::pubsub::PubSub> =
+            registry.build(spec).await.expect(kind);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let subscription = broker
+            .subscribe(
+                SubscribeRequest {
+                    topic: "orders".into(),
+                    consumer_group: "app".into(),
+                    metadata: Default::default(),
+                },
+                Arc::new(move |m: ReceivedMessage| {
+                    let tx = tx.clone();
+                    async move {
+                        let _ = tx.send(m.data);
+                        Ok(())
+                    }
+                }),
+            )
+            .await
+            .expect("subscribe");
+        PubSubProbe {
+            broker,
+            subscription: Some(subscription),
+            rx,
+        }
+    }
+
+    async fn publish(&self, data: &str) -> Result<(), wasmdapr_runtime::pubsub::PubSubError> {
+        self.broker
+            .publish(wasmdapr_runtime::pubsub::PublishRequest {
+                topic: "orders".into(),
+                data: data.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await
+    }
+
+    /// The next message's data (failing after [`HUNG_AFTER`]).
+    async fn receive(&mut self) -> Vec<u8> {
+        tokio::time::timeout(HUNG_AFTER, self.rx.recv())
+            .await
+            .expect("delivered")
+            .expect("subscription open")
+    }
+
+    async fn close(mut self) {
+        if let Some(subscription) = self.subscription.take() {
+            subscription.close().await;
+        }
+    }
+}
+
 /// `pubsub.redis` through a Redis outage: publishes fail fast while the
 /// server is down, the first publish after it is back succeeds, and the
 /// subscription goes on by itself (its consumer group made again, the
 /// server having lost it) and receives what is published after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_pubsub_down_then_back() {
-    use tokio::sync::mpsc;
-    use wasmdapr_runtime::pubsub::{PubSub, PublishRequest, ReceivedMessage, SubscribeRequest};
-
     let port = free_port();
     let mut server = RedisServer::start(port);
     let host = format!("127.0.0.1:{port}");
-    let mut registry = ComponentRegistry::new();
-    wasmdapr_components::register(&mut registry);
-    let spec = ComponentSpec {
-        name: "outage".into(),
-        kind: "pubsub.redis".into(),
-        version: "v1".into(),
-        metadata: [
+    let mut probe = PubSubProbe::start(
+        "pubsub.redis",
+        &[
             ("redisHost", host.as_str()),
             ("dialTimeout", "500ms"),
             ("readTimeout", "500ms"),
             ("processingTimeout", "1s"),
             ("redeliverInterval", "300ms"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        scopes: Vec::new(),
-        source: PathBuf::from("tests/outage.rs"),
-    };
-    let broker: Arc<dyn PubSub> = registry.build(spec).await.expect("pubsub.redis");
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let subscription = broker
-        .subscribe(
-            SubscribeRequest {
-                topic: "orders".into(),
-                consumer_group: "app".into(),
-                metadata: Default::default(),
-            },
-            Arc::new(move |m: ReceivedMessage| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(m.data);
-                    Ok(())
-                }
-            }),
-        )
+        ],
+    )
+    .await;
+    probe
+        .publish("before")
         .await
-        .expect("subscribe");
-    let publish = |data: &'static str| {
-        broker.publish(PublishRequest {
-            topic: "orders".into(),
-            data: data.into(),
-            ..PublishRequest::default()
-        })
-    };
-    let receive = async |rx: &mut mpsc::UnboundedReceiver<Vec<u8>>| {
-        tokio::time::timeout(HUNG_AFTER, rx.recv())
-            .await
-            .expect("delivered")
-            .expect("subscription open")
-    };
-    publish("before").await.expect("publish before the outage");
-    assert_eq!(receive(&mut rx).await, b"before");
+        .expect("publish before the outage");
+    assert_eq!(probe.receive().await, b"before");
 
     server.kill();
     let started = Instant::now();
-    let failed = tokio::time::timeout(HUNG_AFTER, publish("during")).await;
+    let failed = tokio::time::timeout(HUNG_AFTER, probe.publish("during")).await;
     assert!(
         matches!(failed, Ok(Err(_))),
         "a publish to a stopped server must fail: {failed:?}"
@@ -641,11 +683,12 @@ async fn redis_pubsub_down_then_back() {
     assert!(started.elapsed() < FAIL_WITHIN, "{:?}", started.elapsed());
 
     let _server = RedisServer::start(port);
-    publish("after")
+    probe
+        .publish("after")
         .await
         .expect("the first publish after the outage");
-    assert_eq!(receive(&mut rx).await, b"after");
-    subscription.close().await;
+    assert_eq!(probe.receive().await, b"after");
+    probe.close().await;
 }
 
 /// A private `nats-server` with JetStream, its store in a temporary
@@ -703,68 +746,26 @@ impl Drop for NatsServer {
 /// outage goes on by itself and receives what is published after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jetstream_down_then_back() {
-    use tokio::sync::mpsc;
-    use wasmdapr_runtime::pubsub::{
-        PubSub, PubSubError, PublishRequest, ReceivedMessage, SubscribeRequest,
-    };
+    use wasmdapr_runtime::pubsub::PubSubError;
 
     let port = free_port();
     let mut server = NatsServer::start(port);
     let url = format!("nats://127.0.0.1:{port}");
-    let mut registry = ComponentRegistry::new();
-    wasmdapr_components::register(&mut registry);
-    let spec = ComponentSpec {
-        name: "outage".into(),
-        kind: "pubsub.jetstream".into(),
-        version: "v1".into(),
-        metadata: [("natsURL", url.as_str()), ("ackWait", "2s")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        scopes: Vec::new(),
-        source: PathBuf::from("tests/outage.rs"),
-    };
-    let broker: Arc<dyn PubSub> = registry.build(spec).await.expect("pubsub.jetstream");
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let subscription = broker
-        .subscribe(
-            SubscribeRequest {
-                topic: "orders".into(),
-                consumer_group: "app".into(),
-                metadata: Default::default(),
-            },
-            Arc::new(move |m: ReceivedMessage| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(m.data);
-                    Ok(())
-                }
-            }),
-        )
-        .await
-        .expect("subscribe");
-    let publish = |data: String| {
-        broker.publish(PublishRequest {
-            topic: "orders".into(),
-            data: data.into_bytes(),
-            ..PublishRequest::default()
-        })
-    };
-    let receive = async |rx: &mut mpsc::UnboundedReceiver<Vec<u8>>| {
-        tokio::time::timeout(HUNG_AFTER, rx.recv())
-            .await
-            .expect("delivered")
-            .expect("subscription open")
-    };
-    publish("before".into())
+    let mut probe = PubSubProbe::start(
+        "pubsub.jetstream",
+        &[("natsURL", url.as_str()), ("ackWait", "2s")],
+    )
+    .await;
+    probe
+        .publish("before")
         .await
         .expect("publish before the outage");
-    assert_eq!(receive(&mut rx).await, b"before");
+    assert_eq!(probe.receive().await, b"before");
 
     server.kill();
     for round in 0..3 {
         let started = Instant::now();
-        let failed = tokio::time::timeout(HUNG_AFTER, publish(format!("during-{round}")))
+        let failed = tokio::time::timeout(HUNG_AFTER, probe.publish(&format!("during-{round}")))
             .await
             .expect("a publish while NATS is down hung");
         assert!(
@@ -783,7 +784,7 @@ async fn jetstream_down_then_back() {
     // The client reconnects within a second or so; the first publish
     // waits for that (it is not refused while a reconnect is under way).
     let started = Instant::now();
-    publish("after".into()).await.unwrap_or_else(|e| {
+    probe.publish("after").await.unwrap_or_else(|e| {
         panic!(
             "the first publish after the outage ({:?}): {e}",
             started.elapsed()
@@ -797,10 +798,10 @@ async fn jetstream_down_then_back() {
     // never sent.
     let mut got = Vec::new();
     while !got.iter().any(|m| m == "after") {
-        got.push(String::from_utf8(receive(&mut rx).await).expect("utf-8"));
+        got.push(String::from_utf8(probe.receive().await).expect("utf-8"));
     }
     // Past `ackWait`, for an unacked `before` to come again.
-    while let Ok(Some(more)) = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await {
+    while let Ok(Some(more)) = tokio::time::timeout(Duration::from_secs(3), probe.rx.recv()).await {
         got.push(String::from_utf8(more).expect("utf-8"));
     }
     for message in &got {
@@ -809,5 +810,5 @@ async fn jetstream_down_then_back() {
             "{message} was delivered: {got:?}"
         );
     }
-    subscription.close().await;
+    probe.close().await;
 }
