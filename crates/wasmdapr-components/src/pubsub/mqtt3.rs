@@ -585,7 +585,7 @@ impl PubSub for MqttPubSub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::test_support::spec;
+    use crate::state::test_support::{refuses, spec};
 
     /// Dapr's names, defaults and refusals.
     #[test]
@@ -627,11 +627,7 @@ mod tests {
                 "cleanSession",
             ),
         ] {
-            let err = MqttConfig::from_spec(&spec("pubsub.mqtt3", &bad)).unwrap_err();
-            assert!(
-                err.to_string().contains(&format!("spec.metadata.{field}")),
-                "{bad:?}: {err}"
-            );
+            refuses("pubsub.mqtt3", &bad, field, MqttConfig::from_spec);
         }
     }
 

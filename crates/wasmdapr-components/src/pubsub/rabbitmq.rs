@@ -794,7 +794,7 @@ impl Consumer {
 mod tests {
     use super::*;
     use crate::pubsub::parse_bool;
-    use crate::state::test_support::spec;
+    use crate::state::test_support::{refuses, spec};
 
     /// Dapr's names, defaults and refusals.
     #[test]
@@ -850,11 +850,7 @@ mod tests {
             (vec![("ttlInSeconds", "-1")], "ttlInSeconds"),
             (vec![("concurrencyMode", "any")], "concurrencyMode"),
         ] {
-            let err = RabbitMqConfig::from_spec(&spec("pubsub.rabbitmq", &bad)).unwrap_err();
-            assert!(
-                err.to_string().contains(&format!("spec.metadata.{field}")),
-                "{bad:?}: {err}"
-            );
+            refuses("pubsub.rabbitmq", &bad, field, RabbitMqConfig::from_spec);
         }
         assert_eq!(parse_bool("T"), Some(true));
         assert!(short("topic", &"x".repeat(256)).is_err());
