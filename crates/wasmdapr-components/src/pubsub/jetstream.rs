@@ -56,7 +56,7 @@ use wasmdapr_runtime::pubsub::{
 };
 
 use super::{
-    ConcurrencyMode, DRAIN, Dispatcher, backend_error, concurrency_mode, duration, flag,
+    ConcurrencyMode, DRAIN, Dispatcher, backend_error, concurrency_mode_of, duration, flag,
     stopped_within,
 };
 
@@ -138,7 +138,8 @@ pub struct JetStreamConfig {
     pub domain: Option<String>,
     /// `apiPrefix`: the JetStream API prefix.
     pub api_prefix: Option<String>,
-    /// `concurrencyMode`: `single` (Dapr's default here) or `parallel`.
+    /// `concurrencyMode` (or `concurrency`): `single` (Dapr's default
+    /// here) or `parallel`.
     pub concurrency: ConcurrencyMode,
 }
 
@@ -253,7 +254,12 @@ impl JetStreamConfig {
             heartbeat: (!heartbeat.is_zero()).then_some(heartbeat),
             domain: optional(spec, "domain"),
             api_prefix: optional(spec, "apiPrefix"),
-            concurrency: concurrency_mode(spec, ConcurrencyMode::Single)?,
+            // Dapr decodes `concurrency`, then `concurrencyMode` overrides it.
+            concurrency: concurrency_mode_of(
+                spec,
+                &["concurrencyMode", "concurrency"],
+                ConcurrencyMode::Single,
+            )?,
         })
     }
 
@@ -707,6 +713,9 @@ mod tests {
         assert_eq!(config.ack_policy, AckPolicy::Explicit);
         assert_eq!(config.concurrency, ConcurrencyMode::Single);
         assert_eq!(config.consumer_name("orders", "app"), "app-orders");
+        let older = [url, ("concurrency", "parallel")];
+        let config = JetStreamConfig::from_spec(&spec("pubsub.jetstream", &older)).unwrap();
+        assert_eq!(config.concurrency, ConcurrencyMode::Parallel);
         let config = JetStreamConfig::from_spec(&spec(
             "pubsub.jetstream",
             &[
@@ -739,6 +748,7 @@ mod tests {
             (vec![url, ("ackWait", "soon")], "ackWait"),
             (vec![url, ("maxDeliver", "many")], "maxDeliver"),
             (vec![url, ("concurrencyMode", "many")], "concurrencyMode"),
+            (vec![url, ("concurrency", "many")], "concurrency"),
             (vec![url, ("jwt", "x")], "jwt"),
         ] {
             refuses("pubsub.jetstream", &bad, field, JetStreamConfig::from_spec);

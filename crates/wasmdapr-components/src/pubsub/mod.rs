@@ -114,12 +114,27 @@ pub(crate) fn concurrency_mode(
     spec: &ComponentSpec,
     default: ConcurrencyMode,
 ) -> Result<ConcurrencyMode, ComponentError> {
-    match spec.metadata("concurrencyMode").map(str::trim) {
-        None => Ok(default),
-        Some("single") => Ok(ConcurrencyMode::Single),
-        Some("parallel") => Ok(ConcurrencyMode::Parallel),
-        Some(other) => Err(spec.field_error(
-            "spec.metadata.concurrencyMode",
+    concurrency_mode_of(spec, &["concurrencyMode"], default)
+}
+
+/// The concurrency mode of the first of `names` that is set (some brokers
+/// also read an older name), `default` when none is.
+pub(crate) fn concurrency_mode_of(
+    spec: &ComponentSpec,
+    names: &[&str],
+    default: ConcurrencyMode,
+) -> Result<ConcurrencyMode, ComponentError> {
+    let Some((name, value)) = names
+        .iter()
+        .find_map(|name| spec.metadata(name).map(|v| (*name, v.trim())))
+    else {
+        return Ok(default);
+    };
+    match value {
+        "single" => Ok(ConcurrencyMode::Single),
+        "parallel" => Ok(ConcurrencyMode::Parallel),
+        other => Err(spec.field_error(
+            format!("spec.metadata.{name}"),
             format!("`{other}` is not one of: single, parallel"),
         )),
     }

@@ -10,7 +10,7 @@
 //!
 //! A publish declares the exchange (`durable`, auto-deleted when
 //! `deletedWhenUnused`), sends the message with `deliveryMode`, the
-//! request's `ttlInSeconds` (or the component's) as its expiration, its
+//! request's `ttlInSeconds`/`ttl` (or the component's) as its expiration, its
 //! `priority` and `routingKey`, and the request's metadata as headers, and
 //! is `Ok` once the broker confirmed it (publisher confirms are always on
 //! here: the trait promises the broker holds a published message; Dapr
@@ -45,6 +45,7 @@ use lapin::{
 use tokio::sync::Mutex;
 use wasmdapr_runtime::ComponentSpec;
 use wasmdapr_runtime::component::ComponentError;
+use wasmdapr_runtime::pubsub::cloudevent::ttl_of;
 use wasmdapr_runtime::pubsub::{
     MessageHandler, Metadata, PubSub, PubSubError, PubSubFeatures, PublishRequest, ReceivedMessage,
     SubscribeRequest, Subscription,
@@ -88,7 +89,7 @@ pub struct RabbitMqConfig {
     pub max_len: Option<i64>,
     /// `maxLenBytes`: a queue's size at most.
     pub max_len_bytes: Option<i64>,
-    /// `ttlInSeconds`: the default expiration of a message.
+    /// `ttl` / `ttlInSeconds`: the default expiration of a message.
     pub ttl: Option<Duration>,
     /// `concurrencyMode`: `parallel` (Dapr's default) or `single`.
     pub concurrency: ConcurrencyMode,
@@ -97,15 +98,6 @@ pub struct RabbitMqConfig {
     /// `reconnectWaitSeconds` (default 3 s): the pause before a lost
     /// subscription connects again.
     pub reconnect_wait: Duration,
-}
-
-/// A `ttlInSeconds` value (whole seconds, as Dapr reads it).
-fn ttl_seconds(raw: &str) -> Option<Duration> {
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)
 }
 
 impl RabbitMqConfig {
@@ -171,15 +163,19 @@ impl RabbitMqConfig {
             let n: i64 = spec.parse_or(name, 0)?;
             Ok((n > 0).then_some(n))
         };
-        let ttl = match spec.metadata("ttlInSeconds") {
-            None => None,
-            Some(raw) => Some(ttl_seconds(raw).ok_or_else(|| {
-                field(
-                    "ttlInSeconds",
-                    format!("`{raw}` is not a positive number of seconds"),
-                )
-            })?),
-        };
+        // `ttl` or `ttlInSeconds`, a Go duration or whole seconds, as
+        // Dapr's `TryGetTTL` reads them; here a bad value is refused.
+        let ttl = ttl_of(&spec.metadata.clone().into_iter().collect());
+        if ttl.is_none()
+            && let Some(name) = ["ttl", "ttlInSeconds"]
+                .into_iter()
+                .find(|name| spec.metadata(name).is_some())
+        {
+            return Err(field(
+                name,
+                "is not a duration (`90s`) or a positive number of seconds".into(),
+            ));
+        }
         let auto_ack = flag(spec, "autoAck", false)?;
         if spec.metadata("publisherConfirm").is_some() {
             // Read for its value's sake; confirms are always on here.
@@ -478,14 +474,8 @@ impl PubSub for RabbitMqPubSub {
         if self.config.delivery_mode > 0 {
             properties = properties.with_delivery_mode(self.config.delivery_mode);
         }
-        let ttl = match request.metadata.get("ttlInSeconds") {
-            Some(raw) => Some(ttl_seconds(raw).ok_or_else(|| {
-                PubSubError::InvalidRequest(format!(
-                    "ttlInSeconds `{raw}` is not a positive number of seconds"
-                ))
-            })?),
-            None => self.config.ttl,
-        };
+        // An unreadable request TTL is ignored, as Dapr does.
+        let ttl = ttl_of(&request.metadata).or(self.config.ttl);
         if let Some(ttl) = ttl {
             properties = properties.with_expiration(ttl.as_millis().to_string().into());
         }
@@ -819,7 +809,7 @@ mod tests {
                 ("requeueInFailure", "True"),
                 ("deliveryMode", "2"),
                 ("prefetchCount", "5"),
-                ("ttlInSeconds", "60"),
+                ("ttl", "1m"),
                 ("maxLen", "10"),
                 ("concurrencyMode", "single"),
             ],
@@ -848,6 +838,7 @@ mod tests {
             (vec![("exchangeKind", "x-delayed")], "exchangeKind"),
             (vec![("durable", "yes")], "durable"),
             (vec![("ttlInSeconds", "-1")], "ttlInSeconds"),
+            (vec![("ttl", "soon")], "ttl"),
             (vec![("concurrencyMode", "any")], "concurrencyMode"),
         ] {
             refuses("pubsub.rabbitmq", &bad, field, RabbitMqConfig::from_spec);
