@@ -624,6 +624,28 @@ async fn layouts() {
     let _: i64 = redis::cmd("DEL").arg(&t).query_async(&mut c).await.unwrap();
 }
 
+/// Closing a subscription whose one handler never returns, with messages
+/// waiting behind it, ends within the drain bound (5 s) instead of
+/// waiting for it forever (the broker keeps those messages unsettled).
+async fn close_despite_a_hung_handler(broker: &Arc<dyn PubSub>) {
+    let t = topic("hung");
+    let inbox = Arc::new(Inbox {
+        hang_on: ["hang-00".to_string()].into(),
+        ..Inbox::default()
+    });
+    let subscription = subscribe(broker, &t, "app-a", &inbox).await;
+    publish(broker, &t, &messages("hang", 3)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), subscription.close())
+        .await
+        .expect("close waited for a handler that never returns");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "it did not wait for the running handler"
+    );
+}
+
 /// Deletes the JetStream streams this process made (one per topic).
 async fn delete_jetstream_streams(url: &str) {
     let client = async_nats::connect(url).await.expect("NATS");
@@ -646,7 +668,8 @@ async fn jetstream_ordered() {
     let broker = build("pubsub.jetstream", &metadata).await;
     let features = broker.features();
     assert!(features.ordered && features.redelivery && features.durable);
-    conformance(broker, || build("pubsub.jetstream", &metadata)).await;
+    conformance(broker.clone(), || build("pubsub.jetstream", &metadata)).await;
+    close_despite_a_hung_handler(&broker).await;
     delete_jetstream_streams(NATS_URL).await;
 }
 
@@ -676,6 +699,53 @@ async fn jetstream_without_acks() {
     assert!(!features.redelivery);
     redelivery(&broker, features).await;
     delete_jetstream_streams(NATS_URL).await;
+}
+
+/// With `streamName` and `durableName` (Dapr's way of binding one
+/// consumer), a second topic in that stream is refused rather than given
+/// the first topic's consumer and so its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_named_stream_and_durable() {
+    use wasmdapr_runtime::pubsub::PubSubError;
+
+    let stream = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+    let durable = format!("{stream}-durable");
+    let metadata = [
+        ("natsURL", NATS_URL),
+        ("streamName", stream.as_str()),
+        ("durableName", durable.as_str()),
+    ];
+    let broker = build("pubsub.jetstream", &metadata).await;
+    let (first, second) = (topic("named-1"), topic("named-2"));
+    let inbox = Inbox::new();
+    let s = subscribe(&broker, &first, "app-a", &inbox).await;
+    publish(&broker, &first, &messages("named", 2)).await;
+    Inbox::wait(&[&inbox], "named stream", |a| a[0].len() >= 2).await;
+    let refused = broker
+        .subscribe(
+            SubscribeRequest {
+                topic: second.clone(),
+                consumer_group: "app-a".into(),
+                metadata: Default::default(),
+            },
+            Inbox::new().handler(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(PubSubError::InvalidRequest(m)) if m.contains(&durable)),
+        "{refused:?}"
+    );
+    s.close().await;
+    let client = async_nats::connect(NATS_URL).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let info = js
+        .get_stream(&stream)
+        .await
+        .expect("the named stream")
+        .cached_info()
+        .clone();
+    assert_eq!(info.config.subjects, [first]);
+    js.delete_stream(&stream).await.expect("delete");
 }
 
 /// The durable consumer of a group lives on the server: what is published
@@ -751,7 +821,8 @@ async fn mqtt3_single() {
     let metadata = [("url", MQTT_URL), ("concurrencyMode", "single")];
     let broker = build("pubsub.mqtt3", &metadata).await;
     assert!(broker.features().ordered);
-    conformance(broker, || async { unreachable!("not durable") }).await;
+    conformance(broker.clone(), || async { unreachable!("not durable") }).await;
+    close_despite_a_hung_handler(&broker).await;
 }
 
 /// Failed messages stay unacked (MQTT 3 has no nack), yet cannot stall a
@@ -854,7 +925,8 @@ async fn rabbitmq_durable_ordered() {
     let broker = build("pubsub.rabbitmq", &metadata).await;
     let features = broker.features();
     assert!(features.durable && features.redelivery && features.ordered && features.message_ttl);
-    conformance(broker, || build("pubsub.rabbitmq", &metadata)).await;
+    conformance(broker.clone(), || build("pubsub.rabbitmq", &metadata)).await;
+    close_despite_a_hung_handler(&broker).await;
     delete_rabbitmq_topology().await;
 }
 

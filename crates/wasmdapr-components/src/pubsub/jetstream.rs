@@ -575,13 +575,22 @@ impl PubSub for JetStreamPubSub {
             .get_or_create_consumer(&name, consumer_config.clone())
             .await
             .map_err(|e| backend_error("jetstream: create consumer", e))?;
+        // An existing consumer is taken as it is: one made for another
+        // topic (a `durableName` shared by topics of one `streamName`)
+        // would deliver that topic's messages.
+        let filter = &consumer.cached_info().config.filter_subject;
+        if filter != &topic {
+            return Err(PubSubError::InvalidRequest(format!(
+                "the JetStream consumer `{name}` already exists for `{filter}`, not `{topic}` (give each topic its own durableName or stream)"
+            )));
+        }
         tracing::debug!(%topic, consumer = %name, "JetStream pub/sub: subscribed");
         let limit = self.config.limit();
-        let dispatcher = Dispatcher::new(handler, limit);
+        let (stop, mut stopped) = Subscription::signal();
+        let dispatcher = Dispatcher::new(handler, limit, stopped.clone());
         let acks = self.config.ack_policy != AckPolicy::None;
         let nak_delay = self.config.ack_wait;
         let heartbeat = self.config.heartbeat;
-        let (stop, mut stopped) = Subscription::signal();
         let task = tokio::spawn(async move {
             'subscription: while !*stopped.borrow() {
                 let mut pull = consumer.stream().max_messages_per_batch(limit);
@@ -607,7 +616,7 @@ impl PubSub for JetStreamPubSub {
                     match next {
                         Some(Ok(message)) => {
                             let received = received(&topic, &message);
-                            dispatcher
+                            let dispatched = dispatcher
                                 .dispatch(received, move |outcome| async move {
                                     if !acks {
                                         return;
@@ -621,6 +630,9 @@ impl PubSub for JetStreamPubSub {
                                     }
                                 })
                                 .await;
+                            if !dispatched {
+                                break 'subscription;
+                            }
                         }
                         Some(Err(error)) => {
                             use consumer::pull::MessagesErrorKind as Kind;

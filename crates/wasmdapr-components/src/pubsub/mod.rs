@@ -155,30 +155,48 @@ pub(crate) struct Dispatcher {
     handler: Arc<dyn MessageHandler>,
     slots: Arc<Semaphore>,
     limit: u32,
+    /// The subscription's stop signal: a message waiting for a slot is
+    /// given up when it turns `true` (it stays unsettled with the broker).
+    stopped: watch::Receiver<bool>,
 }
 
 impl Dispatcher {
-    /// A dispatcher running at most `limit` (at least 1) handlers at once.
-    pub(crate) fn new(handler: Arc<dyn MessageHandler>, limit: usize) -> Self {
+    /// A dispatcher running at most `limit` (at least 1) handlers at once,
+    /// for the subscription stopped by `stopped`.
+    pub(crate) fn new(
+        handler: Arc<dyn MessageHandler>,
+        limit: usize,
+        stopped: watch::Receiver<bool>,
+    ) -> Self {
         let limit = u32::try_from(limit.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
         Dispatcher {
             handler,
             slots: Arc::new(Semaphore::new(limit as usize)),
             limit,
+            stopped,
         }
     }
 
     /// Waits for a free slot, then runs the handler on `message` in a task
     /// of its own and, once it returned, `settle` with its outcome. With a
     /// limit of 1 the next message is not started before this one is
-    /// settled, so the broker's order is kept.
-    pub(crate) async fn dispatch<S, F>(&self, message: ReceivedMessage, settle: S)
+    /// settled, so the broker's order is kept. `false` when the
+    /// subscription was stopped before a slot was free (a handler that
+    /// never returns cannot keep a subscription from closing): the message
+    /// is neither handled nor settled.
+    pub(crate) async fn dispatch<S, F>(&self, message: ReceivedMessage, settle: S) -> bool
     where
         S: FnOnce(Result<(), HandlerError>) -> F + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return;
+        let mut stopped = self.stopped.clone();
+        let slot = tokio::select! {
+            biased;
+            slot = self.slots.clone().acquire_owned() => slot,
+            _ = stopped.wait_for(|s| *s) => return false,
+        };
+        let Ok(slot) = slot else {
+            return false;
         };
         let handling = self.handler.handle(message);
         tokio::spawn(async move {
@@ -186,6 +204,7 @@ impl Dispatcher {
             settle(outcome).await;
             drop(slot);
         });
+        true
     }
 
     /// Waits until no handler runs (all settled), at most `within`; `false`

@@ -519,9 +519,9 @@ impl PubSub for MqttPubSub {
             return Err(backend_error("mqtt: subscribe", why));
         }
         tracing::debug!(%filter, "MQTT pub/sub: subscribed");
-        let dispatcher = Dispatcher::new(handler, self.config.limit());
         let topic = request.topic;
         let (stop, mut stopped) = Subscription::signal();
+        let dispatcher = Dispatcher::new(handler, self.config.limit(), stopped.clone());
         let task = tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
@@ -542,7 +542,7 @@ impl PubSub for MqttPubSub {
                 };
                 let client = client.clone();
                 let failures = failures.clone();
-                dispatcher
+                let dispatched = dispatcher
                     .dispatch(message, move |outcome| async move {
                         if publish.qos == QoS::AtMostOnce {
                             return;
@@ -566,6 +566,9 @@ impl PubSub for MqttPubSub {
                         }
                     })
                     .await;
+                if !dispatched {
+                    break;
+                }
             }
             let _ = dispatcher.drain(DRAIN).await;
             let _ = client.try_disconnect();

@@ -522,6 +522,7 @@ impl PubSub for RabbitMqPubSub {
             || vec![String::new()],
             |keys| keys.split(',').map(str::to_owned).collect(),
         );
+        let (stop, mut stopped) = Subscription::signal();
         let consumer = Arc::new(Consumer {
             config: self.config.clone(),
             exchange: short("topic", &request.topic)?,
@@ -531,10 +532,9 @@ impl PubSub for RabbitMqPubSub {
                 .map(|k| short("routing key", k))
                 .collect::<Result<_, _>>()?,
             topic: request.topic,
-            dispatcher: Dispatcher::new(handler, self.config.limit()),
+            dispatcher: Dispatcher::new(handler, self.config.limit(), stopped.clone()),
         });
         let mut attached = consumer.attach().await?;
-        let (stop, mut stopped) = Subscription::signal();
         let task = tokio::spawn(async move {
             'subscription: loop {
                 let (connection, channel, mut deliveries, tag) = attached;
@@ -552,7 +552,16 @@ impl PubSub for RabbitMqPubSub {
                         break 'subscription;
                     };
                     match next {
-                        Some(Ok(delivery)) => consumer.deliver(delivery).await,
+                        Some(Ok(delivery)) => {
+                            if !consumer.deliver(delivery).await {
+                                // Stopped while every handler was busy.
+                                let _ = channel
+                                    .basic_cancel(tag.clone(), BasicCancelOptions::default())
+                                    .await;
+                                consumer.drain_and_close(&connection).await;
+                                break 'subscription;
+                            }
+                        }
                         Some(Err(error)) => {
                             tracing::warn!(%error, queue = %consumer.queue, "RabbitMQ pub/sub: consumer failed; reconnecting");
                             break;
@@ -720,8 +729,9 @@ impl Consumer {
     }
 
     /// Hands one delivery to the handler; acks it after `Ok`, nacks it
-    /// (requeued when `requeueInFailure`) after an error.
-    async fn deliver(&self, delivery: lapin::message::Delivery) {
+    /// (requeued when `requeueInFailure`) after an error. `false` when the
+    /// subscription stopped before a handler was free.
+    async fn deliver(&self, delivery: lapin::message::Delivery) -> bool {
         let quorum_count = delivery.properties.headers().as_ref().and_then(|h| {
             match h.inner().get("x-delivery-count") {
                 Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).ok(),
@@ -767,7 +777,7 @@ impl Consumer {
                     tracing::warn!(%error, "RabbitMQ pub/sub: ack failed; the broker delivers the message again");
                 }
             })
-            .await;
+            .await
     }
 
     /// Lets the running handlers finish (and ack), within [`DRAIN`], then
