@@ -968,20 +968,32 @@ async fn rabbitmq_layout_shared_with_daprd() {
     });
     let subscription = subscribe(&broker, &t, "app-a", &ours).await;
 
-    // The queue exists under Dapr's name (a passive declare fails otherwise).
+    // The queue exists under Dapr's name, and declaring it as daprd does
+    // (durable, deleted when unused, a classic queue with its dead-letter
+    // exchange) finds it equal: RabbitMQ refuses an inequivalent one.
     let (connection, channel) = amqp_channel().await;
     let queue = format!("app-a-{t}");
+    let mut dapr_args = lapin::types::FieldTable::default();
+    dapr_args.insert(
+        "x-dead-letter-exchange".into(),
+        lapin::types::AMQPValue::LongString(format!("dlx-{queue}").as_str().into()),
+    );
+    dapr_args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("classic".into()),
+    );
     channel
         .queue_declare(
             queue.as_str().into(),
             QueueDeclareOptions {
-                passive: true,
+                durable: true,
+                auto_delete: true,
                 ..Default::default()
             },
-            Default::default(),
+            dapr_args,
         )
         .await
-        .expect("the queue is named <group>-<topic>");
+        .expect("the queue is named <group>-<topic> and declared as daprd declares it");
     let theirs: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut daprd = channel
         .basic_consume(

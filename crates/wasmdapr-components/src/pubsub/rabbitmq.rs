@@ -53,7 +53,7 @@ use wasmdapr_runtime::pubsub::{
 
 use super::{
     ConcurrencyMode, DRAIN, Dispatcher, PARALLEL_LIMIT, backend_error, concurrency_mode, duration,
-    flag, stopped_within,
+    flag, parse_bool, stopped_within,
 };
 
 /// How long connecting, or one publish and its confirm, may take.
@@ -251,6 +251,53 @@ impl RabbitMqConfig {
         }
         args
     }
+}
+
+/// The arguments a subscription's queue is declared with beyond the
+/// component's, from its metadata, as Dapr sets them (a daprd declaring
+/// the same queue must find them equal): `queueType` (`classic`, the
+/// default, or `quorum`), `singleActiveConsumer`, `maxPriority`, and
+/// `maxLen` / `maxLenBytes` overriding the component's.
+fn subscription_args(metadata: &Metadata) -> Result<Vec<(&'static str, AMQPValue)>, PubSubError> {
+    let invalid = |name: &str, value: &str, why: &str| {
+        PubSubError::InvalidRequest(format!("subscription metadata {name} `{value}` {why}"))
+    };
+    let get = |name: &str| {
+        metadata
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let mut args = Vec::new();
+    let queue_type = get("queueType").unwrap_or("classic");
+    if !matches!(queue_type, "classic" | "quorum") {
+        return Err(invalid("queueType", queue_type, "is not classic or quorum"));
+    }
+    args.push(("x-queue-type", AMQPValue::LongString(queue_type.into())));
+    if get("singleActiveConsumer").and_then(parse_bool) == Some(true) {
+        args.push(("x-single-active-consumer", AMQPValue::Boolean(true)));
+    }
+    if let Some(raw) = get("maxPriority") {
+        let n: u64 = raw
+            .parse()
+            .map_err(|_| invalid("maxPriority", raw, "is not a whole number"))?;
+        let n = u8::try_from(n).unwrap_or(u8::MAX);
+        args.push(("x-max-priority", AMQPValue::ShortShortUInt(n)));
+    }
+    for (name, arg) in [
+        ("maxLenBytes", "x-max-length-bytes"),
+        ("maxLen", "x-max-length"),
+    ] {
+        if let Some(raw) = get(name) {
+            let n: i64 = raw
+                .parse()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| invalid(name, raw, "is not a whole number"))?;
+            args.push((arg, AMQPValue::LongLongInt(n)));
+        }
+    }
+    Ok(args)
 }
 
 /// The queue of `group` on `topic`, as Dapr names it.
@@ -531,6 +578,7 @@ impl PubSub for RabbitMqPubSub {
                 .iter()
                 .map(|k| short("routing key", k))
                 .collect::<Result<_, _>>()?,
+            queue_args: subscription_args(&request.metadata)?,
             topic: request.topic,
             dispatcher: Dispatcher::new(handler, self.config.limit(), stopped.clone()),
         });
@@ -607,6 +655,8 @@ struct Consumer {
     exchange: ShortString,
     queue: ShortString,
     routing_keys: Vec<ShortString>,
+    /// [`subscription_args`].
+    queue_args: Vec<(&'static str, AMQPValue)>,
     dispatcher: Dispatcher,
 }
 
@@ -669,6 +719,9 @@ impl Consumer {
                     "x-dead-letter-exchange".into(),
                     AMQPValue::LongString(dlx.as_str().into()),
                 );
+            }
+            for (name, value) in &self.queue_args {
+                args.insert((*name).into(), value.clone());
             }
             channel
                 .queue_declare(
@@ -793,7 +846,6 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pubsub::parse_bool;
     use crate::state::test_support::{refuses, spec};
 
     /// Dapr's names, defaults and refusals.
@@ -854,6 +906,25 @@ mod tests {
             refuses("pubsub.rabbitmq", &bad, field, RabbitMqConfig::from_spec);
         }
         assert_eq!(parse_bool("T"), Some(true));
+        let args = subscription_args(&Metadata::new()).unwrap();
+        assert_eq!(args.len(), 1, "x-queue-type classic, as Dapr declares it");
+        let args = subscription_args(&Metadata::from([
+            ("queueType".to_string(), "quorum".to_string()),
+            ("singleActiveConsumer".to_string(), "true".to_string()),
+            ("maxPriority".to_string(), "300".to_string()),
+            ("maxLen".to_string(), "5".to_string()),
+        ]))
+        .unwrap();
+        assert_eq!(args.len(), 4);
+        assert!(args.contains(&("x-max-priority", AMQPValue::ShortShortUInt(255))));
+        for (name, value) in [
+            ("queueType", "stream"),
+            ("maxLen", "-1"),
+            ("maxPriority", "high"),
+        ] {
+            let metadata = Metadata::from([(name.to_string(), value.to_string())]);
+            assert!(subscription_args(&metadata).is_err(), "{name}: {value}");
+        }
         assert!(short("topic", &"x".repeat(256)).is_err());
     }
 }
