@@ -17,7 +17,7 @@
 //!   exchange per topic, a queue `<group>-<topic>` per consumer group).
 //!
 //! What they share lives here: the metadata they read the same way, the
-//! conversion of backend faults, and the [`Dispatcher`] that runs a
+//! conversion of backend faults, and the `Dispatcher` that runs a
 //! subscription's handlers and settles (acks or refuses) each message.
 
 pub mod jetstream;
@@ -100,7 +100,7 @@ pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
 pub enum ConcurrencyMode {
     /// One message at a time: the broker's order is kept.
     Single,
-    /// Up to [`PARALLEL_LIMIT`] (or the broker's prefetch) at once.
+    /// Up to 100 handlers (or the broker's prefetch) at once.
     Parallel,
 }
 
