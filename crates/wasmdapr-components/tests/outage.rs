@@ -1,11 +1,11 @@
 //! Backend outages: a state store fails fast while its server is hung or
 //! down, and serves the very first request after the server is back.
 //!
-//! Pub/sub brokers (Redis Streams, NATS JetStream, MQTT) are watched through a
+//! Pub/sub brokers (Redis Streams, NATS JetStream, MQTT, RabbitMQ) are watched through a
 //! [`PubSubProbe`]: publishes fail while the server is down, succeed once it
 //! is back, and the subscription made before goes on by itself.
 //!
-//! Each test starts a private server (redis-server, mosquitto, nats-server with its
+//! Each test starts a private server (redis-server, mosquitto, a RabbitMQ node, nats-server with its
 //! store in a temporary directory, or a PostgreSQL cluster made with
 //! `initdb` in a temporary directory) on a free port, so stopping
 //! it disturbs no other test. Two kinds of outage are simulated:
@@ -914,6 +914,177 @@ async fn mqtt3_down_then_back() {
         }
         assert!(Instant::now() < deadline, "the subscription did not resume");
         n += 1;
+    }
+    probe.close().await;
+}
+
+/// A private RabbitMQ node (its own name, port, configuration and
+/// database in a temporary directory), run as the `rabbitmq` user when we
+/// are root, as the package's scripts require.
+struct RabbitServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RabbitServer {
+    fn start(port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("wasmdapr-rabbit-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(
+            dir.path().join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+        )
+        .expect("rabbitmq.conf");
+        let mut server = RabbitServer {
+            dir,
+            port,
+            child: None,
+        };
+        if server.as_root() {
+            let status = Command::new("chown")
+                .args(["-R", "rabbitmq:", server.path()])
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown rabbitmq failed");
+        }
+        server.restart();
+        server
+    }
+
+    fn as_root(&self) -> bool {
+        let uid = Command::new("id").arg("-u").output().expect("id -u");
+        String::from_utf8_lossy(&uid.stdout).trim() == "0"
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8")
+    }
+
+    fn restart(&mut self) {
+        let dir = self.path().to_owned();
+        let mut command = if self.as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "rabbitmq", "--", "env", "HOME=/var/lib/rabbitmq"]);
+            c.arg("/usr/lib/rabbitmq/bin/rabbitmq-server");
+            c
+        } else {
+            Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        };
+        let port = self.port;
+        // The distribution port must be free too: a free port's neighbour
+        // below 32768 is not guaranteed, so ask for one.
+        let dist = free_port();
+        command
+            .env("RABBITMQ_NODENAME", format!("wasmdapr{port}@localhost"))
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_CONFIG_FILE", format!("{dir}/rabbitmq.conf"))
+            .env("RABBITMQ_MNESIA_BASE", format!("{dir}/mnesia"))
+            .env("RABBITMQ_LOG_BASE", format!("{dir}/log"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                format!("{dir}/enabled_plugins"),
+            )
+            .env("RABBITMQ_PID_FILE", format!("{dir}/pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().expect("rabbitmq-server (is it installed?)");
+        self.child = Some(child);
+        // A node takes seconds to boot.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "RabbitMQ did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the node (the Erlang VM, by its pid file) as a crash would.
+    fn kill(&mut self) {
+        let pid_file = self.dir.path().join("pid");
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            let _ = std::fs::remove_file(pid_file);
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "RabbitMQ did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RabbitServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `pubsub.rabbitmq` through a broker crash: publishes fail with a backend
+/// error while RabbitMQ is down, the first publish after it is back
+/// succeeds (the publisher connects again), and the subscription connects
+/// and consumes again by itself; its durable queue kept what was published
+/// before it was back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_down_then_back() {
+    use wasmdapr_runtime::pubsub::PubSubError;
+
+    let port = free_port();
+    let mut server = RabbitServer::start(port);
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}");
+    let mut probe = PubSubProbe::start(
+        "pubsub.rabbitmq",
+        &[
+            ("connectionString", url.as_str()),
+            ("deletedWhenUnused", "false"),
+            ("deliveryMode", "2"),
+            ("reconnectWaitSeconds", "1"),
+        ],
+    )
+    .await;
+    probe
+        .publish("before")
+        .await
+        .expect("publish before the outage");
+    assert_eq!(probe.receive().await, b"before");
+
+    server.kill();
+    for round in 0..3 {
+        let started = Instant::now();
+        let failed = tokio::time::timeout(HUNG_AFTER, probe.publish("during"))
+            .await
+            .expect("a publish while RabbitMQ is down hung");
+        assert!(
+            matches!(failed, Err(PubSubError::Backend(_))),
+            "publish {round} while RabbitMQ is down: {failed:?}"
+        );
+        let took = started.elapsed();
+        assert!(took < FAIL_WITHIN, "publish {round} took {took:?}");
+    }
+
+    server.restart();
+    probe
+        .publish("after")
+        .await
+        .expect("the first publish after the outage");
+    // Killed, the node may not have written `before`'s ack: it comes
+    // again (at-least-once); `during` never does.
+    loop {
+        let got = probe.receive().await;
+        match &got[..] {
+            b"after" => break,
+            b"before" => {}
+            other => panic!("{} was delivered", String::from_utf8_lossy(other)),
+        }
     }
     probe.close().await;
 }
