@@ -1,13 +1,15 @@
 //! Backend outages: a state store fails fast while its server is hung or
 //! down, and serves the very first request after the server is back.
 //!
-//! Pub/sub brokers (Redis Streams, NATS JetStream, MQTT, RabbitMQ) are watched through a
-//! [`PubSubProbe`]: publishes fail while the server is down, succeed once it
-//! is back, and the subscription made before goes on by itself.
+//! Pub/sub brokers (Redis Streams, NATS JetStream, MQTT, RabbitMQ) are
+//! watched through a [`PubSubProbe`]: publishes fail while the server is
+//! down, succeed once it is back, and the subscription made before goes on
+//! by itself.
 //!
-//! Each test starts a private server (redis-server, mosquitto, a RabbitMQ node, nats-server with its
-//! store in a temporary directory, or a PostgreSQL cluster made with
-//! `initdb` in a temporary directory) on a free port, so stopping
+//! Each test starts a private server (redis-server, mosquitto, a RabbitMQ
+//! node, nats-server with its store in a temporary directory, or a
+//! PostgreSQL cluster made with `initdb` in a temporary directory) on a
+//! free port, so stopping
 //! it disturbs no other test. Two kinds of outage are simulated:
 //!
 //! - *hung*: every process of the server is stopped with `SIGSTOP`: TCP
