@@ -9,8 +9,8 @@
 //! Each test starts a private server (redis-server, mosquitto, a RabbitMQ
 //! node, nats-server with its store in a temporary directory, or a
 //! PostgreSQL cluster made with `initdb` in a temporary directory) on a
-//! free port, so stopping
-//! it disturbs no other test. Two kinds of outage are simulated:
+//! free port, so stopping it disturbs no other test. Two kinds of outage
+//! are simulated:
 //!
 //! - *hung*: every process of the server is stopped with `SIGSTOP`: TCP
 //!   connections stay open and new ones are even accepted by the kernel, but
