@@ -71,10 +71,11 @@ if ! up 5672; then
   fi
   # A container's host name may not resolve: the node is named after
   # localhost, and listens on the loopback only.
-  if [ ! -s /etc/rabbitmq/rabbitmq-env.conf ]; then
+  mkdir -p /etc/rabbitmq
+  if ! grep -qs '^NODENAME=' /etc/rabbitmq/rabbitmq-env.conf; then
     printf '%s\n' 'NODENAME=rabbit@localhost' 'ERL_EPMD_ADDRESS=127.0.0.1' \
       'export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"' \
-      >/etc/rabbitmq/rabbitmq-env.conf
+      >>/etc/rabbitmq/rabbitmq-env.conf
   fi
   if [ ! -s /etc/rabbitmq/rabbitmq.conf ]; then
     echo 'listeners.tcp.local = 127.0.0.1:5672' >/etc/rabbitmq/rabbitmq.conf
