@@ -11,7 +11,10 @@
 //!   (`state.postgresql`).
 //! - [`pubsub`]: pub/sub brokers — [`pubsub::memory`]
 //!   (`pubsub.in-memory`), [`pubsub::sqlite`] (`pubsub.sqlite`, the
-//!   embedded default), [`pubsub::redis`] (`pubsub.redis`, Redis Streams).
+//!   embedded default), [`pubsub::redis`] (`pubsub.redis`, Redis Streams),
+//!   [`pubsub::jetstream`] (`pubsub.jetstream`, NATS JetStream),
+//!   [`pubsub::mqtt3`] (`pubsub.mqtt3`, MQTT 3.1.1), [`pubsub::rabbitmq`]
+//!   (`pubsub.rabbitmq`, AMQP 0-9-1).
 //! - [`nameresolution`]: name resolvers — [`nameresolution::sqlite`]
 //!   (`nameresolution.sqlite`, the default).
 //!
@@ -66,6 +69,18 @@ pub fn register(registry: &mut ComponentRegistry) {
     });
     registry.register::<dyn PubSub, _, _>("pubsub.redis", |spec| async move {
         let broker = pubsub::redis::RedisPubSub::connect(&spec).await?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.jetstream", |spec| async move {
+        let broker = pubsub::jetstream::JetStreamPubSub::connect(&spec).await?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.mqtt3", |spec| async move {
+        let broker = pubsub::mqtt3::MqttPubSub::connect(&spec).await?;
+        Ok(Arc::new(broker) as Arc<dyn PubSub>)
+    });
+    registry.register::<dyn PubSub, _, _>("pubsub.rabbitmq", |spec| async move {
+        let broker = pubsub::rabbitmq::RabbitMqPubSub::connect(&spec).await?;
         Ok(Arc::new(broker) as Arc<dyn PubSub>)
     });
     registry.register::<dyn NameResolver, _, _>("nameresolution.sqlite", |spec| async move {

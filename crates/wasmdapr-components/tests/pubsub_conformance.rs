@@ -139,8 +139,23 @@ impl Inbox {
     }
 }
 
+thread_local! {
+    /// Every topic this test made, for it to delete what it leaves on its
+    /// server. Per thread: a test's own future runs on its thread (`block_on`),
+    /// and `cargo test` runs tests side by side in one process, so a
+    /// process-wide list would let one test delete another's streams.
+    static TOPICS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn topic(name: &str) -> String {
-    format!("conformance-{}-{name}", uuid::Uuid::new_v4().simple())
+    let topic = format!("conformance-{}-{name}", uuid::Uuid::new_v4().simple());
+    TOPICS.with(|t| t.borrow_mut().push(topic.clone()));
+    topic
+}
+
+/// The topics this test made.
+fn my_topics() -> Vec<String> {
+    TOPICS.with(|t| t.borrow().clone())
 }
 
 fn messages(prefix: &str, n: usize) -> Vec<String> {
@@ -195,10 +210,6 @@ where
     Fut: Future<Output = Arc<dyn PubSub>>,
 {
     let features = broker.features();
-    assert!(
-        !features.message_ttl,
-        "no backend here expires messages itself; the envelope's expiration does"
-    );
     publish_and_subscribe(&broker, features).await;
     redelivery(&broker, features).await;
     group_sharing(&broker).await;
@@ -208,6 +219,44 @@ where
     if features.durable {
         unacked_survives_a_crash(&broker, reopen().await).await;
     }
+    // Expiry is seen on messages kept while no subscriber takes them,
+    // which only a durable broker keeps.
+    if features.message_ttl && features.durable {
+        broker_expires_messages(&broker).await;
+    }
+}
+
+/// A (durable) broker that declares `MESSAGE_TTL` drops a message whose
+/// `ttlInSeconds` passed before it was delivered, and delivers the others.
+async fn broker_expires_messages(broker: &Arc<dyn PubSub>) {
+    let t = topic("ttl");
+    // The group's queue exists (a subscription made it), but nobody takes
+    // messages while they expire.
+    let idle = Inbox::new();
+    let first = subscribe(broker, &t, "app-a", &idle).await;
+    publish(broker, &t, &messages("ttl-before", 1)).await;
+    Inbox::wait(&[&idle], "before the ttl check", |a| !a[0].is_empty()).await;
+    first.close().await;
+    for (data, ttl) in [("short-lived", Some("1")), ("kept", None)] {
+        broker
+            .publish(PublishRequest {
+                topic: t.clone(),
+                data: data.as_bytes().to_vec(),
+                content_type: Some("text/plain".into()),
+                metadata: ttl
+                    .map(|ttl| [("ttlInSeconds".to_string(), ttl.to_string())].into())
+                    .unwrap_or_default(),
+            })
+            .await
+            .expect("publish");
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = Inbox::new();
+    let again = subscribe(broker, &t, "app-a", &later).await;
+    Inbox::wait(&[&later], "after expiry", |a| !a[0].is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(later.acked(), ["kept"], "the expired message was delivered");
+    again.close().await;
 }
 
 /// Every message published after a subscription reaches it once, with the
@@ -246,7 +295,15 @@ async fn publish_and_subscribe(broker: &Arc<dyn PubSub>, features: PubSubFeature
         assert_eq!(sorted(&got), sent);
     }
     for m in metadata_seen.lock().unwrap().iter() {
-        assert_eq!(m.get("k").map(String::as_str), Some("v"), "{m:?}");
+        if features.carries_metadata {
+            assert_eq!(m.get("k").map(String::as_str), Some("v"), "{m:?}");
+        } else {
+            assert_eq!(
+                m.get("k"),
+                None,
+                "a broker said to carry no metadata did: {m:?}"
+            );
+        }
     }
     subscription.close().await;
 }
@@ -565,4 +622,485 @@ async fn layouts() {
     let text = format!("{entries:?}");
     assert!(text.contains("data") && text.contains("metadata"), "{text}");
     let _: i64 = redis::cmd("DEL").arg(&t).query_async(&mut c).await.unwrap();
+}
+
+/// Closing a subscription whose one handler never returns, with messages
+/// waiting behind it, ends within the drain bound (5 s) instead of
+/// waiting for it forever (the broker keeps those messages unsettled).
+async fn close_despite_a_hung_handler(broker: &Arc<dyn PubSub>) {
+    let t = topic("hung");
+    let inbox = Arc::new(Inbox {
+        hang_on: ["hang-00".to_string()].into(),
+        ..Inbox::default()
+    });
+    let subscription = subscribe(broker, &t, "app-a", &inbox).await;
+    publish(broker, &t, &messages("hang", 3)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), subscription.close())
+        .await
+        .expect("close waited for a handler that never returns");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "it did not wait for the running handler"
+    );
+}
+
+/// Deletes the JetStream streams this process made (one per topic).
+async fn delete_jetstream_streams(url: &str) {
+    let client = async_nats::connect(url).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    for t in my_topics() {
+        if let Ok(name) = js.stream_by_subject(t.as_str()).await {
+            let _ = js.delete_stream(&name).await;
+        }
+    }
+}
+
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// `pubsub.jetstream` (one handler at a time: ordered) against the real
+/// server: durable consumers per group, redelivery by nak and by
+/// `ackWait` expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_ordered() {
+    let metadata = [("natsURL", NATS_URL), ("ackWait", "2s")];
+    let broker = build("pubsub.jetstream", &metadata).await;
+    let features = broker.features();
+    assert!(features.ordered && features.redelivery && features.durable);
+    conformance(broker.clone(), || build("pubsub.jetstream", &metadata)).await;
+    close_despite_a_hung_handler(&broker).await;
+    delete_jetstream_streams(NATS_URL).await;
+}
+
+/// `pubsub.jetstream` with `concurrencyMode: parallel` (no order promised)
+/// passes the suite too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_parallel() {
+    let metadata = [
+        ("natsURL", NATS_URL),
+        ("ackWait", "2s"),
+        ("concurrencyMode", "parallel"),
+        ("maxAckPending", "4"),
+    ];
+    let broker = build("pubsub.jetstream", &metadata).await;
+    assert!(!broker.features().ordered);
+    conformance(broker, || build("pubsub.jetstream", &metadata)).await;
+    delete_jetstream_streams(NATS_URL).await;
+}
+
+/// `pubsub.jetstream` with `ackPolicy: none` neither acks nor redelivers,
+/// and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_without_acks() {
+    let metadata = [("natsURL", NATS_URL), ("ackPolicy", "none")];
+    let broker = build("pubsub.jetstream", &metadata).await;
+    let features = broker.features();
+    assert!(!features.redelivery);
+    redelivery(&broker, features).await;
+    delete_jetstream_streams(NATS_URL).await;
+}
+
+/// With `streamName` and `durableName` (Dapr's way of binding one
+/// consumer), a second topic in that stream is refused rather than given
+/// the first topic's consumer and so its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_named_stream_and_durable() {
+    use wasmdapr_runtime::pubsub::PubSubError;
+
+    let stream = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+    let durable = format!("{stream}-durable");
+    let metadata = [
+        ("natsURL", NATS_URL),
+        ("streamName", stream.as_str()),
+        ("durableName", durable.as_str()),
+    ];
+    let broker = build("pubsub.jetstream", &metadata).await;
+    let (first, second) = (topic("named-1"), topic("named-2"));
+    let inbox = Inbox::new();
+    let s = subscribe(&broker, &first, "app-a", &inbox).await;
+    publish(&broker, &first, &messages("named", 2)).await;
+    Inbox::wait(&[&inbox], "named stream", |a| a[0].len() >= 2).await;
+    let refused = broker
+        .subscribe(
+            SubscribeRequest {
+                topic: second.clone(),
+                consumer_group: "app-a".into(),
+                metadata: Default::default(),
+            },
+            Inbox::new().handler(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(PubSubError::InvalidRequest(m)) if m.contains(&durable)),
+        "{refused:?}"
+    );
+    s.close().await;
+    let client = async_nats::connect(NATS_URL).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let info = js
+        .get_stream(&stream)
+        .await
+        .expect("the named stream")
+        .cached_info()
+        .clone();
+    assert_eq!(info.config.subjects, [first]);
+    js.delete_stream(&stream).await.expect("delete");
+}
+
+/// The durable consumer of a group lives on the server: what is published
+/// while the group has no subscriber, and no broker instance at all,
+/// reaches the group's next subscriber on a new instance, once; the
+/// consumer is the one named after the group; another group made later
+/// reads the stream from its start (`deliverPolicy: all`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jetstream_durable_consumer_survives_rebuild() {
+    let metadata = [("natsURL", NATS_URL), ("ackWait", "2s")];
+    let t = topic("rebuild");
+    let broker = build("pubsub.jetstream", &metadata).await;
+    let first = Inbox::new();
+    let s = subscribe(&broker, &t, "app-a", &first).await;
+    publish(&broker, &t, &messages("early", 2)).await;
+    Inbox::wait(&[&first], "first instance", |a| a[0].len() >= 2).await;
+    s.close().await;
+    broker.close().await.expect("close");
+    drop(broker);
+
+    let other = build("pubsub.jetstream", &metadata).await;
+    publish(&other, &t, &messages("while-away", 3)).await;
+    drop(other);
+
+    let rebuilt = build("pubsub.jetstream", &metadata).await;
+    let second = Inbox::new();
+    let s = subscribe(&rebuilt, &t, "app-a", &second).await;
+    Inbox::wait(&[&second], "rebuilt instance", |a| a[0].len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(second.acked(), messages("while-away", 3));
+    s.close().await;
+
+    let newcomer = Inbox::new();
+    let s = subscribe(&rebuilt, &t, "app-one", &newcomer).await;
+    Inbox::wait(&[&newcomer], "new group", |a| a[0].len() >= 5).await;
+    let mut all = messages("early", 2);
+    all.extend(messages("while-away", 3));
+    assert_eq!(newcomer.acked(), all);
+    s.close().await;
+
+    let client = async_nats::connect(NATS_URL).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let name = js.stream_by_subject(t.as_str()).await.expect("stream");
+    let mut stream = js.get_stream(&name).await.expect("stream");
+    let info = stream
+        .consumer_info(format!("app-a-{t}"))
+        .await
+        .expect("durable consumer");
+    assert_eq!(info.num_pending, 0, "{info:?}");
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+    let _ = stream.info().await;
+    delete_jetstream_streams(NATS_URL).await;
+}
+
+const MQTT_URL: &str = "tcp://127.0.0.1:1883";
+
+/// `pubsub.mqtt3` with Dapr's defaults (QoS 1, handlers in parallel)
+/// against the real Mosquitto: shared subscriptions per group, and the
+/// suite confirms what MQTT 3 cannot do (no redelivery, no durability, no
+/// metadata).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqtt3_parallel() {
+    let metadata = [("url", MQTT_URL), ("consumerID", "conformance")];
+    let broker = build("pubsub.mqtt3", &metadata).await;
+    let features = broker.features();
+    assert_eq!(features, PubSubFeatures::default(), "MQTT 3 promises none");
+    conformance(broker, || async { unreachable!("not durable") }).await;
+}
+
+/// `pubsub.mqtt3` with one handler at a time keeps the broker's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqtt3_single() {
+    let metadata = [("url", MQTT_URL), ("concurrencyMode", "single")];
+    let broker = build("pubsub.mqtt3", &metadata).await;
+    assert!(broker.features().ordered);
+    conformance(broker.clone(), || async { unreachable!("not durable") }).await;
+    close_despite_a_hung_handler(&broker).await;
+}
+
+/// Failed messages stay unacked (MQTT 3 has no nack), yet cannot stall a
+/// subscription: past the bound it lets go of them by reconnecting, so it
+/// goes on receiving beyond the broker's in-flight window (Mosquitto's is
+/// 20 messages), and never receives a failed message twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mqtt3_failures_do_not_stall() {
+    let broker = build("pubsub.mqtt3", &[("url", MQTT_URL)]).await;
+    let t = topic("failing");
+    let bad = messages("bad", 30);
+    let inbox = Arc::new(Inbox {
+        fail_first: bad.iter().cloned().collect(),
+        ..Inbox::default()
+    });
+    let subscription = subscribe(&broker, &t, "app-a", &inbox).await;
+    // One at a time, each waited for a while: a message published while
+    // the subscription reconnects is lost (MQTT 3 keeps nothing for it),
+    // the others are all seen, well past the broker's window.
+    for data in &bad {
+        publish(&broker, &t, std::slice::from_ref(data)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while inbox.deliveries_of(data).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let failed = inbox
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| !d.acked)
+        .count();
+    assert!(failed > 20, "stalled after {failed} failed messages");
+    publish(&broker, &t, &messages("good", 1)).await;
+    Inbox::wait(&[&inbox], "after the failures", |a| {
+        a[0] == messages("good", 1)
+    })
+    .await;
+    for data in &bad {
+        assert!(
+            inbox.deliveries_of(data).len() <= 1,
+            "{data} delivered again"
+        );
+    }
+    subscription.close().await;
+}
+
+/// The consumer groups the checks use.
+const GROUPS: [&str; 5] = ["app-a", "app-shared", "app-one", "app-two", "app-crash"];
+
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672";
+
+async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .expect("RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    (connection, channel)
+}
+
+/// Deletes the queues (and their dead-letter pairs) and exchanges the
+/// RabbitMQ checks of this process made.
+async fn delete_rabbitmq_topology() {
+    let (connection, channel) = amqp_channel().await;
+    for t in &my_topics() {
+        for g in GROUPS {
+            let queue = format!("{g}-{t}");
+            for name in [queue.clone(), format!("dlq-{queue}")] {
+                channel
+                    .queue_delete(name.as_str().into(), Default::default())
+                    .await
+                    .expect("queue.delete");
+            }
+            channel
+                .exchange_delete(format!("dlx-{queue}").as_str().into(), Default::default())
+                .await
+                .expect("exchange.delete");
+        }
+        channel
+            .exchange_delete(t.as_str().into(), Default::default())
+            .await
+            .expect("exchange.delete");
+    }
+    connection.close(200, "done".into()).await.expect("close");
+}
+
+/// `pubsub.rabbitmq` configured to keep what it is given (queues kept
+/// without consumers, failures requeued, one handler at a time): durable,
+/// redelivering, ordered, and expiring messages by `ttlInSeconds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_durable_ordered() {
+    let metadata = [
+        ("connectionString", AMQP_URL),
+        ("deletedWhenUnused", "false"),
+        ("requeueInFailure", "true"),
+        ("deliveryMode", "2"),
+        ("concurrencyMode", "single"),
+    ];
+    let broker = build("pubsub.rabbitmq", &metadata).await;
+    let features = broker.features();
+    assert!(features.durable && features.redelivery && features.ordered && features.message_ttl);
+    conformance(broker.clone(), || build("pubsub.rabbitmq", &metadata)).await;
+    close_despite_a_hung_handler(&broker).await;
+    delete_rabbitmq_topology().await;
+}
+
+/// `pubsub.rabbitmq` with Dapr's defaults (queues deleted with their last
+/// consumer, failures dropped, handlers in parallel) neither redelivers
+/// nor keeps messages for an absent group, and the suite checks that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_dapr_defaults() {
+    let metadata = [("connectionString", AMQP_URL)];
+    let broker = build("pubsub.rabbitmq", &metadata).await;
+    let features = broker.features();
+    assert!(!features.durable && !features.redelivery && !features.ordered);
+    conformance(broker, || async { unreachable!("not durable") }).await;
+    delete_rabbitmq_topology().await;
+}
+
+/// The queue of a group is named `<group>-<topic>` and bound to the fanout
+/// exchange `<topic>`, as Dapr names them: a plain AMQP consumer on that
+/// queue (what a daprd of the same app runs) shares the messages with the
+/// subscription, each going to one of them. With `enableDeadLetter`, a
+/// failed message goes to `dlq-<queue>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_layout_shared_with_daprd() {
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicGetOptions, QueueDeclareOptions,
+    };
+
+    let metadata = [
+        ("connectionString", AMQP_URL),
+        ("enableDeadLetter", "true"),
+        ("concurrencyMode", "single"),
+    ];
+    let broker = build("pubsub.rabbitmq", &metadata).await;
+    let t = topic("daprd");
+    let ours = Arc::new(Inbox {
+        pause: Duration::from_millis(30),
+        fail_first: ["poison".to_string()].into(),
+        ..Inbox::default()
+    });
+    let subscription = subscribe(&broker, &t, "app-a", &ours).await;
+
+    // The queue exists under Dapr's name, and declaring it as daprd does
+    // (durable, deleted when unused, a classic queue with its dead-letter
+    // exchange) finds it equal: RabbitMQ refuses an inequivalent one.
+    let (connection, channel) = amqp_channel().await;
+    let queue = format!("app-a-{t}");
+    let mut dapr_args = lapin::types::FieldTable::default();
+    dapr_args.insert(
+        "x-dead-letter-exchange".into(),
+        lapin::types::AMQPValue::LongString(format!("dlx-{queue}").as_str().into()),
+    );
+    dapr_args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("classic".into()),
+    );
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            dapr_args,
+        )
+        .await
+        .expect("the queue is named <group>-<topic> and declared as daprd declares it");
+    let theirs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut daprd = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "daprd".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await
+        .expect("consume");
+    let sink = theirs.clone();
+    let reader = tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(Ok(delivery)) = daprd.next().await {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8(delivery.data.clone()).unwrap());
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    });
+    let sent = messages("shared", 20);
+    publish(&broker, &t, &sent).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (a, b) = (ours.acked(), theirs.lock().unwrap().clone());
+        if a.len() + b.len() >= 20 {
+            let mut all = a.clone();
+            all.extend(b.clone());
+            assert_eq!(sorted(&all), sent, "each message once: {a:?} / {b:?}");
+            assert!(!a.is_empty() && !b.is_empty(), "{a:?} / {b:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{a:?} / {b:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reader.abort();
+    channel
+        .basic_cancel("daprd".into(), Default::default())
+        .await
+        .expect("cancel");
+
+    // A failed message is dead-lettered, not lost (requeueInFailure off).
+    publish(&broker, &t, &["poison".to_string()]).await;
+    Inbox::wait(&[&ours], "poison", |_| {
+        !ours.deliveries_of("poison").is_empty()
+    })
+    .await;
+    let dlq = format!("dlq-{queue}");
+    let mut dead = None;
+    for _ in 0..50 {
+        dead = channel
+            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = dead.expect("the failed message in the dead-letter queue");
+    assert_eq!(dead.delivery.data, b"poison");
+    subscription.close().await;
+    connection.close(200, "done".into()).await.expect("close");
+    delete_rabbitmq_topology().await;
+}
+
+/// `examples/components/rabbitmq` loads and starts.
+#[tokio::test]
+async fn rabbitmq_example() {
+    example_folder("rabbitmq", "pubsub.rabbitmq").await;
+}
+
+/// The example resources folder of a broker loads as the sidecar loads it
+/// (against the real servers): its `pubsub` component is of `kind`, and
+/// its `statestore` is the Redis one of `examples/components/redis`, so
+/// an app moves between brokers by its resources folder alone.
+async fn example_folder(folder: &str, kind: &str) {
+    use wasmdapr_runtime::{Components, Resources};
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/components");
+    let resources = Resources::load_dirs(&[examples.join(folder)]).expect("the example resources");
+    let redis = Resources::load_dirs(&[examples.join("redis")]).expect("the redis resources");
+    let state = |r: &Resources| {
+        r.components
+            .iter()
+            .find(|c| c.spec.name == "statestore")
+            .map(|c| (c.spec.kind.clone(), c.spec.metadata.clone()))
+    };
+    assert_eq!(
+        state(&resources),
+        state(&redis),
+        "{folder}: the statestore differs"
+    );
+    let mut registry = ComponentRegistry::new();
+    wasmdapr_components::register(&mut registry);
+    let components = Components::load_declared(resources.components, &registry)
+        .await
+        .unwrap_or_else(|e| panic!("{folder}: {e}"));
+    let pubsubs: Vec<(String, String)> = components
+        .pubsubs()
+        .map(|p| (p.spec.name.clone(), p.spec.kind.clone()))
+        .collect();
+    assert_eq!(pubsubs, [("pubsub".to_string(), kind.to_string())]);
+}
+
+/// `examples/components/jetstream` loads and starts.
+#[tokio::test]
+async fn jetstream_example() {
+    example_folder("jetstream", "pubsub.jetstream").await;
 }

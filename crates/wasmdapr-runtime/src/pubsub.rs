@@ -203,6 +203,10 @@ pub struct PubSubFeatures {
     /// One subscription receives a topic's messages in publish order
     /// (until a redelivery).
     pub ordered: bool,
+    /// The metadata of a publish reaches its subscribers
+    /// ([`ReceivedMessage::metadata`]); brokers without message headers
+    /// (MQTT 3) carry none.
+    pub carries_metadata: bool,
 }
 
 impl PubSubFeatures {

@@ -107,6 +107,7 @@ fn leave(broker: &Broker, topic: &str, name: &str, group: &Arc<Group>) {
 impl PubSub for MemoryPubSub {
     fn features(&self) -> PubSubFeatures {
         PubSubFeatures {
+            carries_metadata: true,
             redelivery: true,
             ordered: true,
             ..PubSubFeatures::default()

@@ -395,6 +395,7 @@ impl Consumer {
 impl PubSub for RedisPubSub {
     fn features(&self) -> PubSubFeatures {
         PubSubFeatures {
+            carries_metadata: true,
             redelivery: self.config.redeliver_interval.is_some(),
             durable: true,
             ordered: self.config.concurrency == 1,

@@ -384,6 +384,7 @@ fn claim(
 impl PubSub for SqlitePubSub {
     fn features(&self) -> PubSubFeatures {
         PubSubFeatures {
+            carries_metadata: true,
             bulk_publish: true,
             redelivery: true,
             durable: true,

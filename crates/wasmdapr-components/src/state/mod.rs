@@ -260,6 +260,21 @@ pub(crate) mod test_support {
             source: PathBuf::from("components/store.yaml"),
         }
     }
+
+    /// Asserts that parsing `metadata` for `kind` with `parse` fails with
+    /// a field error naming `spec.metadata.<field>`.
+    pub fn refuses<T: std::fmt::Debug>(
+        kind: &str,
+        metadata: &[(&str, &str)],
+        field: &str,
+        parse: impl Fn(&ComponentSpec) -> Result<T, wasmdapr_runtime::ComponentError>,
+    ) {
+        let err = parse(&spec(kind, metadata)).expect_err("refused");
+        assert!(
+            err.to_string().contains(&format!("spec.metadata.{field}")),
+            "{metadata:?}: {err}"
+        );
+    }
 }
 
 #[cfg(test)]
