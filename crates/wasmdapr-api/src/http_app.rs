@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::HeaderValue;
-use wasmdapr_runtime::{AppChannel, AppId, AppRequest, AppResponse, ChannelError};
+use wasmdapr_runtime::{AppId, AppRequest, AppResponse, ChannelError, HttpAppChannel};
 
 use crate::config::API_TOKEN_HEADER;
 use crate::invoke::{describe, read_body};
@@ -59,6 +59,10 @@ pub struct HttpAppConfig {
     /// The largest answer accepted (`--max-body-size`); larger ones fail
     /// the delivery instead of being buffered.
     pub max_body_size: usize,
+    /// `--app-max-concurrency`: requests in flight to the app at once
+    /// (none: no bound). As daprd's HTTP channel, every request waits for a
+    /// slot: invocations, events, batches, `GET /dapr/subscribe`.
+    pub max_concurrency: Option<usize>,
 }
 
 /// An app reached over HTTP.
@@ -70,6 +74,7 @@ pub struct HttpApp {
     token: Option<HeaderValue>,
     health: Option<HealthCheck>,
     max_body_size: usize,
+    slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     client: reqwest::Client,
 }
 
@@ -102,6 +107,10 @@ impl HttpApp {
             token,
             health: config.health,
             max_body_size: config.max_body_size,
+            slots: config
+                .max_concurrency
+                .filter(|n| *n > 0)
+                .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n))),
             client,
         })
     }
@@ -174,8 +183,25 @@ impl HttpApp {
 }
 
 #[async_trait]
-impl AppChannel for HttpApp {
+impl HttpAppChannel for HttpApp {
     async fn call(&self, request: AppRequest) -> Result<AppResponse, ChannelError> {
+        // Held until the answer is read; a caller that gives up (a delivery
+        // timeout) drops it, freeing the slot.
+        let _slot = match &self.slots {
+            Some(slots) => {
+                Some(
+                    slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| ChannelError::Failed {
+                            app: self.app.clone(),
+                            reason: "the channel is closed".into(),
+                        })?,
+                )
+            }
+            None => None,
+        };
         let (parts, body) = request.into_parts();
         let path = parts
             .uri

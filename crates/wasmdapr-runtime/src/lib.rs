@@ -53,7 +53,7 @@ pub mod runtime;
 pub mod state;
 
 pub use api::DaprApi;
-pub use app_channel::{AppChannel, AppRequest, AppResponse, ChannelError};
+pub use app_channel::{AppChannel, AppRequest, AppResponse, ChannelError, HttpAppChannel};
 pub use app_id::AppId;
 pub use component::{ComponentDeclaration, ComponentError, ComponentSpec};
 pub use components::Components;

@@ -634,3 +634,219 @@ fn python_app_receives_events_published_by_the_python_sdk() {
     assert_eq!(lines, 1, "delivered once");
     drop(app);
 }
+
+/// A `pubsub.sqlite` queue named `pubsub` in `file`, redelivering after 100 ms.
+fn sqlite_pubsub(file: &Path) -> String {
+    format!(
+        "apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: {}
+  - name: redeliverInterval
+    value: 100ms
+  - name: pollInterval
+    value: 50ms
+",
+        file.display()
+    )
+}
+
+/// The JSON lines the app wrote to `out` so far.
+fn app_records(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// The Python SDK's gRPC app server (`dapr.ext.grpc.App`, unmodified, as
+/// its `invoke-simple` and `pubsub-simple` examples use it) behind
+/// `wasmdapr sidecar --app-protocol grpc --app-port`: `DaprClient`'s
+/// `invoke_method` reaches `@app.method` over both APIs (`OnInvoke`) and
+/// gets its `InvokeMethodResponse`; the app's `@app.subscribe` handlers are
+/// found with `ListTopicSubscriptions` and get the events `publish_event`
+/// sends (`OnTopicEvent`): SUCCESS is delivered once, RETRY again until
+/// SUCCESS, DROP goes to the subscription's dead-letter topic, whose handler
+/// gets it.
+#[test]
+fn python_grpc_app_behind_the_sidecar() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let resources = components(dir.path(), &sqlite_pubsub(&dir.path().join("queue.db")));
+    let topic = format!("grpc-app-{}", uuid_like());
+    let out = dir.path().join("received.jsonl");
+    let app_port = common::free_port();
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut app = KillOnDrop(
+        Command::new(&python)
+            .arg(repo().join("crates/wasmdapr/tests/sdk/python/grpc_app.py"))
+            .env("APP_PORT", app_port.to_string())
+            .env("PUBSUB", "pubsub")
+            .env("TOPIC", &topic)
+            .env("OUT", &out)
+            .spawn()
+            .expect("the Python gRPC app"),
+    );
+    let (mut cmd, http, grpc) = common::sidecar_command(dir.path(), Some(&resources));
+    let child = cmd
+        .args([
+            "--app-port",
+            &app_port.to_string(),
+            "--app-protocol",
+            "grpc",
+        ])
+        .spawn()
+        .expect("starting wasmdapr sidecar");
+    let sidecar = Sidecar { child, http, grpc };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::http(http, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        assert!(app.0.try_wait().unwrap().is_none(), "the app exited");
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, metadata) = common::http(http, "GET", "/v1.0/metadata", "").unwrap();
+    assert_eq!(status, 200);
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(metadata["appConnectionProperties"]["protocol"], "grpc");
+
+    // Invocations over the HTTP API (the SDK's default), then over gRPC.
+    let client = |protocol: &str, publish: bool| {
+        let mut cmd = Command::new(&python);
+        cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
+            .arg("grpc_app_client.py")
+            .env("APP_ID", "tests")
+            .env("PUBSUB", "pubsub")
+            .env("TOPIC", &topic)
+            .env("DAPR_API_METHOD_INVOCATION_PROTOCOL", protocol)
+            .env("DAPR_HTTP_PORT", http.to_string())
+            .env("DAPR_GRPC_PORT", grpc.to_string())
+            .env("DAPR_RUNTIME_HOST", "127.0.0.1");
+        if publish {
+            cmd.env("PUBLISH", "1");
+        }
+        let output = cmd.output().expect("the Python client");
+        assert!(
+            output.status.success(),
+            "the client failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("the client's JSON line");
+        assert_eq!(
+            answer["text"], r#"INVOKE_RECEIVED {"id": 1, "message": "hello world"}"#,
+            "over {protocol}"
+        );
+        // The SDK's HTTP client reads the media type without parameters.
+        let content_type = if protocol == "grpc" {
+            "text/plain; charset=UTF-8"
+        } else {
+            "text/plain"
+        };
+        assert_eq!(answer["content_type"], content_type, "over {protocol}");
+    };
+    client("http", true);
+    client("grpc", false);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let count = |records: &[serde_json::Value], kind: &str| {
+        records.iter().filter(|r| r["kind"] == kind).count()
+    };
+    let records = loop {
+        let records = app_records(&out);
+        let done = count(&records, "invoke") >= 2
+            && count(&records, "success") >= 1
+            && count(&records, "retry") >= 2
+            && count(&records, "dead") >= 1;
+        if done {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app did not get every call and event: {records:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for invoke in records.iter().filter(|r| r["kind"] == "invoke") {
+        assert_eq!(invoke["data"], r#"{"id": 1, "message": "hello world"}"#);
+        assert_eq!(invoke["content_type"], "application/json");
+        assert_eq!(invoke["caller"], "tests", "dapr-caller-app-id: {invoke}");
+    }
+    let success = records.iter().find(|r| r["kind"] == "success").unwrap();
+    let data = |record: &serde_json::Value| -> serde_json::Value {
+        serde_json::from_str(record["data"].as_str().expect("data")).expect("JSON data")
+    };
+    assert_eq!(
+        data(success),
+        serde_json::json!({"id": "plain", "message": "hello world"}),
+        "JSON data as its bytes: {success}"
+    );
+    assert_eq!(success["type"], "com.dapr.event.sent");
+    assert_eq!(success["source"], "tests");
+    assert_eq!(success["content_type"], "application/json");
+    assert_eq!(success["extensions"]["topic"], topic.as_str());
+    assert_eq!(success["extensions"]["pubsubname"], "pubsub");
+    let trace = |key: &str| {
+        let value = success["extensions"][key].as_str().unwrap_or_default();
+        assert!(value.starts_with("00-"), "{key}: {success}");
+        value[3..35].to_owned()
+    };
+    assert_eq!(
+        trace("traceparent"),
+        trace("_metadata_traceparent"),
+        "the publisher's trace in the extensions, the delivery's span of it in the metadata"
+    );
+    let retries: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["kind"] == "retry").collect();
+    assert_eq!(retries[0]["first"], true);
+    assert_eq!(retries[1]["first"], false);
+    assert_eq!(retries[0]["id"], retries[1]["id"], "the same event again");
+    let dropped = records.iter().find(|r| r["kind"] == "drop").unwrap();
+    let dead = records.iter().find(|r| r["kind"] == "dead").unwrap();
+    assert_eq!(
+        dead["id"], dropped["id"],
+        "the dropped event, dead-lettered"
+    );
+    assert_eq!(
+        data(dead),
+        serde_json::json!({"id": "-drop", "message": "hello world"})
+    );
+
+    // Acked events are not delivered again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let records = app_records(&out);
+    assert_eq!(
+        (
+            count(&records, "invoke"),
+            count(&records, "success"),
+            count(&records, "retry"),
+            count(&records, "drop"),
+            count(&records, "dead")
+        ),
+        (2, 1, 2, 1, 1),
+        "each event settled once: {records:#?}"
+    );
+    drop(sidecar);
+}

@@ -169,11 +169,12 @@ async fn sidecar(
     };
     let sidecar = Sidecar::start(config).await.unwrap();
     sidecar
-        .connect_http_app(AppConnection {
+        .connect_app(AppConnection {
             address: app,
             app_token: None,
             protocol: "http".into(),
             health: None,
+            max_concurrency: None,
         })
         .await
         .unwrap();
