@@ -674,14 +674,37 @@ fn app_records(out: &Path) -> Vec<serde_json::Value> {
 /// found with `ListTopicSubscriptions` and get the events `publish_event`
 /// sends (`OnTopicEvent`): SUCCESS is delivered once, RETRY again until
 /// SUCCESS, DROP goes to the subscription's dead-letter topic, whose handler
-/// gets it.
+/// gets it. A declarative bulk subscription routed to one of the app's
+/// handlers is delivered with `OnBulkTopicEvent` (the SDK hands each
+/// entry's metadata to the handler as plain extensions, which only bulk
+/// delivery does), each entry settled by its own status.
 #[test]
 fn python_grpc_app_behind_the_sidecar() {
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().unwrap();
-    let resources = components(dir.path(), &sqlite_pubsub(&dir.path().join("queue.db")));
     let topic = format!("grpc-app-{}", uuid_like());
+    let bulk = format!(
+        "---
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: bulk
+spec:
+  pubsubname: pubsub
+  topic: {topic}-bulk
+  routes:
+    default: {topic}-bulk-handler
+  bulkSubscribe:
+    enabled: true
+    maxMessagesCount: 10
+    maxAwaitDurationMs: 100
+"
+    );
+    let resources = components(
+        dir.path(),
+        &(sqlite_pubsub(&dir.path().join("queue.db")) + &bulk),
+    );
     let out = dir.path().join("received.jsonl");
     let app_port = common::free_port();
     let python = repo().join(".venv/bin/python");
@@ -779,7 +802,8 @@ fn python_grpc_app_behind_the_sidecar() {
         let done = count(&records, "invoke") >= 2
             && count(&records, "success") >= 1
             && count(&records, "retry") >= 2
-            && count(&records, "dead") >= 1;
+            && count(&records, "dead") >= 1
+            && count(&records, "bulk") >= 4;
         if done {
             break records;
         }
@@ -834,6 +858,21 @@ fn python_grpc_app_behind_the_sidecar() {
         serde_json::json!({"id": "-drop", "message": "hello world"})
     );
 
+    let bulk: Vec<&serde_json::Value> = records.iter().filter(|r| r["kind"] == "bulk").collect();
+    for n in [1, 2] {
+        let deliveries: Vec<&&serde_json::Value> = bulk
+            .iter()
+            .filter(|r| data(r) == serde_json::json!({"id": format!("bulk-{n}")}))
+            .collect();
+        assert_eq!(deliveries.len(), 2, "RETRY, then SUCCESS: {bulk:#?}");
+        for delivery in deliveries {
+            assert_eq!(
+                delivery["extensions"]["origin"], "client",
+                "entry metadata, as OnBulkTopicEvent gives it: {delivery}"
+            );
+        }
+    }
+
     // Acked events are not delivered again.
     std::thread::sleep(Duration::from_millis(1500));
     let records = app_records(&out);
@@ -843,9 +882,10 @@ fn python_grpc_app_behind_the_sidecar() {
             count(&records, "success"),
             count(&records, "retry"),
             count(&records, "drop"),
-            count(&records, "dead")
+            count(&records, "dead"),
+            count(&records, "bulk")
         ),
-        (2, 1, 2, 1, 1),
+        (2, 1, 2, 1, 1, 4),
         "each event settled once: {records:#?}"
     );
     drop(sidecar);

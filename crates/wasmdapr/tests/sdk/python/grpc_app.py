@@ -7,7 +7,11 @@ behind `wasmdapr sidecar --app-protocol grpc --app-port APP_PORT`.
 - `TOPIC` handlers: `<TOPIC>` takes every event (SUCCESS); `<TOPIC>-retry`
   answers RETRY the first time it sees an event id, then SUCCESS;
   `<TOPIC>-drop` answers DROP, its subscription naming the dead-letter topic
-  `<TOPIC>-dead`, whose handler takes what arrives there.
+  `<TOPIC>-dead`, whose handler takes what arrives there;
+  `<TOPIC>-bulk-handler` is the route of a declarative bulk subscription
+  to `<TOPIC>-bulk` (the test's resources), delivered with
+  `OnBulkTopicEvent`: RETRY the first time it sees an event id, then
+  SUCCESS.
 
 Every call and event is appended as one JSON line to the file OUT, for
 crates/wasmdapr/tests/sdk.rs to check.
@@ -77,6 +81,14 @@ def mytopic_drop(event: v1.Event) -> TopicEventResponse:
 @app.subscribe(pubsub_name=PUBSUB, topic=TOPIC + "-dead")
 def mytopic_dead(event: v1.Event) -> None:
     record("dead", **event_fields(event))
+
+
+@app.subscribe(pubsub_name=PUBSUB, topic=TOPIC + "-bulk-handler")
+def mytopic_bulk(event: v1.Event) -> TopicEventResponse:
+    first = ("bulk", event.EventID()) not in seen
+    seen.add(("bulk", event.EventID()))
+    record("bulk", first=first, **event_fields(event))
+    return TopicEventResponse("retry" if first else "success")
 
 
 app.run(int(os.environ["APP_PORT"]))

@@ -2,7 +2,8 @@
 `DaprClient`, as the SDK's `invoke-simple` and `pubsub-simple` callers do:
 `invoke_method` of `my-method` (over the HTTP API, the SDK's default, and
 over gRPC with DAPR_API_METHOD_INVOCATION_PROTOCOL=grpc, set by the caller),
-then `publish_event` of one event to each of the app's topics. Prints the
+then `publish_event` of one event to each of the app's topics and two, with
+metadata `origin: client`, to the bulk subscription's topic. Prints the
 invocation's answer as one JSON line.
 """
 import json
@@ -29,4 +30,12 @@ with DaprClient() as d:
                 topic_name=TOPIC + suffix,
                 data=json.dumps({"id": suffix or "plain", "message": "hello world"}),
                 data_content_type="application/json",
+            )
+        for n in [1, 2]:
+            d.publish_event(
+                pubsub_name=PUBSUB,
+                topic_name=TOPIC + "-bulk",
+                data=json.dumps({"id": f"bulk-{n}"}),
+                data_content_type="application/json",
+                publish_metadata={"origin": "client"},
             )
