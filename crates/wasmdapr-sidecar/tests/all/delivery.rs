@@ -30,7 +30,8 @@ struct Received {
 /// it received. Routes behave by name:
 /// `/ok` 200 empty; `/success` `{"status":"SUCCESS"}`; `/retry-once`
 /// RETRY the first time an event id is seen; `/fail-once` 500 the first
-/// time; `/drop` DROP; `/hang-once` never answers the first time; any
+/// time; `/drop` DROP; `/hang-once` never answers the first time;
+/// `/slow` 200 after 100 ms, counting how many it answers at once; any
 /// other path 404. With `subscribe_hangs`, `/dapr/subscribe` never answers.
 #[derive(Clone, Default)]
 struct TestApp {
@@ -38,6 +39,11 @@ struct TestApp {
     /// `/dapr/subscribe` never answers.
     subscribe_hangs: bool,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Requests to `/slow` being answered now, and the most seen at once.
+    in_flight: Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
 }
 
 impl TestApp {
@@ -99,6 +105,14 @@ async fn app_handler(
     let status = |s: &str| axum::Json(json!({"status": s})).into_response();
     if path.starts_with("/bulk") {
         return bulk_answer(&app, &event);
+    }
+    if path == "/slow" {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = app.in_flight.0.fetch_add(1, SeqCst) + 1;
+        app.in_flight.1.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.in_flight.0.fetch_sub(1, SeqCst);
+        return StatusCode::OK.into_response();
     }
     match path.as_str() {
         "/success" => status("SUCCESS"),
@@ -185,6 +199,17 @@ async fn sidecar(
     resources: std::path::PathBuf,
     app: SocketAddr,
 ) -> Sidecar {
+    bounded_sidecar(app_id, dir, resources, app, None).await
+}
+
+/// [`sidecar`] with `--app-max-concurrency`.
+async fn bounded_sidecar(
+    app_id: &str,
+    dir: &std::path::Path,
+    resources: std::path::PathBuf,
+    app: SocketAddr,
+    max_concurrency: Option<usize>,
+) -> Sidecar {
     let config = SidecarConfig {
         http_port: 0,
         grpc_port: 0,
@@ -205,7 +230,7 @@ async fn sidecar(
             app_token: None,
             protocol: "http".into(),
             health: None,
-            max_concurrency: None,
+            max_concurrency,
         })
         .await
         .unwrap();
@@ -703,4 +728,67 @@ async fn bulk_subscriptions_deliver_batches_settled_per_entry() {
     assert_eq!(body["entries"][0]["event"]["data"], json!({"kind": "ok"}));
     assert_eq!(body["pubsubname"], "memory");
     sidecar.shutdown().await.unwrap();
+}
+
+/// `--app-max-concurrency` as daprd applies it to an HTTP app: at most that
+/// many requests in flight to the app, the others waiting for a slot (none
+/// is refused or lost). Redis Streams hands out 10 events at once; with a
+/// bound of 2 the app never answers more than 2 at once, and every event
+/// arrives; without a bound it answers more at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn app_max_concurrency_bounds_deliveries() {
+    for bound in [Some(2), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let topic = format!("bounded-{}-{nanos}", std::process::id());
+        let yaml = "---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redis\n\
+                    spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n\
+                    \x20 - name: redisHost\n    value: 127.0.0.1:6379\n";
+        let app = TestApp {
+            subscribe: Some(json!([{"pubsubname": "redis", "topic": topic, "route": "/slow"}])),
+            ..TestApp::default()
+        };
+        let addr = serve(app.clone()).await;
+        let sidecar = bounded_sidecar(
+            "bounded-app",
+            dir.path(),
+            resources(dir.path(), yaml),
+            addr,
+            bound,
+        )
+        .await;
+        let entries: Vec<Value> = (0..8)
+            .map(|n| json!({"entryId": n.to_string(), "event": {"n": n}, "contentType": "application/json"}))
+            .collect();
+        let answer = reqwest::Client::new()
+            .post(format!(
+                "http://{}/v1.0-alpha1/publish/bulk/redis/{topic}",
+                sidecar.http_addr
+            ))
+            .json(&entries)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 204, "{:?}", answer.text().await);
+        let delivered = app.wait_for("/slow", 8).await;
+        let mut seen: Vec<i64> = delivered
+            .iter()
+            .map(|r| r.event["data"]["n"].as_i64().unwrap())
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 8, "every event arrives");
+        let most = app.in_flight.1.load(std::sync::atomic::Ordering::SeqCst);
+        match bound {
+            Some(bound) => assert_eq!(
+                most, bound,
+                "at most {bound} at once, and the bound is used"
+            ),
+            None => assert!(most > 2, "unbounded: {most} at once"),
+        }
+        sidecar.shutdown().await.unwrap();
+    }
 }
