@@ -26,8 +26,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -50,25 +49,12 @@ use wasmdapr_runtime::pubsub::subscriptions::{AppSubscription, BulkConfig, Route
 use wasmdapr_runtime::{AppChannel, AppId, AppRequest, AppResponse, ChannelError};
 
 use crate::config::API_TOKEN_HEADER;
-use crate::http_app::HealthCheck;
+use crate::http_app::{AppSlots, HealthCheck, HttpAppConfig, wait_ready};
 use crate::invoke::{content_type, verb_to_grpc};
 
-/// What a [`GrpcApp`] needs.
-#[derive(Debug, Clone)]
-pub struct GrpcAppConfig {
-    /// The app's id (for messages).
-    pub app_id: AppId,
-    /// Where it listens (`--app-channel-address`:`--app-port`).
-    pub address: SocketAddr,
-    /// `APP_API_TOKEN`: sent as `dapr-api-token` metadata on every call.
-    pub app_token: Option<String>,
-    /// The health probe (its interval and timeout; the path is HTTP's).
-    pub health: Option<HealthCheck>,
-    /// The largest message sent or accepted (`--max-body-size`).
-    pub max_body_size: usize,
-    /// `--app-max-concurrency`: invocations in flight at once (none: no bound).
-    pub max_concurrency: Option<usize>,
-}
+/// What a [`GrpcApp`] needs: the same as an HTTP app (the health check's
+/// path is unused: gRPC apps are probed with `HealthCheck`).
+pub type GrpcAppConfig = HttpAppConfig;
 
 /// An app reached over Dapr's `AppCallback` gRPC service.
 #[derive(Debug, Clone)]
@@ -78,7 +64,7 @@ pub struct GrpcApp {
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     health: Option<HealthCheck>,
     max_body_size: usize,
-    slots: Option<Arc<tokio::sync::Semaphore>>,
+    slots: AppSlots,
     channel: Channel,
 }
 
@@ -137,10 +123,7 @@ impl GrpcApp {
             token,
             health: config.health,
             max_body_size: config.max_body_size,
-            slots: config
-                .max_concurrency
-                .filter(|n| *n > 0)
-                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            slots: AppSlots::new(config.max_concurrency),
             channel,
         })
     }
@@ -177,40 +160,14 @@ impl GrpcApp {
     /// check is configured, `HealthCheck` succeeds; gives up after `limit`
     /// (`None`: waits as long as it takes, logging every 5 s).
     pub async fn wait_ready(&self, limit: Option<Duration>) -> Result<(), ChannelError> {
-        let started = Instant::now();
-        let mut last_log = started;
-        let pause = self.health.as_ref().map_or(Duration::from_millis(50), |h| {
-            h.interval.min(Duration::from_millis(250))
-        });
-        loop {
-            let why = match self.probe().await {
-                Ok(()) => {
-                    tracing::info!(app = %self.app, address = %self.address, "gRPC app is ready");
-                    return Ok(());
-                }
-                Err(reason) => reason,
-            };
-            if let Some(limit) = limit
-                && started.elapsed() >= limit
-            {
-                return Err(self.failed(format!(
-                    "not ready at {} after {limit:?}: {why}",
-                    self.address
-                )));
-            }
-            if last_log.elapsed() >= Duration::from_secs(5) {
-                tracing::warn!(app = %self.app, address = %self.address, reason = %why, "waiting for the app");
-                last_log = Instant::now();
-            }
-            tokio::time::sleep(pause).await;
-        }
+        wait_ready(&self.app, self.address, self.health.as_ref(), limit, || {
+            self.probe()
+        })
+        .await
     }
 
-    /// One readiness check: the port, then `HealthCheck` if configured.
+    /// The health check, if configured: `HealthCheck` succeeds.
     async fn probe(&self) -> Result<(), String> {
-        tokio::net::TcpStream::connect(self.address)
-            .await
-            .map_err(|e| format!("port {} is not open ({e})", self.address.port()))?;
         let Some(health) = &self.health else {
             return Ok(());
         };
@@ -387,16 +344,7 @@ fn verdict_of_error(status: &Status) -> AppVerdict {
 #[async_trait]
 impl AppChannel for GrpcApp {
     async fn invoke(&self, request: AppRequest) -> Result<AppResponse, ChannelError> {
-        let _slot = match &self.slots {
-            Some(slots) => Some(
-                slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| self.failed("the channel is closed".into()))?,
-            ),
-            None => None,
-        };
+        let _slot = self.slots.acquire(&self.app).await?;
         let (parts, body) = request.into_parts();
         let verb = verb_to_grpc(&parts.method).map_err(|e| self.failed(e.to_string()))?;
         let message = common::InvokeRequest {

@@ -8,10 +8,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use wasmdapr_api::grpc_app::GrpcAppConfig;
 use wasmdapr_api::http_app::HttpAppConfig;
 use wasmdapr_api::{GrpcApp, HttpApp, InternalClient};
 use wasmdapr_host::LocalDapr;
@@ -19,7 +19,7 @@ use wasmdapr_runtime::api::{AppConnectionProperties, AppHealthProperties, Metada
 use wasmdapr_runtime::resources::Subscription;
 use wasmdapr_runtime::runtime::{AppSubscriptions, DeliveryOptions};
 use wasmdapr_runtime::{
-    AppChannel, ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver,
+    AppChannel, ChannelError, ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver,
     RemoteInvocation, Resources, Runtime,
 };
 
@@ -206,41 +206,36 @@ impl Sidecar {
                 AppHealthProperties::new(&health.path, health.interval, health.timeout, 0)
             }),
         });
-        let app_id = self.runtime.app_id().clone();
+        let config = HttpAppConfig {
+            app_id: self.runtime.app_id().clone(),
+            address: app.address,
+            app_token: app.app_token,
+            health: app.health,
+            max_body_size: self.max_body_size,
+            max_concurrency: app.max_concurrency,
+        };
         // Like daprd, wait as long as the app takes to come up (logging
         // while waiting); a shutdown ends the wait.
-        let app: Arc<dyn AppChannel> = match app.protocol.as_str() {
-            "grpc" => {
-                let app = GrpcApp::new(GrpcAppConfig {
-                    app_id,
-                    address: app.address,
-                    app_token: app.app_token,
-                    health: app.health,
-                    max_body_size: self.max_body_size,
-                    max_concurrency: app.max_concurrency,
-                })?;
-                tokio::select! {
-                    ready = app.wait_ready(None) => ready?,
-                    _ = self.runtime.shutdown_requested() => return Ok(()),
-                }
-                Arc::new(app)
-            }
-            _ => {
-                let app = HttpApp::new(HttpAppConfig {
-                    app_id,
-                    address: app.address,
-                    app_token: app.app_token,
-                    health: app.health,
-                    max_body_size: self.max_body_size,
-                    max_concurrency: app.max_concurrency,
-                })?;
-                tokio::select! {
-                    ready = app.wait_ready(None) => ready?,
-                    _ = self.runtime.shutdown_requested() => return Ok(()),
-                }
-                Arc::new(app)
-            }
+        type Ready = Pin<Box<dyn Future<Output = Result<(), ChannelError>> + Send>>;
+        let (app, ready): (Arc<dyn AppChannel>, Ready) = if app.protocol == "grpc" {
+            let app = GrpcApp::new(config)?;
+            let probe = app.clone();
+            (
+                Arc::new(app),
+                Box::pin(async move { probe.wait_ready(None).await }),
+            )
+        } else {
+            let app = HttpApp::new(config)?;
+            let probe = app.clone();
+            (
+                Arc::new(app),
+                Box::pin(async move { probe.wait_ready(None).await }),
+            )
         };
+        tokio::select! {
+            ready = ready => ready?,
+            _ = self.runtime.shutdown_requested() => return Ok(()),
+        }
         // Subscribed before connected: the sidecar reports ready (and
         // publishers may start) only once the app's subscriptions run.
         self.start_subscriptions(app.clone()).await;
