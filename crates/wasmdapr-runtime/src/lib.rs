@@ -9,7 +9,9 @@
 //!   [`InvokeApi`](api::InvokeApi),
 //!   [`MetadataApi`](api::MetadataApi)), and [`DaprApi`], their supertrait
 //!   with no method of its own: what every front door holds.
-//! - [`app_channel`]: [`AppChannel`], how the runtime delivers requests to its app.
+//! - [`app_channel`]: [`AppChannel`], how the runtime reaches its app
+//!   (invocations, subscriptions, events, batches), and Dapr's HTTP app
+//!   protocol written once for every [`HttpAppChannel`].
 //! - [`runtime`]: [`Runtime`], the local implementation over loaded
 //!   [`Components`], one module per block (`runtime/state.rs`: store
 //!   lookup, scopes, key prefixing and validation, error mapping;

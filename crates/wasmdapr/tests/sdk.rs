@@ -737,6 +737,8 @@ spec:
             &app_port.to_string(),
             "--app-protocol",
             "grpc",
+            "--app-max-concurrency",
+            "4",
         ])
         .spawn()
         .expect("starting wasmdapr sidecar");
@@ -754,6 +756,10 @@ spec:
     assert_eq!(status, 200);
     let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
     assert_eq!(metadata["appConnectionProperties"]["protocol"], "grpc");
+    assert_eq!(
+        metadata["appConnectionProperties"]["maxConcurrency"], 4,
+        "{metadata}"
+    );
 
     // Invocations over the HTTP API (the SDK's default), then over gRPC.
     let client = |protocol: &str, publish: bool| {

@@ -571,4 +571,73 @@ mod tests {
             .collect();
         assert_eq!(routes, [("v", Some("/v")), ("t", Some("/mine"))]);
     }
+
+    /// `bulkSubscribe` of `/dapr/subscribe` and of a resource: off unless
+    /// enabled; absent or non-positive values are daprd's defaults (100,
+    /// 1 s); values past our bounds are the bounds.
+    #[test]
+    fn bulk_subscribe_settings() {
+        let subs = parse_programmatic(
+            br#"[{"pubsubname":"p","topic":"a","route":"/a",
+                  "bulkSubscribe":{"enabled":true,"maxMessagesCount":5,"maxAwaitDurationMs":40}},
+                 {"pubsubname":"p","topic":"b","route":"/b","bulkSubscribe":{"enabled":true}},
+                 {"pubsubname":"p","topic":"c","route":"/c","bulkSubscribe":{"enabled":false,"maxMessagesCount":5}},
+                 {"pubsubname":"p","topic":"d","route":"/d"},
+                 {"pubsubname":"p","topic":"e","route":"/e",
+                  "bulkSubscribe":{"enabled":true,"maxMessagesCount":-1,"maxAwaitDurationMs":99999999}}]"#,
+        )
+        .unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            subs[0].bulk,
+            Some(BulkConfig {
+                max_messages: 5,
+                max_await: ms(40)
+            })
+        );
+        assert_eq!(
+            subs[1].bulk,
+            Some(BulkConfig {
+                max_messages: 100,
+                max_await: ms(1000)
+            })
+        );
+        assert_eq!((subs[2].bulk, subs[3].bulk), (None, None));
+        assert_eq!(
+            subs[4].bulk,
+            Some(BulkConfig {
+                max_messages: 100,
+                max_await: ms(60_000)
+            })
+        );
+        let yaml = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: a\n\
+                    spec:\n  pubsubname: p\n  topic: t\n  routes:\n    default: /t\n\
+                    \x20 bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 7\n";
+        let declared = crate::Resources::parse(yaml, std::path::Path::new("s.yaml"))
+            .unwrap()
+            .subscriptions;
+        assert_eq!(
+            merge("me", &declared, Vec::new())[0].bulk,
+            Some(BulkConfig {
+                max_messages: 7,
+                max_await: ms(1000)
+            })
+        );
+    }
+
+    /// A gRPC app's subscription without routes gets daprd's empty path.
+    #[test]
+    fn grpc_subscription_without_routes_has_the_empty_path() {
+        let sub = AppSubscription::listed_by_grpc_app(
+            "p".into(),
+            "t".into(),
+            BTreeMap::new(),
+            RouteSpec::default(),
+            String::new(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(sub.routing.route(&json!({})).unwrap(), Some(""));
+        assert_eq!(sub.dead_letter_topic, None);
+    }
 }
