@@ -896,3 +896,117 @@ spec:
     );
     drop(sidecar);
 }
+
+/// The JavaScript SDK's bulk subscriber (`DaprServer`'s
+/// `pubsub.subscribeBulk`, HTTP) behind `wasmdapr sidecar --app-port` on
+/// Redis Streams: its `/dapr/subscribe` asks for batches, the sidecar POSTs
+/// Dapr's BulkSubscribeMessage (the SDK's handler reads only `entries`, so
+/// nothing reaches the callback without one), and each entry is settled by
+/// the SDK's per-entry status: RETRY delivered again, SUCCESS once.
+#[test]
+fn js_sdk_bulk_subscriber_behind_the_sidecar() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("js-bulk-{}", uuid_like());
+    let resources = components(
+        dir.path(),
+        "apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:6379
+  - name: processingTimeout
+    value: 200ms
+  - name: redeliverInterval
+    value: 100ms
+",
+    );
+    let out = dir.path().join("received.jsonl");
+    let app_port = common::free_port();
+    let (mut cmd, http, grpc) = common::sidecar_command(dir.path(), Some(&resources));
+    let js = repo().join("crates/wasmdapr/tests/sdk/js");
+    assert!(
+        js.join("node_modules/@dapr/dapr").exists(),
+        "@dapr/dapr is not installed: run scripts/setup.sh"
+    );
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut app = KillOnDrop(
+        Command::new("node")
+            .current_dir(&js)
+            .arg("bulk_app.mjs")
+            .env("APP_PORT", app_port.to_string())
+            .env("DAPR_HTTP_PORT", http.to_string())
+            .env("PUBSUB", "pubsub")
+            .env("TOPIC", &topic)
+            .env("OUT", &out)
+            .spawn()
+            .expect("node"),
+    );
+    let child = cmd
+        .args(["--app-port", &app_port.to_string()])
+        .spawn()
+        .expect("starting wasmdapr sidecar");
+    let _sidecar = Sidecar { child, http, grpc };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::http(http, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        assert!(app.0.try_wait().unwrap().is_none(), "the app exited");
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kinds = ["ok", "retry", "ok", "ok", "retry", "ok", "ok"];
+    let entries: Vec<serde_json::Value> = kinds
+        .iter()
+        .enumerate()
+        .map(|(n, kind)| {
+            serde_json::json!({"entryId": n.to_string(), "event": {"kind": kind, "n": n},
+                               "contentType": "application/json"})
+        })
+        .collect();
+    let (status, body) = common::http(
+        http,
+        "POST",
+        &format!("/v1.0-alpha1/publish/bulk/pubsub/{topic}"),
+        &serde_json::to_string(&entries).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status, 204, "{body}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let expected = kinds.len() + 2;
+    let records = loop {
+        let records = app_records(&out);
+        if records.len() >= expected {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} deliveries: {records:#?}",
+            records.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(app_records(&out).len(), expected, "settled: {records:#?}");
+    for (n, kind) in kinds.iter().enumerate() {
+        let deliveries: Vec<&serde_json::Value> =
+            records.iter().filter(|r| r["data"]["n"] == n).collect();
+        let times = if *kind == "retry" { 2 } else { 1 };
+        assert_eq!(deliveries.len(), times, "event {n}: {records:#?}");
+        assert_eq!(deliveries[0]["data"]["kind"], *kind);
+    }
+}
