@@ -669,8 +669,8 @@ fn app_records(out: &Path) -> Vec<serde_json::Value> {
 /// The Python SDK's gRPC app server (`dapr.ext.grpc.App`, unmodified, as
 /// its `invoke-simple` and `pubsub-simple` examples use it) behind
 /// `wasmdapr sidecar --app-protocol grpc --app-port`: `DaprClient`'s
-/// `invoke_method` reaches `@app.method` over both APIs (`OnInvoke`) and
-/// gets its `InvokeMethodResponse`; the app's `@app.subscribe` handlers are
+/// `invoke_method` reaches `@app.method` over both APIs of its sidecar and
+/// from another sidecar (`OnInvoke`), and gets its `InvokeMethodResponse`; the app's `@app.subscribe` handlers are
 /// found with `ListTopicSubscriptions` and get the events `publish_event`
 /// sends (`OnTopicEvent`): SUCCESS is delivered once, RETRY again until
 /// SUCCESS, DROP goes to the subscription's dead-letter topic, whose handler
@@ -730,6 +730,18 @@ spec:
             .spawn()
             .expect("the Python gRPC app"),
     );
+    // Name resolution of this test's own, for the caller's sidecar.
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: test\n\
+             spec:\n  nameResolution:\n    component: sqlite\n    version: v1\n    configuration:\n\
+             \x20     connectionString: {}\n",
+            dir.path().join("nr.db").display()
+        ),
+    )
+    .unwrap();
     let (mut cmd, http, grpc) = common::sidecar_command(dir.path(), Some(&resources));
     let child = cmd
         .args([
@@ -740,6 +752,8 @@ spec:
             "--app-max-concurrency",
             "4",
         ])
+        .arg("--config")
+        .arg(&config)
         .spawn()
         .expect("starting wasmdapr sidecar");
     let sidecar = Sidecar { child, http, grpc };
@@ -761,8 +775,33 @@ spec:
         "{metadata}"
     );
 
-    // Invocations over the HTTP API (the SDK's default), then over gRPC.
-    let client = |protocol: &str, publish: bool| {
+    // A sidecar without an app, calling the app's sidecar.
+    let (caller_http, caller_grpc) = (common::free_port(), common::free_port());
+    let caller = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(dir.path())
+        .args(["sidecar", "--app-id", "grpc-caller", "--config"])
+        .arg(&config)
+        .args(["--dapr-http-port", &caller_http.to_string()])
+        .args(["--dapr-grpc-port", &caller_grpc.to_string()])
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
+        .env_remove("DAPR_API_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the caller's sidecar");
+    let _caller = Sidecar {
+        child: caller,
+        http: caller_http,
+        grpc: caller_grpc,
+    };
+    while common::http(caller_http, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        assert!(Instant::now() < deadline, "the caller did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Invocations over the HTTP API (the SDK's default), then over gRPC,
+    // then from the other sidecar.
+    let client = |protocol: &str, publish: bool, (http, grpc): (u16, u16)| {
         let mut cmd = Command::new(&python);
         cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
             .arg("grpc_app_client.py")
@@ -796,8 +835,9 @@ spec:
         };
         assert_eq!(answer["content_type"], content_type, "over {protocol}");
     };
-    client("http", true);
-    client("grpc", false);
+    client("http", true, (http, grpc));
+    client("grpc", false, (http, grpc));
+    client("http", false, (caller_http, caller_grpc));
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let count = |records: &[serde_json::Value], kind: &str| {
@@ -805,7 +845,7 @@ spec:
     };
     let records = loop {
         let records = app_records(&out);
-        let done = count(&records, "invoke") >= 2
+        let done = count(&records, "invoke") >= 3
             && count(&records, "success") >= 1
             && count(&records, "retry") >= 2
             && count(&records, "dead") >= 1
@@ -819,10 +859,12 @@ spec:
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    for invoke in records.iter().filter(|r| r["kind"] == "invoke") {
+    let invokes: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["kind"] == "invoke").collect();
+    for (invoke, caller) in invokes.iter().zip(["tests", "tests", "grpc-caller"]) {
         assert_eq!(invoke["data"], r#"{"id": 1, "message": "hello world"}"#);
         assert_eq!(invoke["content_type"], "application/json");
-        assert_eq!(invoke["caller"], "tests", "dapr-caller-app-id: {invoke}");
+        assert_eq!(invoke["caller"], caller, "dapr-caller-app-id: {invoke}");
     }
     let success = records.iter().find(|r| r["kind"] == "success").unwrap();
     let data = |record: &serde_json::Value| -> serde_json::Value {
@@ -891,7 +933,7 @@ spec:
             count(&records, "dead"),
             count(&records, "bulk")
         ),
-        (2, 1, 2, 1, 1, 4),
+        (3, 1, 2, 1, 1, 4),
         "each event settled once: {records:#?}"
     );
     drop(sidecar);
