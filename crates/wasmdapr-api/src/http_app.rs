@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::HeaderValue;
-use wasmdapr_runtime::{AppChannel, AppId, AppRequest, AppResponse, ChannelError};
+use wasmdapr_runtime::{AppId, AppRequest, AppResponse, ChannelError, HttpAppChannel};
 
 use crate::config::API_TOKEN_HEADER;
 use crate::invoke::{describe, read_body};
@@ -45,7 +45,7 @@ impl Default for HealthCheck {
     }
 }
 
-/// What an [`HttpApp`] needs.
+/// What an [`HttpApp`] (or a [`crate::GrpcApp`]) needs.
 #[derive(Debug, Clone)]
 pub struct HttpAppConfig {
     /// The app's id (for messages).
@@ -59,6 +59,11 @@ pub struct HttpAppConfig {
     /// The largest answer accepted (`--max-body-size`); larger ones fail
     /// the delivery instead of being buffered.
     pub max_body_size: usize,
+    /// `--app-max-concurrency`: requests in flight to the app at once
+    /// (none: no bound). As daprd's channels: to an HTTP app every request
+    /// waits for a slot (invocations, events, batches, `GET
+    /// /dapr/subscribe`); to a gRPC app only invocations do.
+    pub max_concurrency: Option<usize>,
 }
 
 /// An app reached over HTTP.
@@ -70,6 +75,7 @@ pub struct HttpApp {
     token: Option<HeaderValue>,
     health: Option<HealthCheck>,
     max_body_size: usize,
+    slots: AppSlots,
     client: reqwest::Client,
 }
 
@@ -102,6 +108,7 @@ impl HttpApp {
             token,
             health: config.health,
             max_body_size: config.max_body_size,
+            slots: AppSlots::new(config.max_concurrency),
             client,
         })
     }
@@ -115,40 +122,14 @@ impl HttpApp {
     /// check is configured, its health path answers 2xx; gives up after
     /// `limit` (`None`: waits as long as it takes, logging every 5 s).
     pub async fn wait_ready(&self, limit: Option<Duration>) -> Result<(), ChannelError> {
-        let started = Instant::now();
-        let mut last_log = started;
-        let pause = self.health.as_ref().map_or(Duration::from_millis(50), |h| {
-            h.interval.min(Duration::from_millis(250))
-        });
-        loop {
-            let why = match self.probe().await {
-                Ok(()) => {
-                    tracing::info!(app = %self.app, address = %self.address, "app is ready");
-                    return Ok(());
-                }
-                Err(reason) => reason,
-            };
-            if let Some(limit) = limit
-                && started.elapsed() >= limit
-            {
-                return Err(ChannelError::Failed {
-                    app: self.app.clone(),
-                    reason: format!("not ready at {} after {limit:?}: {why}", self.address),
-                });
-            }
-            if last_log.elapsed() >= Duration::from_secs(5) {
-                tracing::warn!(app = %self.app, address = %self.address, reason = %why, "waiting for the app");
-                last_log = Instant::now();
-            }
-            tokio::time::sleep(pause).await;
-        }
+        wait_ready(&self.app, self.address, self.health.as_ref(), limit, || {
+            self.probe()
+        })
+        .await
     }
 
-    /// One readiness check: the port, then the health path if configured.
+    /// The health check, if configured: the health path answers 2xx.
     async fn probe(&self) -> Result<(), String> {
-        tokio::net::TcpStream::connect(self.address)
-            .await
-            .map_err(|e| format!("port {} is not open ({e})", self.address.port()))?;
         let Some(health) = &self.health else {
             return Ok(());
         };
@@ -173,9 +154,97 @@ impl HttpApp {
     }
 }
 
+/// Waits until the app's port accepts connections and `probe` (its health
+/// check) passes, as daprd waits for its app:
+/// every 50 ms (or the health interval, at most 250 ms), giving up after
+/// `limit` (`None`: as long as it takes, logging every 5 s). Shared by
+/// [`HttpApp`] and [`crate::GrpcApp`], whose probes differ.
+pub(crate) async fn wait_ready<F, Fut>(
+    app: &str,
+    address: SocketAddr,
+    health: Option<&HealthCheck>,
+    limit: Option<Duration>,
+    probe: F,
+) -> Result<(), ChannelError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    let mut last_log = started;
+    let pause = health.map_or(Duration::from_millis(50), |h| {
+        h.interval.min(Duration::from_millis(250))
+    });
+    loop {
+        let ready = match tokio::net::TcpStream::connect(address).await {
+            Ok(_) => probe().await,
+            Err(e) => Err(format!("port {} is not open ({e})", address.port())),
+        };
+        let why = match ready {
+            Ok(()) => {
+                tracing::info!(%app, %address, "app is ready");
+                return Ok(());
+            }
+            Err(reason) => reason,
+        };
+        if let Some(limit) = limit
+            && started.elapsed() >= limit
+        {
+            return Err(ChannelError::Failed {
+                app: app.to_owned(),
+                reason: format!("not ready at {address} after {limit:?}: {why}"),
+            });
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::warn!(%app, %address, reason = %why, "waiting for the app");
+            last_log = Instant::now();
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// `--app-max-concurrency`: slots for requests in flight to the app.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AppSlots(Option<std::sync::Arc<tokio::sync::Semaphore>>);
+
+impl AppSlots {
+    /// `bound` slots (none or 0: no bound).
+    pub(crate) fn new(bound: Option<usize>) -> Self {
+        Self(
+            bound
+                .filter(|n| *n > 0)
+                .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n))),
+        )
+    }
+
+    /// Waits for a slot, held until the permit is dropped (a caller that
+    /// gives up, e.g. on a delivery timeout, frees it).
+    pub(crate) async fn acquire(
+        &self,
+        app: &str,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ChannelError> {
+        match &self.0 {
+            Some(slots) => {
+                slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map(Some)
+                    .map_err(|_| ChannelError::Failed {
+                        app: app.to_owned(),
+                        reason: "the channel is closed".into(),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 #[async_trait]
-impl AppChannel for HttpApp {
+impl HttpAppChannel for HttpApp {
     async fn call(&self, request: AppRequest) -> Result<AppResponse, ChannelError> {
+        // Held until the answer is read.
+        let _slot = self.slots.acquire(&self.app).await?;
         let (parts, body) = request.into_parts();
         let path = parts
             .uri

@@ -33,6 +33,8 @@
 //!   `wasmdapr certs`.
 //! - [`http_app`]: [`HttpApp`], the app channel to an ordinary process on
 //!   `--app-port`, with its readiness probe.
+//! - [`grpc_app`]: [`GrpcApp`], the same for an app speaking Dapr's
+//!   `AppCallback` gRPC service (`--app-protocol grpc`).
 //! - [`remote`]: [`RemoteDapr`], the `DaprApi` of another sidecar over gRPC,
 //!   one file per block like the doors.
 //! - [`server`]: the accept loop of the public HTTP servers (this API's and
@@ -45,6 +47,7 @@
 pub mod config;
 mod error;
 pub mod grpc;
+pub mod grpc_app;
 pub mod http;
 pub mod http_app;
 pub mod internal;
@@ -54,6 +57,7 @@ pub mod server;
 
 pub use config::{ApiConfig, ApiToken};
 pub use grpc::serve_grpc;
+pub use grpc_app::GrpcApp;
 pub use http::serve_http;
 pub use http_app::HttpApp;
 pub use internal::InternalClient;

@@ -46,7 +46,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use wasmdapr_runtime::{AppChannel, AppRequest, AppResponse, ChannelError};
+use wasmdapr_runtime::{AppRequest, AppResponse, ChannelError, HttpAppChannel};
 
 use crate::app::{App, ComponentState};
 use crate::capabilities::Capabilities;
@@ -336,7 +336,7 @@ impl Admitted<'_> {
 }
 
 #[async_trait]
-impl AppChannel for WasmApp {
+impl HttpAppChannel for WasmApp {
     async fn call(&self, request: AppRequest) -> Result<AppResponse, ChannelError> {
         self.handle(request).await
     }

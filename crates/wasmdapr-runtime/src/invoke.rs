@@ -253,7 +253,7 @@ async fn deliver(
         channel.ok_or_else(|| invoke_error(target, format!("app '{target}' is not running")))?;
     let request = request.into_app_request()?;
     tracing::debug!(app = %target, uri = %request.uri(), "invoking the local app");
-    let response = channel.call(request).await.map_err(ApiError::from)?;
+    let response = channel.invoke(request).await.map_err(ApiError::from)?;
     Ok(without_hop_by_hop(response))
 }
 
@@ -452,7 +452,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::app_channel::ChannelError;
+    use crate::app_channel::{ChannelError, HttpAppChannel};
     use crate::nameresolution::NameResolutionError;
 
     /// Records every request and answers 418 with `brewed` and a header.
@@ -462,7 +462,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl AppChannel for Teapot {
+    impl HttpAppChannel for Teapot {
         async fn call(&self, request: AppRequest) -> Result<AppResponse, ChannelError> {
             self.seen.lock().unwrap().push(request);
             Ok(http::Response::builder()
@@ -771,7 +771,7 @@ mod tests {
     async fn channel_failures_are_direct_invoke_errors() {
         struct Down;
         #[async_trait]
-        impl AppChannel for Down {
+        impl HttpAppChannel for Down {
             async fn call(&self, _: AppRequest) -> Result<AppResponse, ChannelError> {
                 Err(ChannelError::Failed {
                     app: "orders".into(),

@@ -9,7 +9,9 @@
 //!   [`InvokeApi`](api::InvokeApi),
 //!   [`MetadataApi`](api::MetadataApi)), and [`DaprApi`], their supertrait
 //!   with no method of its own: what every front door holds.
-//! - [`app_channel`]: [`AppChannel`], how the runtime delivers requests to its app.
+//! - [`app_channel`]: [`AppChannel`], how the runtime reaches its app
+//!   (invocations, subscriptions, events, batches), and Dapr's HTTP app
+//!   protocol written once for every [`HttpAppChannel`].
 //! - [`runtime`]: [`Runtime`], the local implementation over loaded
 //!   [`Components`], one module per block (`runtime/state.rs`: store
 //!   lookup, scopes, key prefixing and validation, error mapping;
@@ -53,7 +55,7 @@ pub mod runtime;
 pub mod state;
 
 pub use api::DaprApi;
-pub use app_channel::{AppChannel, AppRequest, AppResponse, ChannelError};
+pub use app_channel::{AppChannel, AppRequest, AppResponse, ChannelError, HttpAppChannel};
 pub use app_id::AppId;
 pub use component::{ComponentDeclaration, ComponentError, ComponentSpec};
 pub use components::Components;

@@ -107,8 +107,12 @@ pub struct AppConnection {
     pub address: SocketAddr,
     /// Sent as `dapr-api-token` on every delivery (`APP_API_TOKEN`).
     pub app_token: Option<String>,
-    /// `--app-protocol`, as the metadata API reports it.
+    /// `--app-protocol`: `grpc` is Dapr's `AppCallback` service, anything
+    /// else HTTP; the metadata API reports it as given.
     pub protocol: String,
+    /// `--app-max-concurrency`: requests in flight to the app at once (as
+    /// daprd: every request of an HTTP app, the invocations of a gRPC app).
+    pub max_concurrency: Option<usize>,
     /// A health path that must also answer 2xx before the app is announced
     /// (`--enable-app-health-check`); the port must accept connections in
     /// any case.

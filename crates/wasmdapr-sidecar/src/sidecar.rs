@@ -4,21 +4,22 @@
 //! shared SQLite default) so it can invoke other apps and be found by them;
 //! the internal endpoint other sidecars call it on (mutual TLS, with the
 //! trust bundle of `--enable-mtls` or the machine-local one); and, for an
-//! app on `--app-port`, the [`HttpApp`] it delivers to.
+//! app on `--app-port`, the [`HttpApp`] or [`GrpcApp`] it delivers to.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use wasmdapr_api::http_app::HttpAppConfig;
-use wasmdapr_api::{HttpApp, InternalClient};
+use wasmdapr_api::{GrpcApp, HttpApp, InternalClient};
 use wasmdapr_host::LocalDapr;
 use wasmdapr_runtime::api::{AppConnectionProperties, AppHealthProperties, MetadataApi};
 use wasmdapr_runtime::resources::Subscription;
 use wasmdapr_runtime::runtime::{AppSubscriptions, DeliveryOptions, OutboxRelays};
 use wasmdapr_runtime::{
-    AppChannel, ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver,
+    AppChannel, ChannelError, ComponentRegistry, ComponentSpec, Components, DaprApi, NameResolver,
     RemoteInvocation, Resources, Runtime,
 };
 
@@ -191,34 +192,54 @@ impl Sidecar {
     }
 
     /// Connects the app process at `app`: waits until it is ready (its port
-    /// open and, with a health check, its health path answering 2xx) and
-    /// makes it this runtime's app channel, as daprd does for `--app-port`.
-    pub async fn connect_http_app(&self, app: AppConnection) -> Result<(), SidecarError> {
+    /// open and, with a health check, its health path or gRPC
+    /// `HealthCheck` answering) and makes it this runtime's app channel, as
+    /// daprd does for `--app-port`: an [`HttpApp`] for `--app-protocol
+    /// http`, a [`GrpcApp`] (Dapr's `AppCallback` service) for `grpc`.
+    pub async fn connect_app(&self, app: AppConnection) -> Result<(), SidecarError> {
         // `/v1.0/healthz` answers 500 until the app is connected, as daprd's.
         self.runtime.expect_app();
         self.runtime.set_app_connection(AppConnectionProperties {
             port: app.address.port(),
             protocol: app.protocol.clone(),
             channel_address: app.address.ip().to_string(),
-            max_concurrency: 0,
+            max_concurrency: app
+                .max_concurrency
+                .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             health: app.health.as_ref().map(|health| {
                 AppHealthProperties::new(&health.path, health.interval, health.timeout, 0)
             }),
         });
-        let app = HttpApp::new(HttpAppConfig {
+        let config = HttpAppConfig {
             app_id: self.runtime.app_id().clone(),
             address: app.address,
             app_token: app.app_token,
             health: app.health,
             max_body_size: self.max_body_size,
-        })?;
+            max_concurrency: app.max_concurrency,
+        };
         // Like daprd, wait as long as the app takes to come up (logging
         // while waiting); a shutdown ends the wait.
+        type Ready = Pin<Box<dyn Future<Output = Result<(), ChannelError>> + Send>>;
+        let (app, ready): (Arc<dyn AppChannel>, Ready) = if app.protocol == "grpc" {
+            let app = GrpcApp::new(config)?;
+            let probe = app.clone();
+            (
+                Arc::new(app),
+                Box::pin(async move { probe.wait_ready(None).await }),
+            )
+        } else {
+            let app = HttpApp::new(config)?;
+            let probe = app.clone();
+            (
+                Arc::new(app),
+                Box::pin(async move { probe.wait_ready(None).await }),
+            )
+        };
         tokio::select! {
-            ready = app.wait_ready(None) => ready?,
+            ready = ready => ready?,
             _ = self.runtime.shutdown_requested() => return Ok(()),
         }
-        let app: Arc<dyn AppChannel> = Arc::new(app);
         // Subscribed before connected: the sidecar reports ready (and
         // publishers may start) only once the app's subscriptions run.
         self.start_subscriptions(app.clone()).await;
@@ -231,7 +252,7 @@ impl Sidecar {
     /// Starts delivering events to the app behind `channel`: its
     /// declarative subscriptions and those its `GET /dapr/subscribe`
     /// answers, as daprd does once the app channel is ready. Called by
-    /// [`Sidecar::connect_http_app`] and by a served Wasm app, before the
+    /// [`Sidecar::connect_app`] and by a served Wasm app, before the
     /// channel is connected; a second call does nothing.
     pub async fn start_subscriptions(&self, channel: Arc<dyn AppChannel>) {
         let mut running = self.subscriptions.lock().await;

@@ -136,9 +136,15 @@ pub struct AppArgs {
     /// (it can still invoke others).
     #[arg(long)]
     pub app_port: Option<u16>,
-    /// The app's protocol; only `http` is supported.
-    #[arg(long, default_value = "http", value_parser = ["http"])]
+    /// The app's protocol: `http`, or `grpc` (Dapr's `AppCallback`
+    /// service, as `dapr-ext-grpc` serves it).
+    #[arg(long, default_value = "http", value_parser = ["http", "grpc"])]
     pub app_protocol: String,
+    /// Requests the sidecar sends the app at once (0: no bound), as daprd:
+    /// every request to an HTTP app, the invocations of a gRPC app; more
+    /// wait for a slot.
+    #[arg(long, default_value_t = 0)]
+    pub app_max_concurrency: usize,
     /// The address the app listens on.
     #[arg(long, default_value = "127.0.0.1")]
     pub app_channel_address: IpAddr,
@@ -168,6 +174,7 @@ impl AppArgs {
             address: SocketAddr::new(self.app_channel_address, port),
             app_token: non_empty_env("APP_API_TOKEN"),
             protocol: self.app_protocol.clone(),
+            max_concurrency: Some(self.app_max_concurrency).filter(|n| *n > 0),
             health: self.enable_app_health_check.then(|| HealthCheck {
                 path: self.app_health_check_path.clone(),
                 interval: self.app_health_probe_interval,

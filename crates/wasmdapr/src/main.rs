@@ -271,7 +271,7 @@ fn run_sidecar(args: SidecarArgs) -> Result<u8, Failure> {
             sidecar.grpc_addr
         );
         if let Some(app) = args.app.connection() {
-            sidecar.connect_http_app(app).await?;
+            sidecar.connect_app(app).await?;
         }
         sidecar.wait().await?;
         Ok(0)

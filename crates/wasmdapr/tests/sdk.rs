@@ -635,6 +635,424 @@ fn python_app_receives_events_published_by_the_python_sdk() {
     drop(app);
 }
 
+/// A `pubsub.sqlite` queue named `pubsub` in `file`, redelivering after 100 ms.
+fn sqlite_pubsub(file: &Path) -> String {
+    format!(
+        "apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: {}
+  - name: redeliverInterval
+    value: 100ms
+  - name: pollInterval
+    value: 50ms
+",
+        file.display()
+    )
+}
+
+/// The JSON lines the app wrote to `out` so far.
+fn app_records(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// The Python SDK's gRPC app server (`dapr.ext.grpc.App`, unmodified, as
+/// its `invoke-simple` and `pubsub-simple` examples use it) behind
+/// `wasmdapr sidecar --app-protocol grpc --app-port`: `DaprClient`'s
+/// `invoke_method` reaches `@app.method` over both APIs of its sidecar and
+/// from another sidecar (`OnInvoke`), and gets its `InvokeMethodResponse`; the app's `@app.subscribe` handlers are
+/// found with `ListTopicSubscriptions` and get the events `publish_event`
+/// sends (`OnTopicEvent`): SUCCESS is delivered once, RETRY again until
+/// SUCCESS, DROP goes to the subscription's dead-letter topic, whose handler
+/// gets it. A declarative bulk subscription routed to one of the app's
+/// handlers is delivered with `OnBulkTopicEvent` (the SDK hands each
+/// entry's metadata to the handler as plain extensions, which only bulk
+/// delivery does), each entry settled by its own status.
+#[test]
+fn python_grpc_app_behind_the_sidecar() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("grpc-app-{}", uuid_like());
+    let bulk = format!(
+        "---
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: bulk
+spec:
+  pubsubname: pubsub
+  topic: {topic}-bulk
+  routes:
+    default: {topic}-bulk-handler
+  bulkSubscribe:
+    enabled: true
+    maxMessagesCount: 10
+    maxAwaitDurationMs: 100
+"
+    );
+    let resources = components(
+        dir.path(),
+        &(sqlite_pubsub(&dir.path().join("queue.db")) + &bulk),
+    );
+    let out = dir.path().join("received.jsonl");
+    let app_port = common::free_port();
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut app = KillOnDrop(
+        Command::new(&python)
+            .arg(repo().join("crates/wasmdapr/tests/sdk/python/grpc_app.py"))
+            .env("APP_PORT", app_port.to_string())
+            .env("PUBSUB", "pubsub")
+            .env("TOPIC", &topic)
+            .env("OUT", &out)
+            .spawn()
+            .expect("the Python gRPC app"),
+    );
+    // Name resolution of this test's own, for the caller's sidecar.
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: test\n\
+             spec:\n  nameResolution:\n    component: sqlite\n    version: v1\n    configuration:\n\
+             \x20     connectionString: {}\n",
+            dir.path().join("nr.db").display()
+        ),
+    )
+    .unwrap();
+    let (mut cmd, http, grpc) = common::sidecar_command(dir.path(), Some(&resources));
+    let child = cmd
+        .args([
+            "--app-port",
+            &app_port.to_string(),
+            "--app-protocol",
+            "grpc",
+            "--app-max-concurrency",
+            "4",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .spawn()
+        .expect("starting wasmdapr sidecar");
+    let sidecar = Sidecar { child, http, grpc };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::http(http, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        assert!(app.0.try_wait().unwrap().is_none(), "the app exited");
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, metadata) = common::http(http, "GET", "/v1.0/metadata", "").unwrap();
+    assert_eq!(status, 200);
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(metadata["appConnectionProperties"]["protocol"], "grpc");
+    assert_eq!(
+        metadata["appConnectionProperties"]["maxConcurrency"], 4,
+        "{metadata}"
+    );
+
+    // A sidecar without an app, calling the app's sidecar.
+    let (caller_http, caller_grpc) = (common::free_port(), common::free_port());
+    let caller = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(dir.path())
+        .args(["sidecar", "--app-id", "grpc-caller", "--config"])
+        .arg(&config)
+        .args(["--dapr-http-port", &caller_http.to_string()])
+        .args(["--dapr-grpc-port", &caller_grpc.to_string()])
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
+        .env_remove("DAPR_API_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the caller's sidecar");
+    let _caller = Sidecar {
+        child: caller,
+        http: caller_http,
+        grpc: caller_grpc,
+    };
+    while common::http(caller_http, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        assert!(Instant::now() < deadline, "the caller did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Invocations over the HTTP API (the SDK's default), then over gRPC,
+    // then from the other sidecar.
+    let client = |protocol: &str, publish: bool, (http, grpc): (u16, u16)| {
+        let mut cmd = Command::new(&python);
+        cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
+            .arg("grpc_app_client.py")
+            .env("APP_ID", "tests")
+            .env("PUBSUB", "pubsub")
+            .env("TOPIC", &topic)
+            .env("DAPR_API_METHOD_INVOCATION_PROTOCOL", protocol)
+            .env("DAPR_HTTP_PORT", http.to_string())
+            .env("DAPR_GRPC_PORT", grpc.to_string())
+            .env("DAPR_RUNTIME_HOST", "127.0.0.1");
+        if publish {
+            cmd.env("PUBLISH", "1");
+        }
+        let output = cmd.output().expect("the Python client");
+        assert!(
+            output.status.success(),
+            "the client failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("the client's JSON line");
+        assert_eq!(
+            answer["text"], r#"INVOKE_RECEIVED {"id": 1, "message": "hello world"}"#,
+            "over {protocol}"
+        );
+        // The SDK's HTTP client reads the media type without parameters.
+        let content_type = if protocol == "grpc" {
+            "text/plain; charset=UTF-8"
+        } else {
+            "text/plain"
+        };
+        assert_eq!(answer["content_type"], content_type, "over {protocol}");
+    };
+    client("http", true, (http, grpc));
+    client("grpc", false, (http, grpc));
+    client("http", false, (caller_http, caller_grpc));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let count = |records: &[serde_json::Value], kind: &str| {
+        records.iter().filter(|r| r["kind"] == kind).count()
+    };
+    let records = loop {
+        let records = app_records(&out);
+        let done = count(&records, "invoke") >= 3
+            && count(&records, "success") >= 1
+            && count(&records, "retry") >= 2
+            && count(&records, "dead") >= 1
+            && count(&records, "bulk") >= 4;
+        if done {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the app did not get every call and event: {records:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let invokes: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["kind"] == "invoke").collect();
+    for (invoke, caller) in invokes.iter().zip(["tests", "tests", "grpc-caller"]) {
+        assert_eq!(invoke["data"], r#"{"id": 1, "message": "hello world"}"#);
+        assert_eq!(invoke["content_type"], "application/json");
+        assert_eq!(invoke["caller"], caller, "dapr-caller-app-id: {invoke}");
+    }
+    let success = records.iter().find(|r| r["kind"] == "success").unwrap();
+    let data = |record: &serde_json::Value| -> serde_json::Value {
+        serde_json::from_str(record["data"].as_str().expect("data")).expect("JSON data")
+    };
+    assert_eq!(
+        data(success),
+        serde_json::json!({"id": "plain", "message": "hello world"}),
+        "JSON data as its bytes: {success}"
+    );
+    assert_eq!(success["type"], "com.dapr.event.sent");
+    assert_eq!(success["source"], "tests");
+    assert_eq!(success["content_type"], "application/json");
+    assert_eq!(success["extensions"]["topic"], topic.as_str());
+    assert_eq!(success["extensions"]["pubsubname"], "pubsub");
+    let trace = |key: &str| {
+        let value = success["extensions"][key].as_str().unwrap_or_default();
+        assert!(value.starts_with("00-"), "{key}: {success}");
+        value[3..35].to_owned()
+    };
+    assert_eq!(
+        trace("traceparent"),
+        trace("_metadata_traceparent"),
+        "the publisher's trace in the extensions, the delivery's span of it in the metadata"
+    );
+    let retries: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["kind"] == "retry").collect();
+    assert_eq!(retries[0]["first"], true);
+    assert_eq!(retries[1]["first"], false);
+    assert_eq!(retries[0]["id"], retries[1]["id"], "the same event again");
+    let dropped = records.iter().find(|r| r["kind"] == "drop").unwrap();
+    let dead = records.iter().find(|r| r["kind"] == "dead").unwrap();
+    assert_eq!(
+        dead["id"], dropped["id"],
+        "the dropped event, dead-lettered"
+    );
+    assert_eq!(
+        data(dead),
+        serde_json::json!({"id": "-drop", "message": "hello world"})
+    );
+
+    let bulk: Vec<&serde_json::Value> = records.iter().filter(|r| r["kind"] == "bulk").collect();
+    for n in [1, 2] {
+        let deliveries: Vec<&&serde_json::Value> = bulk
+            .iter()
+            .filter(|r| data(r) == serde_json::json!({"id": format!("bulk-{n}")}))
+            .collect();
+        assert_eq!(deliveries.len(), 2, "RETRY, then SUCCESS: {bulk:#?}");
+        for delivery in deliveries {
+            assert_eq!(
+                delivery["extensions"]["origin"], "client",
+                "entry metadata, as OnBulkTopicEvent gives it: {delivery}"
+            );
+        }
+    }
+
+    // Acked events are not delivered again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let records = app_records(&out);
+    assert_eq!(
+        (
+            count(&records, "invoke"),
+            count(&records, "success"),
+            count(&records, "retry"),
+            count(&records, "drop"),
+            count(&records, "dead"),
+            count(&records, "bulk")
+        ),
+        (3, 1, 2, 1, 1, 4),
+        "each event settled once: {records:#?}"
+    );
+    drop(sidecar);
+}
+
+/// The JavaScript SDK's bulk subscriber (`DaprServer`'s
+/// `pubsub.subscribeBulk`, HTTP) behind `wasmdapr sidecar --app-port` on
+/// Redis Streams: its `/dapr/subscribe` asks for batches, the sidecar POSTs
+/// Dapr's BulkSubscribeMessage (the SDK's handler reads only `entries`, so
+/// nothing reaches the callback without one), and each entry is settled by
+/// the SDK's per-entry status: RETRY delivered again, SUCCESS once.
+#[test]
+fn js_sdk_bulk_subscriber_behind_the_sidecar() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("js-bulk-{}", uuid_like());
+    let resources = components(
+        dir.path(),
+        "apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:6379
+  - name: processingTimeout
+    value: 200ms
+  - name: redeliverInterval
+    value: 100ms
+",
+    );
+    let out = dir.path().join("received.jsonl");
+    let app_port = common::free_port();
+    let (mut cmd, http, grpc) = common::sidecar_command(dir.path(), Some(&resources));
+    let js = repo().join("crates/wasmdapr/tests/sdk/js");
+    assert!(
+        js.join("node_modules/@dapr/dapr").exists(),
+        "@dapr/dapr is not installed: run scripts/setup.sh"
+    );
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut app = KillOnDrop(
+        Command::new("node")
+            .current_dir(&js)
+            .arg("bulk_app.mjs")
+            .env("APP_PORT", app_port.to_string())
+            .env("DAPR_HTTP_PORT", http.to_string())
+            .env("PUBSUB", "pubsub")
+            .env("TOPIC", &topic)
+            .env("OUT", &out)
+            .spawn()
+            .expect("node"),
+    );
+    let child = cmd
+        .args(["--app-port", &app_port.to_string()])
+        .spawn()
+        .expect("starting wasmdapr sidecar");
+    let _sidecar = Sidecar { child, http, grpc };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::http(http, "GET", "/v1.0/healthz", "").map(|r| r.0) != Some(204) {
+        assert!(app.0.try_wait().unwrap().is_none(), "the app exited");
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kinds = ["ok", "retry", "ok", "ok", "retry", "ok", "ok"];
+    let entries: Vec<serde_json::Value> = kinds
+        .iter()
+        .enumerate()
+        .map(|(n, kind)| {
+            serde_json::json!({"entryId": n.to_string(), "event": {"kind": kind, "n": n},
+                               "contentType": "application/json"})
+        })
+        .collect();
+    let (status, body) = common::http(
+        http,
+        "POST",
+        &format!("/v1.0-alpha1/publish/bulk/pubsub/{topic}"),
+        &serde_json::to_string(&entries).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status, 204, "{body}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let expected = kinds.len() + 2;
+    let records = loop {
+        let records = app_records(&out);
+        if records.len() >= expected {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} deliveries: {records:#?}",
+            records.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(app_records(&out).len(), expected, "settled: {records:#?}");
+    for (n, kind) in kinds.iter().enumerate() {
+        let deliveries: Vec<&serde_json::Value> =
+            records.iter().filter(|r| r["data"]["n"] == n).collect();
+        let times = if *kind == "retry" { 2 } else { 1 };
+        assert_eq!(deliveries.len(), times, "event {n}: {records:#?}");
+        assert_eq!(deliveries[0]["data"]["kind"], *kind);
+    }
+}
+
 /// The JavaScript SDK's `DaprServer` as the app on `--app-port` of the
 /// embedded default: its subscriptions (CEL routing rules, a default route,
 /// a dead-letter topic with its own handler) are read from

@@ -80,6 +80,7 @@ impl App {
                 ..HealthCheck::default()
             }),
             max_body_size: 1 << 20,
+            max_concurrency: None,
         })
         .unwrap()
     }
@@ -491,6 +492,7 @@ async fn http_app_readiness_probe() {
         app_token: None,
         health: None,
         max_body_size: 1 << 20,
+        max_concurrency: None,
     })
     .unwrap();
     let err = nobody
@@ -498,7 +500,7 @@ async fn http_app_readiness_probe() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not open"), "{err}");
-    let err = wasmdapr_runtime::AppChannel::call(
+    let err = wasmdapr_runtime::HttpAppChannel::call(
         &nobody,
         http::Request::builder()
             .uri("/x")

@@ -279,7 +279,7 @@ async fn the_runtime_delivers_to_the_wasm_app() {
 
     let channel = runtime.app_channel().expect("an app channel");
     let response = channel
-        .call(request("PUT", "/orders/1", "{}"))
+        .invoke(request("PUT", "/orders/1", "{}"))
         .await
         .unwrap();
     assert_eq!(text(&response), "PUT /orders/1\n{}");

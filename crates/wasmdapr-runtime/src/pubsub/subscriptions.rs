@@ -35,6 +35,57 @@ pub struct AppSubscription {
     pub dead_letter_topic: Option<String>,
     /// Where it came from: `declarative` (a resource) or `programmatic`.
     pub origin: &'static str,
+    /// Delivered in batches (`bulkSubscribe.enabled`), when set.
+    pub bulk: Option<BulkConfig>,
+}
+
+/// How a bulk subscription batches its events: a batch is delivered when
+/// it holds `max_messages` events or its first event has waited
+/// `max_await`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkConfig {
+    /// `maxMessagesCount`.
+    pub max_messages: usize,
+    /// `maxAwaitDurationMs`.
+    pub max_await: std::time::Duration,
+}
+
+impl BulkConfig {
+    /// daprd's default `maxMessagesCount` (`default_bulksub.go`).
+    pub const DEFAULT_MAX_MESSAGES: usize = 100;
+    /// daprd's default `maxAwaitDurationMs`.
+    pub const DEFAULT_MAX_AWAIT_MS: u64 = 1000;
+    /// The largest batch taken, whatever the app asks: every entry is held
+    /// in memory until the app answers.
+    pub const MAX_MESSAGES: usize = 10_000;
+    /// The longest wait taken, whatever the app asks.
+    pub const MAX_AWAIT_MS: u64 = 60_000;
+
+    /// The batching of `bulkSubscribe`, when `enabled`: a count or a wait
+    /// that is absent or not positive is daprd's default, one past our
+    /// bounds is the bound.
+    pub fn of(enabled: bool, max_messages: Option<i64>, max_await_ms: Option<i64>) -> Option<Self> {
+        if !enabled {
+            return None;
+        }
+        let max_messages =
+            max_messages
+                .filter(|n| *n > 0)
+                .map_or(Self::DEFAULT_MAX_MESSAGES, |n| {
+                    usize::try_from(n)
+                        .unwrap_or(usize::MAX)
+                        .min(Self::MAX_MESSAGES)
+                });
+        let max_await_ms = max_await_ms
+            .filter(|n| *n > 0)
+            .map_or(Self::DEFAULT_MAX_AWAIT_MS, |n| {
+                u64::try_from(n).unwrap_or(u64::MAX).min(Self::MAX_AWAIT_MS)
+            });
+        Some(Self {
+            max_messages,
+            max_await: std::time::Duration::from_millis(max_await_ms),
+        })
+    }
 }
 
 /// Why a subscription could not be used.
@@ -226,6 +277,20 @@ struct ProgrammaticEntry {
     metadata: Option<BTreeMap<String, String>>,
     #[serde(default)]
     dead_letter_topic: Option<String>,
+    #[serde(default)]
+    bulk_subscribe: Option<ProgrammaticBulk>,
+}
+
+/// `bulkSubscribe` of a `/dapr/subscribe` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProgrammaticBulk {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    max_messages_count: Option<i64>,
+    #[serde(default)]
+    max_await_duration_ms: Option<i64>,
 }
 
 /// The subscriptions of the app's `GET /dapr/subscribe` answer (an empty
@@ -261,6 +326,9 @@ pub fn parse_programmatic(body: &[u8]) -> Result<Vec<AppSubscription>, Subscript
             routing,
             dead_letter_topic: entry.dead_letter_topic.filter(|t| !t.is_empty()),
             origin: "programmatic",
+            bulk: entry.bulk_subscribe.and_then(|b| {
+                BulkConfig::of(b.enabled, b.max_messages_count, b.max_await_duration_ms)
+            }),
         });
     }
     Ok(subscriptions)
@@ -288,6 +356,43 @@ impl AppSubscription {
             routing: Routing::compile(&sub.pubsub_name, &sub.topic, &routes, None)?,
             dead_letter_topic: sub.dead_letter_topic.clone(),
             origin: "declarative",
+            bulk: BulkConfig::of(
+                sub.bulk_subscribe.enabled,
+                sub.bulk_subscribe.max_messages_count.map(i64::from),
+                sub.bulk_subscribe.max_await_duration_ms.map(i64::from),
+            ),
+        })
+    }
+
+    /// A subscription a gRPC app listed (`ListTopicSubscriptions`), with
+    /// daprd's routing of gRPC apps (`parseRoutingRulesGRPC`): the rules,
+    /// then `default`; with none at all, one rule to the empty path, so
+    /// every event is delivered with `path` empty (the app routes by topic).
+    /// The v1 `route` does not exist for gRPC apps.
+    pub fn listed_by_grpc_app(
+        pubsub_name: String,
+        topic: String,
+        metadata: BTreeMap<String, String>,
+        routes: RouteSpec,
+        dead_letter_topic: String,
+        bulk: Option<BulkConfig>,
+    ) -> Result<Self, SubscriptionError> {
+        let mut routing = Routing::compile(&pubsub_name, &topic, &routes, None)?;
+        if routing.is_empty() {
+            routing.rules.push(Rule {
+                program: None,
+                expression: String::new(),
+                path: String::new(),
+            });
+        }
+        Ok(Self {
+            pubsub_name,
+            topic,
+            metadata,
+            routing,
+            dead_letter_topic: Some(dead_letter_topic).filter(|t| !t.is_empty()),
+            origin: "programmatic",
+            bulk,
         })
     }
 }
@@ -331,39 +436,9 @@ pub enum AppVerdict {
     Retry(String),
     /// Refused for good: ack, to the dead-letter topic when there is one.
     Drop(String),
-}
-
-/// daprd's reading of an HTTP app's answer to an event: 2xx with an empty
-/// or non-JSON body, or JSON without a string `status`, or `SUCCESS` (or
-/// `""`) is success; `RETRY` or any other status string (case-sensitive) retries;
-/// `DROP` drops; 404 drops; any other status retries.
-pub fn app_verdict(status: u16, body: &[u8]) -> AppVerdict {
-    if status == 404 {
-        return AppVerdict::Drop("the app answered 404".into());
-    }
-    if !(200..300).contains(&status) {
-        return AppVerdict::Retry(format!("the app answered {status}"));
-    }
-    #[derive(Deserialize)]
-    struct Answer {
-        status: Option<serde_json::Value>,
-    }
-    let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
-        return AppVerdict::Success;
-    };
-    match answer.status {
-        None => AppVerdict::Success,
-        Some(serde_json::Value::String(s)) => match s.as_str() {
-            "" | "SUCCESS" => AppVerdict::Success,
-            "DROP" => AppVerdict::Drop("the app answered DROP".into()),
-            "RETRY" => AppVerdict::Retry("the app answered RETRY".into()),
-            other => AppVerdict::Retry(format!("the app answered an unknown status `{other}`")),
-        },
-        // daprd decodes the body into a struct with a string `status`: a
-        // status of another JSON type fails that decode, which it reads as
-        // success.
-        Some(_) => AppVerdict::Success,
-    }
+    /// The app has no handler for it (a gRPC app's `UNIMPLEMENTED`): acked,
+    /// and not dead-lettered, as daprd does.
+    Unhandled(String),
 }
 
 #[cfg(test)]
@@ -497,30 +572,72 @@ mod tests {
         assert_eq!(routes, [("v", Some("/v")), ("t", Some("/mine"))]);
     }
 
-    /// daprd's table of app answers.
+    /// `bulkSubscribe` of `/dapr/subscribe` and of a resource: off unless
+    /// enabled; absent or non-positive values are daprd's defaults (100,
+    /// 1 s); values past our bounds are the bounds.
     #[test]
-    fn verdicts() {
-        use AppVerdict::*;
-        assert_eq!(app_verdict(200, b""), Success);
-        assert_eq!(app_verdict(204, b"not json"), Success);
-        assert_eq!(app_verdict(200, br#"{"status":"SUCCESS"}"#), Success);
-        assert_eq!(app_verdict(200, br#"{"status":""}"#), Success);
-        assert_eq!(app_verdict(200, br#"{"other":1}"#), Success);
-        assert_eq!(app_verdict(200, br#"{"status":5}"#), Success);
-        assert!(matches!(
-            app_verdict(200, br#"{"status":"RETRY"}"#),
-            Retry(_)
-        ));
-        assert!(matches!(
-            app_verdict(200, br#"{"status":"success"}"#),
-            Retry(_)
-        ));
-        assert!(matches!(app_verdict(200, br#"{"status":"DROP"}"#), Drop(_)));
-        assert!(matches!(app_verdict(404, b""), Drop(_)));
-        assert!(matches!(app_verdict(500, b""), Retry(_)));
-        assert!(matches!(
-            app_verdict(400, br#"{"status":"SUCCESS"}"#),
-            Retry(_)
-        ));
+    fn bulk_subscribe_settings() {
+        let subs = parse_programmatic(
+            br#"[{"pubsubname":"p","topic":"a","route":"/a",
+                  "bulkSubscribe":{"enabled":true,"maxMessagesCount":5,"maxAwaitDurationMs":40}},
+                 {"pubsubname":"p","topic":"b","route":"/b","bulkSubscribe":{"enabled":true}},
+                 {"pubsubname":"p","topic":"c","route":"/c","bulkSubscribe":{"enabled":false,"maxMessagesCount":5}},
+                 {"pubsubname":"p","topic":"d","route":"/d"},
+                 {"pubsubname":"p","topic":"e","route":"/e",
+                  "bulkSubscribe":{"enabled":true,"maxMessagesCount":-1,"maxAwaitDurationMs":99999999}}]"#,
+        )
+        .unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            subs[0].bulk,
+            Some(BulkConfig {
+                max_messages: 5,
+                max_await: ms(40)
+            })
+        );
+        assert_eq!(
+            subs[1].bulk,
+            Some(BulkConfig {
+                max_messages: 100,
+                max_await: ms(1000)
+            })
+        );
+        assert_eq!((subs[2].bulk, subs[3].bulk), (None, None));
+        assert_eq!(
+            subs[4].bulk,
+            Some(BulkConfig {
+                max_messages: 100,
+                max_await: ms(60_000)
+            })
+        );
+        let yaml = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: a\n\
+                    spec:\n  pubsubname: p\n  topic: t\n  routes:\n    default: /t\n\
+                    \x20 bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 7\n";
+        let declared = crate::Resources::parse(yaml, std::path::Path::new("s.yaml"))
+            .unwrap()
+            .subscriptions;
+        assert_eq!(
+            merge("me", &declared, Vec::new())[0].bulk,
+            Some(BulkConfig {
+                max_messages: 7,
+                max_await: ms(1000)
+            })
+        );
+    }
+
+    /// A gRPC app's subscription without routes gets daprd's empty path.
+    #[test]
+    fn grpc_subscription_without_routes_has_the_empty_path() {
+        let sub = AppSubscription::listed_by_grpc_app(
+            "p".into(),
+            "t".into(),
+            BTreeMap::new(),
+            RouteSpec::default(),
+            String::new(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(sub.routing.route(&json!({})).unwrap(), Some(""));
+        assert_eq!(sub.dead_letter_topic, None);
     }
 }

@@ -183,15 +183,6 @@ impl Resources {
     /// yet, so none is silently ignored. Each building block removes its
     /// line when it starts applying them.
     pub fn report_unapplied(&self) {
-        for sub in &self.subscriptions {
-            if sub.bulk_subscribe.enabled {
-                tracing::warn!(
-                    file = %sub.source.display(),
-                    "Subscription `{}`: bulkSubscribe is not applied yet; events are delivered one by one",
-                    sub.name
-                );
-            }
-        }
         for resiliency in &self.resiliencies {
             tracing::warn!(
                 file = %resiliency.source.display(),

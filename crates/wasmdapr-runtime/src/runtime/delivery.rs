@@ -11,17 +11,26 @@
 //! 2. dropped if `expiration` is past (to the dead-letter topic when set);
 //! 3. routed ([`Routing::route`]): no route drops it (acked, or
 //!    dead-lettered), an expression that fails is a failed delivery;
-//! 4. `POST`ed to the route on the app channel with
-//!    `Content-Type: application/cloudevents+json`, the envelope as
-//!    stored on the broker as the body, the message's metadata and
-//!    `pubsubname` as headers and a child span of the event's
-//!    `traceparent`, bounded by [`DeliveryOptions::timeout`];
-//! 5. acked, redelivered or dropped as the app's answer says
-//!    ([`app_verdict`]). A drop, or a failure once the message has been
+//! 4. handed to the app channel ([`AppChannel::deliver_event`]: a `POST`
+//!    of the CloudEvent to the route for an HTTP app, `OnTopicEvent` for a
+//!    gRPC app) with a child span of the event's `traceparent`, bounded by
+//!    [`DeliveryOptions::timeout`];
+//! 5. acked, redelivered or dropped as the app's answer says (one
+//!    [`AppVerdict`], whatever the protocol). A drop, or a failure once the message has been
 //!    tried [`DeliveryOptions::dead_letter_after`] times, goes to the
 //!    `deadLetterTopic` when there is one (the original bytes and metadata,
 //!    then acked); otherwise a failure is a handler error, so the broker
 //!    delivers the message again.
+//!
+//! A bulk subscription (`bulkSubscribe.enabled`) collects the messages the
+//! broker hands it, as daprd's default bulk subscriber does, until
+//! `maxMessagesCount` are waiting or the first has waited
+//! `maxAwaitDurationMs`; steps 1–3 are taken per message, then each route's
+//! messages go to the app as one batch ([`AppChannel::deliver_bulk`]), and
+//! each message is settled by its entry's verdict as in step 5. Messages
+//! are batched only as far as the broker hands out several at once (Redis
+//! Streams' `concurrency`); a broker that waits for each answer makes
+//! batches of one, as with daprd.
 //!
 //! A Wasm app is reached through the same [`AppChannel`] as an invocation:
 //! one fresh instance per event, bounded by its `--max-concurrency`, a trap
@@ -35,12 +44,12 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::Runtime;
-use crate::app_channel::AppChannel;
+use crate::app_channel::{
+    AppChannel, AppVerdict, BulkEntry, BulkEvent, BulkEvents, SubscriptionsError, TopicEvent,
+};
 use crate::invoke::TraceParent;
 use crate::pubsub::cloudevent::{CLOUDEVENT_CONTENT_TYPE, DEFAULT_SOURCE, DEFAULT_TYPE};
-use crate::pubsub::subscriptions::{
-    AppSubscription, AppVerdict, Routing, app_verdict, merge, parse_programmatic,
-};
+use crate::pubsub::subscriptions::{AppSubscription, BulkConfig, Routing, merge};
 use crate::pubsub::{
     HandlerError, MessageHandler, Metadata, PubSub, PublishRequest, ReceivedMessage, Subscription,
 };
@@ -96,18 +105,19 @@ impl AppSubscriptions {
 /// How long a dead-letter publish may take (daprd's 30 s).
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Attempts at `GET /dapr/subscribe` (daprd's built-in initialization
+/// Attempts at asking the app for its subscriptions (daprd's built-in initialization
 /// retries: 3 retries, from 500 ms, doubling).
 const SUBSCRIBE_ATTEMPTS: u32 = 4;
 
 impl Runtime {
-    /// The app's programmatic subscriptions: its answer to
-    /// `GET /dapr/subscribe`. A 404 is none (the app has no such route);
-    /// another status, an unreadable answer or an app that cannot be
-    /// reached is none too, logged as an error, as in daprd. Each attempt
-    /// waits at most `timeout` (the delivery timeout): an app that never
-    /// answers must not keep the sidecar from starting its declared
-    /// subscriptions and reporting ready.
+    /// The app's programmatic subscriptions ([`AppChannel::subscriptions`]:
+    /// `GET /dapr/subscribe`, `ListTopicSubscriptions`). An app that answers
+    /// with none has none; an answer that cannot be used, or an app that
+    /// cannot be reached after daprd's built-in retries, is none too,
+    /// logged as an error, as in daprd. Each attempt waits at most
+    /// `timeout` (the delivery timeout): an app that never answers must not
+    /// keep the sidecar from starting its declared subscriptions and
+    /// reporting ready.
     pub async fn programmatic_subscriptions(
         &self,
         channel: &dyn AppChannel,
@@ -115,41 +125,22 @@ impl Runtime {
     ) -> Vec<AppSubscription> {
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=SUBSCRIBE_ATTEMPTS {
-            let request = http::Request::get("/dapr/subscribe")
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .header("dapr-app-id", self.app_id.as_str())
-                .body(Bytes::new())
-                .expect("a valid request");
-            let answer = match tokio::time::timeout(timeout, channel.call(request)).await {
-                Ok(answer) => answer.map_err(|error| error.to_string()),
-                Err(_) => Err(format!("no answer within {timeout:?}")),
-            };
-            match answer {
-                Ok(answer) if answer.status() == http::StatusCode::NOT_FOUND => {
-                    tracing::debug!("the app has no /dapr/subscribe: no programmatic subscription");
-                    return Vec::new();
-                }
-                Ok(answer) if answer.status().is_success() => {
-                    return parse_programmatic(answer.body()).unwrap_or_else(|error| {
+            let error =
+                match tokio::time::timeout(timeout, channel.subscriptions(&self.app_id)).await {
+                    Ok(Ok(subscriptions)) => return subscriptions,
+                    Ok(Err(SubscriptionsError::Refused(error))) => {
                         tracing::error!(%error, "the app's subscriptions are not applied");
-                        Vec::new()
-                    });
-                }
-                Ok(answer) => {
-                    tracing::error!(
-                        status = %answer.status(),
-                        "GET /dapr/subscribe failed: no programmatic subscription"
-                    );
-                    return Vec::new();
-                }
-                Err(error) if attempt < SUBSCRIBE_ATTEMPTS => {
-                    tracing::debug!(%error, "GET /dapr/subscribe failed; trying again");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "GET /dapr/subscribe failed: no programmatic subscription");
-                }
+                        return Vec::new();
+                    }
+                    Ok(Err(SubscriptionsError::Unreachable(error))) => error.to_string(),
+                    Err(_) => format!("no answer within {timeout:?}"),
+                };
+            if attempt < SUBSCRIBE_ATTEMPTS {
+                tracing::debug!(%error, "asking the app for its subscriptions failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            } else {
+                tracing::error!(%error, "asking the app for its subscriptions failed: no programmatic subscription");
             }
         }
         Vec::new()
@@ -205,7 +196,7 @@ impl Runtime {
             }
             allowed
         });
-        let handler = Arc::new(EventDelivery(Arc::new(Delivery {
+        let delivery = Arc::new(Delivery {
             channel,
             broker: loaded.component.clone(),
             pubsub: sub.pubsub_name.clone(),
@@ -214,7 +205,11 @@ impl Runtime {
             dead_letter,
             raw,
             options,
-        })));
+        });
+        let handler: Arc<dyn MessageHandler> = match sub.bulk {
+            Some(bulk) => Arc::new(BulkDelivery::start(delivery, bulk)),
+            None => Arc::new(EventDelivery(delivery)),
+        };
         self.subscribe(&sub.pubsub_name, &sub.topic, metadata, handler)
             .await
     }
@@ -255,15 +250,35 @@ impl MessageHandler for EventDelivery {
     }
 }
 
+/// A message made ready for the app: read as a CloudEvent and routed.
+struct Routed {
+    path: String,
+    event: serde_json::Value,
+    body: Vec<u8>,
+}
+
 impl Delivery {
     async fn deliver(&self, message: ReceivedMessage) -> Result<(), HandlerError> {
-        let outcome = self.try_deliver(&message).await;
+        let outcome = match self.prepare(&message) {
+            Ok(routed) => self.deliver_one(&message, routed).await,
+            Err(outcome) => outcome,
+        };
+        self.settle(outcome, &message).await
+    }
+
+    /// Acks (`Ok`), dead-letters or hands back (`Err`, for redelivery) a
+    /// message as its outcome says.
+    async fn settle(
+        &self,
+        outcome: Outcome,
+        message: &ReceivedMessage,
+    ) -> Result<(), HandlerError> {
         let (reason, dead_letter_now, acked_anyway) = match outcome {
             Outcome::Delivered | Outcome::Skipped => return Ok(()),
             Outcome::Discarded(reason) => {
                 tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, %reason, "event dropped");
                 if let Some(dlq) = &self.dead_letter
-                    && let Err(error) = self.to_dead_letter(dlq, &message).await
+                    && let Err(error) = self.to_dead_letter(dlq, message).await
                 {
                     tracing::error!(%error, "the dropped event is lost");
                 }
@@ -280,7 +295,7 @@ impl Delivery {
             }
         };
         match &self.dead_letter {
-            Some(dlq) if dead_letter_now => self.to_dead_letter(dlq, &message).await,
+            Some(dlq) if dead_letter_now => self.to_dead_letter(dlq, message).await,
             // A drop without a dead-letter topic is acked.
             _ if acked_anyway => Ok(()),
             _ => Err(HandlerError(reason)),
@@ -312,7 +327,9 @@ impl Delivery {
         }
     }
 
-    async fn try_deliver(&self, message: &ReceivedMessage) -> Outcome {
+    /// Steps 1–3: the message as a CloudEvent, not expired, routed; or
+    /// what became of it instead.
+    fn prepare(&self, message: &ReceivedMessage) -> Result<Routed, Outcome> {
         let body = if self.raw {
             raw_envelope(&self.pubsub, &self.topic, message)
         } else {
@@ -321,100 +338,231 @@ impl Delivery {
         let event: serde_json::Value = match serde_json::from_slice(&body) {
             Ok(v @ serde_json::Value::Object(_)) => v,
             Ok(_) | Err(_) => {
-                return Outcome::Failed("the message is not a JSON CloudEvent".into());
+                return Err(Outcome::Failed(
+                    "the message is not a JSON CloudEvent".into(),
+                ));
             }
         };
         if let Ok(ce) = crate::pubsub::cloudevent::CloudEvent::from_json(&body)
             && ce.has_expired(SystemTime::now())
         {
-            return Outcome::Discarded("the event has expired".into());
+            return Err(Outcome::Discarded("the event has expired".into()));
         }
         let path = match self.routing.route(&event) {
             Ok(Some(path)) => path.to_owned(),
             Ok(None) if self.dead_letter.is_some() => {
-                return Outcome::Discarded("no route matched the event".into());
+                return Err(Outcome::Discarded("no route matched the event".into()));
             }
             Ok(None) => {
                 tracing::debug!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, "no route matched the event: dropped");
-                return Outcome::Skipped;
+                return Err(Outcome::Skipped);
             }
-            Err(error) => return Outcome::Failed(format!("routing the event: {error}")),
+            Err(error) => return Err(Outcome::Failed(format!("routing the event: {error}"))),
         };
-        let request = match self.request(&path, &event, message, body) {
-            Ok(request) => request,
-            Err(error) => return Outcome::Failed(error),
+        Ok(Routed { path, event, body })
+    }
+
+    /// Step 4 for one message.
+    async fn deliver_one(&self, message: &ReceivedMessage, routed: Routed) -> Outcome {
+        let (traceparent, tracestate) = delivery_trace(&routed.event);
+        let event = TopicEvent {
+            pubsub: self.pubsub.clone(),
+            topic: self.topic.clone(),
+            path: routed.path,
+            event: routed.event,
+            body: Bytes::from(routed.body),
+            metadata: message.metadata.clone(),
+            traceparent,
+            tracestate,
         };
-        let answer =
-            match tokio::time::timeout(self.options.timeout, self.channel.call(request)).await {
-                Ok(Ok(answer)) => answer,
-                // Busy, timed out or failed: all retried.
-                Ok(Err(error)) => return Outcome::Failed(error.to_string()),
-                Err(_) => {
-                    return Outcome::Failed(format!(
-                        "the app did not answer within {:?}",
-                        self.options.timeout
-                    ));
-                }
-            };
-        match app_verdict(answer.status().as_u16(), answer.body()) {
-            AppVerdict::Success => Outcome::Delivered,
-            AppVerdict::Retry(reason) => Outcome::Failed(reason),
-            AppVerdict::Drop(reason) => Outcome::Dropped(reason),
+        match tokio::time::timeout(self.options.timeout, self.channel.deliver_event(event)).await {
+            Ok(Ok(verdict)) => self.outcome(verdict, &message.id),
+            // Busy, timed out or failed: all retried.
+            Ok(Err(error)) => Outcome::Failed(error.to_string()),
+            Err(_) => Outcome::Failed(format!(
+                "the app did not answer within {:?}",
+                self.options.timeout
+            )),
         }
     }
 
-    /// The `POST` of one event to `path`.
-    fn request(
-        &self,
-        path: &str,
-        event: &serde_json::Value,
-        message: &ReceivedMessage,
-        body: Vec<u8>,
-    ) -> Result<http::Request<Bytes>, String> {
-        let uri = if path.starts_with('/') {
-            path.to_owned()
-        } else {
-            format!("/{path}")
-        };
-        let mut builder = http::Request::post(uri);
-        for (key, value) in &message.metadata {
-            if key.eq_ignore_ascii_case("content-length")
-                || key.eq_ignore_ascii_case("content-type")
-            {
-                continue;
-            }
-            let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(key.as_bytes()),
-                http::HeaderValue::from_str(value),
-            ) else {
-                continue;
-            };
-            builder = builder.header(name, value);
-        }
-        builder = builder
-            .header("pubsubname", self.pubsub.as_str())
-            .header(http::header::CONTENT_TYPE, CLOUDEVENT_CONTENT_TYPE);
-        // The delivery is a span of its own, a child of the publisher's.
-        let parent = event
-            .get("traceparent")
-            .or_else(|| event.get("traceid"))
-            .and_then(|v| v.as_str())
-            .and_then(TraceParent::parse);
-        if let Some(parent) = parent {
-            builder = builder.header("traceparent", parent.child().to_string());
-            if let Some(state) = event
-                .get("tracestate")
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                && let Ok(value) = http::HeaderValue::from_str(state)
-            {
-                builder = builder.header("tracestate", value);
+    /// What the app's verdict on one message makes of it.
+    fn outcome(&self, verdict: AppVerdict, id: &str) -> Outcome {
+        match verdict {
+            AppVerdict::Success => Outcome::Delivered,
+            AppVerdict::Retry(reason) => Outcome::Failed(reason),
+            AppVerdict::Drop(reason) => Outcome::Dropped(reason),
+            AppVerdict::Unhandled(reason) => {
+                tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, %id, %reason, "the app has no handler for the event: dropped");
+                Outcome::Skipped
             }
         }
-        builder
-            .body(Bytes::from(body))
-            .map_err(|e| format!("the route `{path}` is no valid request path: {e}"))
     }
+
+    /// Delivers one batch of messages: each prepared, those routed sent to
+    /// the app one batch per route, then each settled by its entry's
+    /// verdict, and its handler told.
+    async fn deliver_batch(&self, batch: Vec<Waiting>) {
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
+        // Per route: the batch being built and the index of each entry's message.
+        let mut routes: Vec<(BulkEvents, Vec<usize>)> = Vec::new();
+        for (index, (message, _)) in batch.iter().enumerate() {
+            let routed = match self.prepare(message) {
+                Ok(routed) => routed,
+                Err(outcome) => {
+                    outcomes.push(Some(outcome));
+                    continue;
+                }
+            };
+            outcomes.push(None);
+            let position = match routes.iter().position(|(b, _)| b.path == routed.path) {
+                Some(position) => position,
+                None => {
+                    routes.push((
+                        BulkEvents {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            pubsub: self.pubsub.clone(),
+                            topic: self.topic.clone(),
+                            path: routed.path.clone(),
+                            metadata: [("pubsubName".to_owned(), self.pubsub.clone())]
+                                .into_iter()
+                                .collect(),
+                            entries: Vec::new(),
+                            traceparent: None,
+                        },
+                        Vec::new(),
+                    ));
+                    routes.len() - 1
+                }
+            };
+            let (events, indexes) = &mut routes[position];
+            if events.traceparent.is_none() {
+                events.traceparent = delivery_trace(&routed.event).0;
+            }
+            let (event, default_type) = if self.raw {
+                (
+                    BulkEvent::Raw(Bytes::from(message.data.clone())),
+                    "application/octet-stream",
+                )
+            } else {
+                (BulkEvent::CloudEvent(routed.event), CLOUDEVENT_CONTENT_TYPE)
+            };
+            events.entries.push(BulkEntry {
+                entry_id: uuid::Uuid::new_v4().to_string(),
+                event,
+                content_type: message
+                    .metadata
+                    .get("content-type")
+                    .filter(|c| !c.is_empty())
+                    .map_or(default_type.to_owned(), Clone::clone),
+                metadata: message.metadata.clone(),
+            });
+            indexes.push(index);
+        }
+        for (events, indexes) in routes {
+            let count = indexes.len();
+            let verdicts =
+                match tokio::time::timeout(self.options.timeout, self.channel.deliver_bulk(events))
+                    .await
+                {
+                    Ok(Ok(verdicts)) if verdicts.len() == count => verdicts,
+                    Ok(Ok(verdicts)) => vec![
+                        AppVerdict::Retry(format!(
+                            "{} verdicts for a batch of {count}",
+                            verdicts.len()
+                        ));
+                        count
+                    ],
+                    Ok(Err(error)) => vec![AppVerdict::Retry(error.to_string()); count],
+                    Err(_) => vec![
+                        AppVerdict::Retry(format!(
+                            "the app did not answer the batch within {:?}",
+                            self.options.timeout
+                        ));
+                        count
+                    ],
+                };
+            for (index, verdict) in indexes.into_iter().zip(verdicts) {
+                outcomes[index] = Some(self.outcome(verdict, &batch[index].0.id));
+            }
+        }
+        for ((message, done), outcome) in batch.into_iter().zip(outcomes) {
+            let outcome = outcome.unwrap_or(Outcome::Failed("not delivered".into()));
+            let result = self.settle(outcome, &message).await;
+            // The handler may be gone (the subscription closed); nothing to tell.
+            let _ = done.send(result);
+        }
+    }
+}
+
+/// A message waiting in a batch, and how to tell its handler the result.
+type Waiting = (
+    ReceivedMessage,
+    tokio::sync::oneshot::Sender<Result<(), HandlerError>>,
+);
+
+/// The handler of a bulk subscription: each message waits in the queue of
+/// the subscription's batching task until its batch is settled.
+struct BulkDelivery {
+    queue: tokio::sync::mpsc::Sender<Waiting>,
+}
+
+impl BulkDelivery {
+    /// The handler, and its batching task, which ends when the handler (the
+    /// subscription) is gone.
+    fn start(delivery: Arc<Delivery>, config: BulkConfig) -> Self {
+        let (queue, mut waiting) = tokio::sync::mpsc::channel::<Waiting>(config.max_messages);
+        tokio::spawn(async move {
+            while let Some(first) = waiting.recv().await {
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + config.max_await;
+                while batch.len() < config.max_messages {
+                    match tokio::time::timeout_at(deadline, waiting.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                tracing::debug!(pubsub = %delivery.pubsub, topic = %delivery.topic, size = batch.len(), "delivering a batch");
+                delivery.deliver_batch(batch).await;
+            }
+        });
+        Self { queue }
+    }
+}
+
+impl MessageHandler for BulkDelivery {
+    fn handle(&self, message: ReceivedMessage) -> BoxFuture<'static, Result<(), HandlerError>> {
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            let (done, result) = tokio::sync::oneshot::channel();
+            queue
+                .send((message, done))
+                .await
+                .map_err(|_| HandlerError("the subscription is closing".into()))?;
+            result
+                .await
+                .unwrap_or_else(|_| Err(HandlerError("the batch was not settled".into())))
+        })
+    }
+}
+
+/// The delivery's own span, a child of the event's `traceparent` (or
+/// `traceid`), and the event's `tracestate`.
+fn delivery_trace(event: &serde_json::Value) -> (Option<String>, Option<String>) {
+    let parent = event
+        .get("traceparent")
+        .or_else(|| event.get("traceid"))
+        .and_then(|v| v.as_str())
+        .and_then(TraceParent::parse);
+    let Some(parent) = parent else {
+        return (None, None);
+    };
+    let state = event
+        .get("tracestate")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    (Some(parent.child().to_string()), state)
 }
 
 /// daprd's `FromRawPayload`: the broker's bytes as `data_base64` of a new

@@ -30,7 +30,8 @@ pub(crate) struct Received {
 /// it received. Routes behave by name:
 /// `/ok` 200 empty; `/success` `{"status":"SUCCESS"}`; `/retry-once`
 /// RETRY the first time an event id is seen; `/fail-once` 500 the first
-/// time; `/drop` DROP; `/hang-once` never answers the first time; any
+/// time; `/drop` DROP; `/hang-once` never answers the first time;
+/// `/slow` 200 after 100 ms, counting how many it answers at once; any
 /// other path 404. With `subscribe_hangs`, `/dapr/subscribe` never answers.
 #[derive(Clone, Default)]
 pub(crate) struct TestApp {
@@ -38,6 +39,11 @@ pub(crate) struct TestApp {
     /// `/dapr/subscribe` never answers.
     subscribe_hangs: bool,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Requests to `/slow` being answered now, and the most seen at once.
+    in_flight: Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
 }
 
 impl TestApp {
@@ -94,9 +100,20 @@ async fn app_handler(
     app.received.lock().unwrap().push(Received {
         path: path.clone(),
         headers,
-        event,
+        event: event.clone(),
     });
     let status = |s: &str| axum::Json(json!({"status": s})).into_response();
+    if path.starts_with("/bulk") {
+        return bulk_answer(&app, &event);
+    }
+    if path == "/slow" {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = app.in_flight.0.fetch_add(1, SeqCst) + 1;
+        app.in_flight.1.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.in_flight.0.fetch_sub(1, SeqCst);
+        return StatusCode::OK.into_response();
+    }
     match path.as_str() {
         "/success" => status("SUCCESS"),
         "/retry-once" if !seen_before => status("RETRY"),
@@ -110,6 +127,34 @@ async fn app_handler(
         _ if path.starts_with("/ok") => StatusCode::OK.into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// The answer to a batch (a `BulkSubscribeMessage`), per entry by the
+/// `kind` of the event's data: `ok` SUCCESS, `drop` DROP, `retry` RETRY
+/// and `missing` no status at all the first time the event is seen (then
+/// SUCCESS), `slow` SUCCESS after 300 ms.
+fn bulk_answer(app: &TestApp, batch: &Value) -> Response {
+    let earlier: Vec<Value> = app
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path.starts_with("/bulk") && r.event["id"] != batch["id"])
+        .flat_map(|r| r.event["entries"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["event"]["id"].clone())
+        .collect();
+    let mut statuses = Vec::new();
+    for entry in batch["entries"].as_array().cloned().unwrap_or_default() {
+        let seen = earlier.contains(&entry["event"]["id"]);
+        let status = match entry["event"]["data"]["kind"].as_str() {
+            Some("drop") => "DROP",
+            Some("retry") if !seen => "RETRY",
+            Some("missing") if !seen => continue,
+            _ => "SUCCESS",
+        };
+        statuses.push(json!({"entryId": entry["entryId"], "status": status}));
+    }
+    axum::Json(json!({"statuses": statuses})).into_response()
 }
 
 /// Serves `app` on a free port.
@@ -154,6 +199,17 @@ pub(crate) async fn sidecar(
     resources: std::path::PathBuf,
     app: SocketAddr,
 ) -> Sidecar {
+    bounded_sidecar(app_id, dir, resources, app, None).await
+}
+
+/// [`sidecar`] with `--app-max-concurrency`.
+async fn bounded_sidecar(
+    app_id: &str,
+    dir: &std::path::Path,
+    resources: std::path::PathBuf,
+    app: SocketAddr,
+    max_concurrency: Option<usize>,
+) -> Sidecar {
     let config = SidecarConfig {
         http_port: 0,
         grpc_port: 0,
@@ -169,11 +225,12 @@ pub(crate) async fn sidecar(
     };
     let sidecar = Sidecar::start(config).await.unwrap();
     sidecar
-        .connect_http_app(AppConnection {
+        .connect_app(AppConnection {
             address: app,
             app_token: None,
             protocol: "http".into(),
             health: None,
+            max_concurrency,
         })
         .await
         .unwrap();
@@ -505,4 +562,233 @@ async fn an_app_that_never_answers_subscribe_does_not_hold_the_sidecar() {
     publish(&sidecar, "memory", "all", Value::String("x".into())).await;
     assert_eq!(app.wait_for("/ok-all", 1).await[0].event["data"], "x");
     sidecar.shutdown().await.unwrap();
+}
+
+/// Bulk subscribe to an HTTP app, as daprd delivers it: the app's
+/// `/dapr/subscribe` asks for batches of at most 3 waiting at most 500 ms
+/// on Redis Streams (which hands out up to 10 messages at once); six events
+/// published at once arrive as `BulkSubscribeMessage`s of at most 3
+/// entries, and each entry is settled by its own status: SUCCESS and DROP
+/// (no dead-letter topic) once, RETRY and a missing status delivered
+/// again. With a dead-letter topic, DROP and RETRY entries go there (daprd
+/// without a resiliency policy). A declarative `v2alpha1` bulk
+/// subscription on the in-memory broker is delivered in the same shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_subscriptions_deliver_batches_settled_per_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("bulk-{}-{nanos}", std::process::id());
+    let yaml = format!(
+        "---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redis\n\
+         spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n\
+         \x20 - name: redisHost\n    value: 127.0.0.1:6379\n\
+         \x20 - name: processingTimeout\n    value: 200ms\n\
+         \x20 - name: redeliverInterval\n    value: 100ms\n---\n\
+         apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: declared-bulk\n\
+         spec:\n  pubsubname: memory\n  topic: {topic}-memory\n  routes:\n    default: /bulk-memory\n\
+         \x20 bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 10\n    maxAwaitDurationMs: 100\n"
+    );
+    let app = TestApp {
+        subscribe: Some(json!([
+            {"pubsubname": "redis", "topic": topic, "route": "/bulk",
+             "bulkSubscribe": {"enabled": true, "maxMessagesCount": 3, "maxAwaitDurationMs": 500}},
+            {"pubsubname": "redis", "topic": format!("{topic}-dlq"), "route": "/bulk-dlq",
+             "deadLetterTopic": format!("{topic}-dead"),
+             "bulkSubscribe": {"enabled": true, "maxMessagesCount": 3, "maxAwaitDurationMs": 200}},
+            {"pubsubname": "redis", "topic": format!("{topic}-dead"), "route": "/ok-dead"},
+        ])),
+        ..TestApp::default()
+    };
+    let addr = serve(app.clone()).await;
+    let sidecar = sidecar("bulk-app", dir.path(), resources(dir.path(), &yaml), addr).await;
+    let bulk_publish = |topic: String, kinds: &[(&str, i64)]| {
+        let entries: Vec<Value> = kinds
+            .iter()
+            .map(|(kind, n)| {
+                json!({"entryId": n.to_string(), "event": {"kind": kind, "n": n},
+                       "contentType": "application/json"})
+            })
+            .collect();
+        let url = format!(
+            "http://{}/v1.0-alpha1/publish/bulk/redis/{topic}",
+            sidecar.http_addr
+        );
+        async move {
+            let answer = reqwest::Client::new()
+                .post(url)
+                .json(&entries)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 204, "{:?}", answer.text().await);
+        }
+    };
+    bulk_publish(
+        topic.clone(),
+        &[
+            ("ok", 0),
+            ("ok", 1),
+            ("drop", 2),
+            ("retry", 3),
+            ("missing", 4),
+            ("ok", 5),
+        ],
+    )
+    .await;
+    bulk_publish(
+        format!("{topic}-dlq"),
+        &[("drop", 10), ("retry", 11), ("ok", 12)],
+    )
+    .await;
+    publish(
+        &sidecar,
+        "memory",
+        &format!("{topic}-memory"),
+        json!({"kind": "ok"}),
+    )
+    .await;
+
+    // With a dead-letter topic, the DROP and the RETRY go there.
+    let dead = app.wait_for("/ok-dead", 2).await;
+    let mut dead: Vec<i64> = dead
+        .iter()
+        .map(|d| d.event["data"]["n"].as_i64().unwrap())
+        .collect();
+    dead.sort_unstable();
+    assert_eq!(dead, [10, 11]);
+    // Without: every event settled, the RETRY and the missing one again.
+    let entries_of = |app: &TestApp| -> Vec<Value> {
+        app.deliveries("/bulk")
+            .iter()
+            .flat_map(|r| r.event["entries"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let start = Instant::now();
+    while entries_of(&app).len() < 8 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:#?}",
+            app.deliveries("/bulk")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let batches = app.deliveries("/bulk");
+    for batch in &batches {
+        let body = &batch.event;
+        let size = body["entries"].as_array().unwrap().len();
+        assert!((1..=3).contains(&size), "at most maxMessagesCount: {body}");
+        assert_eq!(batch.headers["content-type"], "application/json");
+        assert_eq!(body["type"], "com.dapr.event.sent.bulk");
+        assert_eq!(body["topic"], topic.as_str());
+        assert_eq!(body["pubsubname"], "redis");
+        assert_eq!(body["metadata"]["pubsubName"], "redis");
+        assert!(body["id"].as_str().is_some_and(|id| id.len() == 36));
+        for entry in body["entries"].as_array().unwrap() {
+            assert!(entry["entryId"].as_str().is_some_and(|id| !id.is_empty()));
+            assert_eq!(entry["contentType"], "application/cloudevents+json");
+            assert_eq!(
+                entry["event"]["topic"],
+                topic.as_str(),
+                "a CloudEvent: {entry}"
+            );
+            assert_eq!(entry["event"]["source"], "bulk-app");
+        }
+    }
+    assert!(
+        batches
+            .iter()
+            .any(|b| b.event["entries"].as_array().unwrap().len() > 1),
+        "events that wait together are delivered together: {batches:#?}"
+    );
+    let mut per_event: HashMap<i64, usize> = HashMap::new();
+    for entry in entries_of(&app) {
+        *per_event
+            .entry(entry["event"]["data"]["n"].as_i64().unwrap())
+            .or_default() += 1;
+    }
+    let expected: HashMap<i64, usize> = [(0, 1), (1, 1), (2, 1), (3, 2), (4, 2), (5, 1)]
+        .into_iter()
+        .collect();
+    assert_eq!(per_event, expected, "deliveries per event: {batches:#?}");
+    assert_eq!(app.deliveries("/ok-dead").len(), 2);
+    let dlq_entries: usize = app
+        .deliveries("/bulk-dlq")
+        .iter()
+        .map(|b| b.event["entries"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(dlq_entries, 3, "each delivered once");
+
+    let memory = app.wait_for("/bulk-memory", 1).await;
+    let body = &memory[0].event;
+    assert_eq!(body["type"], "com.dapr.event.sent.bulk");
+    assert_eq!(body["entries"][0]["event"]["data"], json!({"kind": "ok"}));
+    assert_eq!(body["pubsubname"], "memory");
+    sidecar.shutdown().await.unwrap();
+}
+
+/// `--app-max-concurrency` as daprd applies it to an HTTP app: at most that
+/// many requests in flight to the app, the others waiting for a slot (none
+/// is refused or lost). Redis Streams hands out 10 events at once; with a
+/// bound of 2 the app never answers more than 2 at once, and every event
+/// arrives; without a bound it answers more at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn app_max_concurrency_bounds_deliveries() {
+    for bound in [Some(2), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let topic = format!("bounded-{}-{nanos}", std::process::id());
+        let yaml = "---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redis\n\
+                    spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n\
+                    \x20 - name: redisHost\n    value: 127.0.0.1:6379\n";
+        let app = TestApp {
+            subscribe: Some(json!([{"pubsubname": "redis", "topic": topic, "route": "/slow"}])),
+            ..TestApp::default()
+        };
+        let addr = serve(app.clone()).await;
+        let sidecar = bounded_sidecar(
+            "bounded-app",
+            dir.path(),
+            resources(dir.path(), yaml),
+            addr,
+            bound,
+        )
+        .await;
+        let entries: Vec<Value> = (0..8)
+            .map(|n| json!({"entryId": n.to_string(), "event": {"n": n}, "contentType": "application/json"}))
+            .collect();
+        let answer = reqwest::Client::new()
+            .post(format!(
+                "http://{}/v1.0-alpha1/publish/bulk/redis/{topic}",
+                sidecar.http_addr
+            ))
+            .json(&entries)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 204, "{:?}", answer.text().await);
+        let delivered = app.wait_for("/slow", 8).await;
+        let mut seen: Vec<i64> = delivered
+            .iter()
+            .map(|r| r.event["data"]["n"].as_i64().unwrap())
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 8, "every event arrives");
+        let most = app.in_flight.1.load(std::sync::atomic::Ordering::SeqCst);
+        match bound {
+            Some(bound) => assert_eq!(
+                most, bound,
+                "at most {bound} at once, and the bound is used"
+            ),
+            None => assert!(most > 2, "unbounded: {most} at once"),
+        }
+        sidecar.shutdown().await.unwrap();
+    }
 }
