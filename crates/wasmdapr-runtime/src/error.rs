@@ -75,6 +75,8 @@ pub enum GrpcCode {
     Unauthenticated,
     /// `RESOURCE_EXHAUSTED` (8).
     ResourceExhausted,
+    /// `UNKNOWN` (2): what grpc-go answers for a plain Go error.
+    Unknown,
 }
 
 /// `Some(reason)` for a row that names one, else `None`.
@@ -194,6 +196,13 @@ error_table! {
     PubSubForbidden => ("ERR_PUBSUB_FORBIDDEN", 403, PermissionDenied, "DAPR_PUBSUB_FORBIDDEN"),
     /// The broker failed to take the message.
     PubSubPublishMessage => ("ERR_PUBSUB_PUBLISH_MESSAGE", 500, Internal, "DAPR_PUBSUB_PUBLISH_MESSAGE"),
+    /// A streaming subscription could not start or went wrong: a first
+    /// message that is no `initial_request`, no pub/sub or topic named, a
+    /// second `initial_request`, a topic the app may not subscribe to, a
+    /// broker that refused. daprd answers these with plain Go errors
+    /// (`UNKNOWN`, no code); the code is wasmdapr's, so guests can match on
+    /// it.
+    PubSubSubscribe => ("ERR_PUBSUB_SUBSCRIBE", 500, Unknown),
     /// The request lacks the API token or carries a wrong one.
     Unauthorized => ("ERR_UNAUTHORIZED", 401, Unauthenticated),
     /// The request body is larger than `--max-body-size`.

@@ -634,3 +634,27 @@ fn python_app_receives_events_published_by_the_python_sdk() {
     assert_eq!(lines, 1, "delivered once");
     drop(app);
 }
+
+/// Streaming subscriptions judged by the Python SDK (`test_streaming.py`):
+/// `subscribe` + `next_message` + `respond_success|retry|drop` and
+/// `subscribe_with_handler` against `wasmdapr sidecar` on the embedded
+/// default: SUCCESS acked once, RETRY redelivered, DROP to the dead-letter
+/// topic, unanswered events redelivered after the stream closes, and
+/// daprd's errors for an unknown pub/sub and a missing topic.
+#[test]
+fn python_sdk_streaming_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = start_sidecar(dir.path(), None);
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let mut cmd = Command::new(python);
+    cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
+        .args(["-m", "unittest", "-v", "test_streaming"])
+        .env("PUBSUB", "pubsub")
+        .env("TOPIC", format!("stream-{}", uuid_like()));
+    run_suite(cmd, &sidecar, "Dapr Python SDK (streaming subscriptions)");
+}

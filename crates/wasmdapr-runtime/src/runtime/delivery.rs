@@ -35,6 +35,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::Runtime;
+use super::streaming::{StreamSink, topic_event};
 use crate::app_channel::AppChannel;
 use crate::invoke::TraceParent;
 use crate::pubsub::cloudevent::{CLOUDEVENT_CONTENT_TYPE, DEFAULT_SOURCE, DEFAULT_TYPE};
@@ -206,7 +207,7 @@ impl Runtime {
             allowed
         });
         let handler = Arc::new(EventDelivery(Arc::new(Delivery {
-            channel,
+            subscriber: Subscriber::App(channel),
             broker: loaded.component.clone(),
             pubsub: sub.pubsub_name.clone(),
             topic: sub.topic.clone(),
@@ -221,22 +222,30 @@ impl Runtime {
 }
 
 /// The handler of one subscription: one message, one delivery to the app.
-struct EventDelivery(Arc<Delivery>);
+pub(super) struct EventDelivery(pub(super) Arc<Delivery>);
+
+/// Who a subscription delivers to.
+pub(super) enum Subscriber {
+    /// The app, `POST`ed on its channel.
+    App(Arc<dyn AppChannel>),
+    /// A streaming subscriber, sent the event as a [`TopicEvent`](crate::api::pubsub::TopicEvent).
+    Stream(Arc<StreamSink>),
+}
 
 /// What the deliveries of one subscription share.
-struct Delivery {
-    channel: Arc<dyn AppChannel>,
-    broker: Arc<dyn PubSub>,
-    pubsub: String,
-    topic: String,
-    routing: Routing,
-    dead_letter: Option<String>,
-    raw: bool,
-    options: DeliveryOptions,
+pub(super) struct Delivery {
+    pub(super) subscriber: Subscriber,
+    pub(super) broker: Arc<dyn PubSub>,
+    pub(super) pubsub: String,
+    pub(super) topic: String,
+    pub(super) routing: Routing,
+    pub(super) dead_letter: Option<String>,
+    pub(super) raw: bool,
+    pub(super) options: DeliveryOptions,
 }
 
 /// What became of one message, before the dead-letter topic is considered.
-enum Outcome {
+pub(super) enum Outcome {
     Delivered,
     /// Acked without delivery (no route), nothing to dead-letter.
     Skipped,
@@ -246,6 +255,10 @@ enum Outcome {
     Discarded(String),
     Dropped(String),
     Failed(String),
+    /// Not delivered because the subscriber went away (a streaming
+    /// subscription closed, the runtime shuts down): left unacked for
+    /// redelivery, never dead-lettered (daprd's `ErrSubscriptionClosed`).
+    Abandoned(String),
 }
 
 impl MessageHandler for EventDelivery {
@@ -272,6 +285,10 @@ impl Delivery {
             Outcome::Dropped(reason) => {
                 tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, %reason, "event dropped");
                 (reason, true, true)
+            }
+            Outcome::Abandoned(reason) => {
+                tracing::debug!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, %reason, "event left for redelivery");
+                return Err(HandlerError(reason));
             }
             Outcome::Failed(reason) => {
                 tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, attempt = message.attempt, %reason, "event not delivered");
@@ -340,22 +357,30 @@ impl Delivery {
             }
             Err(error) => return Outcome::Failed(format!("routing the event: {error}")),
         };
+        let channel = match &self.subscriber {
+            Subscriber::App(channel) => channel,
+            Subscriber::Stream(sink) => {
+                return match topic_event(&self.pubsub, &self.topic, &path, &event) {
+                    Ok(event) => sink.deliver(event).await,
+                    Err(error) => Outcome::Failed(error),
+                };
+            }
+        };
         let request = match self.request(&path, &event, message, body) {
             Ok(request) => request,
             Err(error) => return Outcome::Failed(error),
         };
-        let answer =
-            match tokio::time::timeout(self.options.timeout, self.channel.call(request)).await {
-                Ok(Ok(answer)) => answer,
-                // Busy, timed out or failed: all retried.
-                Ok(Err(error)) => return Outcome::Failed(error.to_string()),
-                Err(_) => {
-                    return Outcome::Failed(format!(
-                        "the app did not answer within {:?}",
-                        self.options.timeout
-                    ));
-                }
-            };
+        let answer = match tokio::time::timeout(self.options.timeout, channel.call(request)).await {
+            Ok(Ok(answer)) => answer,
+            // Busy, timed out or failed: all retried.
+            Ok(Err(error)) => return Outcome::Failed(error.to_string()),
+            Err(_) => {
+                return Outcome::Failed(format!(
+                    "the app did not answer within {:?}",
+                    self.options.timeout
+                ));
+            }
+        };
         match app_verdict(answer.status().as_u16(), answer.body()) {
             AppVerdict::Success => Outcome::Delivered,
             AppVerdict::Retry(reason) => Outcome::Failed(reason),

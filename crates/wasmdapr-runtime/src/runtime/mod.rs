@@ -11,6 +11,8 @@
 //!   `GET /dapr/subscribe`) started on their brokers, each message routed
 //!   and `POST`ed on the app channel, acked, retried or dead-lettered as
 //!   the app answers;
+//! - `streaming`: streaming subscriptions: the same delivery, to a
+//!   subscriber that pulls each event and answers it;
 //! - [`invoke`]: service invocation, to the own app or another app's sidecar;
 //! - [`metadata`]: what the sidecar reports about itself, its extended
 //!   attributes, readiness and shutdown.
@@ -22,6 +24,7 @@ mod invoke;
 mod metadata;
 mod pubsub;
 mod state;
+mod streaming;
 
 pub use delivery::{AppSubscriptions, DeliveryOptions};
 pub use pubsub::SubscribeError;
