@@ -299,7 +299,9 @@ pub(super) fn topic_event(
                 match data {
                     serde_json::Value::String(s) => s.clone().into_bytes(),
                     _ => {
-                        return Err("the event's data is no string, as its content type says".into());
+                        return Err(
+                            "the event's data is no string, as its content type says".into()
+                        );
                     }
                 }
             } else if is_json(&data_content_type) || is_cloudevent(&data_content_type) {
