@@ -51,6 +51,12 @@ fn python_errors_suite(sidecar: &Sidecar) {
 }
 
 fn python_module(sidecar: &Sidecar, module: &str) {
+    run_suite(python_unittest(module), sidecar, "Dapr Python SDK");
+}
+
+/// `python -m unittest -v MODULE` in the SDK suites' folder, with the
+/// `.venv` of `scripts/setup.sh`.
+fn python_unittest(module: &str) -> Command {
     let python = repo().join(".venv/bin/python");
     assert!(
         python.exists(),
@@ -60,7 +66,7 @@ fn python_module(sidecar: &Sidecar, module: &str) {
     let mut cmd = Command::new(python);
     cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
         .args(["-m", "unittest", "-v", module]);
-    run_suite(cmd, sidecar, "Dapr Python SDK");
+    cmd
 }
 
 fn js_suite(sidecar: &Sidecar) {
@@ -645,16 +651,8 @@ fn python_app_receives_events_published_by_the_python_sdk() {
 fn python_sdk_streaming_subscriptions() {
     let dir = tempfile::tempdir().unwrap();
     let sidecar = start_sidecar(dir.path(), None);
-    let python = repo().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup.sh",
-        python.display()
-    );
-    let mut cmd = Command::new(python);
-    cmd.current_dir(repo().join("crates/wasmdapr/tests/sdk/python"))
-        .args(["-m", "unittest", "-v", "test_streaming"])
-        .env("PUBSUB", "pubsub")
+    let mut cmd = python_unittest("test_streaming");
+    cmd.env("PUBSUB", "pubsub")
         .env("TOPIC", format!("stream-{}", uuid_like()));
     run_suite(cmd, &sidecar, "Dapr Python SDK (streaming subscriptions)");
 }
