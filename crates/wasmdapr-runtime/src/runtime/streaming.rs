@@ -87,8 +87,10 @@ impl StreamSink {
             let mut waiting = self.waiting.lock().expect("not poisoned");
             if waiting.contains_key(&id) {
                 // Two messages with one CloudEvent id at once: the answer
-                // could not tell them apart, so the second waits its turn.
-                return Outcome::Failed(format!(
+                // could not tell them apart, so the second waits its turn
+                // (left for redelivery, never dead-lettered: it was not
+                // refused).
+                return Outcome::Abandoned(format!(
                     "an event with id {} already awaits an answer",
                     echo(&id)
                 ));
