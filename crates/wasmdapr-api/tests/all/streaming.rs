@@ -349,3 +349,39 @@ async fn shutdown_ends_streaming_subscriptions() {
     let end = tokio::time::timeout(WAIT, sub.next()).await.expect("ends");
     assert!(matches!(end, Ok(None)), "{end:?}");
 }
+
+/// A subscriber that goes away without answering does not refuse its
+/// event: even with a dead-letter topic, the event is delivered again to
+/// the app's next subscription and never dead-lettered (daprd's
+/// `ErrSubscriptionClosed`).
+#[tokio::test]
+async fn unanswered_events_are_not_dead_lettered() {
+    let (sidecar, _dir) = sidecar().await;
+    let api: Arc<dyn DaprApi> = sidecar.runtime.clone();
+    let mut sub = api
+        .subscribe_events(request("held", Some("held-dlq")))
+        .await
+        .unwrap();
+    publish(&*api, "held", r#"{"n":1}"#).await;
+    let held = next(&mut sub).await;
+    drop(sub);
+
+    let mut sub = api
+        .subscribe_events(request("held", Some("held-dlq")))
+        .await
+        .unwrap();
+    let again = next(&mut sub).await;
+    assert_eq!(again.id, held.id);
+    sub.respond(&again.id, EventStatus::Success).unwrap();
+
+    publish(&*api, "held-dlq", r#"{"marker":true}"#).await;
+    let mut dead = api
+        .subscribe_events(request("held-dlq", None))
+        .await
+        .unwrap();
+    let first = next(&mut dead).await;
+    assert_eq!(
+        first.data, br#"{"marker":true}"#,
+        "the held event was dead-lettered"
+    );
+}
