@@ -184,14 +184,27 @@ impl PubSubApi for RemoteDapr {
                     break;
                 }
             }
+            // The subscriber is gone (or the stream failed). Its answers
+            // may still be queued: let them go out, then the request
+            // stream ends and the remote ends the call. Cancelling at once
+            // could lose them (the events would come again). Events still
+            // arriving meanwhile stay unanswered: the remote redelivers
+            // them.
+            let drained = async { while let Ok(Some(_)) = incoming.message().await {} };
+            if tokio::time::timeout(CLOSE_GRACE, drained).await.is_err() {
+                tracing::debug!("the remote streaming subscription did not end in time; cancelled");
+            }
         });
         Ok(EventSubscription::new(
             events_rx,
             Box::new(RemoteResponder(out_tx)),
-            Box::new(()),
         ))
     }
 }
+
+/// How long a closed subscription waits for the remote to end the call
+/// after its answers went out.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Answers sent back on the remote stream.
 struct RemoteResponder(tokio::sync::mpsc::Sender<runtime::SubscribeTopicEventsRequestAlpha1>);

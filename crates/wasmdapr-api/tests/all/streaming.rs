@@ -385,3 +385,44 @@ async fn unanswered_events_are_not_dead_lettered() {
         "the held event was dead-lettered"
     );
 }
+
+/// An answer counts even when the subscriber goes away right after giving
+/// it: each round drops its event and closes at once, and the next round
+/// gets a new event (not the last one again) while the dead-letter topic
+/// gets every dropped one. On a worker thread of a multi-threaded
+/// runtime, tokio runs the task woken last (the one ending the
+/// subscription) first: the order that tells a kept answer from a lost one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_then_a_close_keeps_the_answer() {
+    let (sidecar, _dir) = sidecar().await;
+    let local: Arc<dyn DaprApi> = sidecar.runtime.clone();
+    let remote: Arc<dyn DaprApi> =
+        Arc::new(RemoteDapr::connect(&sidecar.grpc, None).await.unwrap());
+    for (api, tag) in [(local, "local"), (remote, "remote")] {
+        let (topic, dlq) = (format!("{tag}-quick"), format!("{tag}-quick-dlq"));
+        // On a worker thread, as a guest's instance or a gRPC stream runs.
+        let (rounds, t, d) = (api.clone(), topic.clone(), dlq.clone());
+        tokio::spawn(async move {
+            for round in 0..10 {
+                let mut sub = rounds
+                    .subscribe_events(request(&t, Some(&d)))
+                    .await
+                    .unwrap();
+                publish(&*rounds, &t, &format!(r#"{{"n":{round}}}"#)).await;
+                let e = next(&mut sub).await;
+                let expected = format!(r#"{{"n":{round}}}"#);
+                assert_eq!(e.data, expected.as_bytes(), "round {round}");
+                sub.respond(&e.id, EventStatus::Drop).unwrap();
+                drop(sub);
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{tag}: {e}"));
+        let mut dead = api.subscribe_events(request(&dlq, None)).await.unwrap();
+        for round in 0..10 {
+            let e = next(&mut dead).await;
+            assert_eq!(e.data, format!(r#"{{"n":{round}}}"#).as_bytes(), "{tag}");
+            dead.respond(&e.id, EventStatus::Success).unwrap();
+        }
+    }
+}

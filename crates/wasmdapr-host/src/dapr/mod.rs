@@ -89,15 +89,24 @@ impl DaprView {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn api(&self) -> Result<&dyn DaprApi, Error> {
-        self.api.as_deref().ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::DaprNotGranted,
-                "this app was not granted the Dapr API",
-            )
-            .into()
-        })
+    /// The granted API, owned (for a call that outlives a borrow of the
+    /// view).
+    fn granted(&self) -> Result<Arc<dyn DaprApi>, Error> {
+        self.api.clone().ok_or_else(not_granted)
     }
+
+    fn api(&self) -> Result<&dyn DaprApi, Error> {
+        self.api.as_deref().ok_or_else(not_granted)
+    }
+}
+
+/// What every import answers without the grant.
+fn not_granted() -> Error {
+    ApiError::new(
+        ErrorKind::DaprNotGranted,
+        "this app was not granted the Dapr API",
+    )
+    .into()
 }
 
 /// Adds the `wasmdapr:dapr` imports to `linker`; `view` picks each store's

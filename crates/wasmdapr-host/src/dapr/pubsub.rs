@@ -151,8 +151,8 @@ impl Host for DaprView {
         metadata_: Metadata,
         dead_letter_topic: Option<String>,
     ) -> wasmtime::Result<Result<Resource<GuestSubscription>, Error>> {
-        let api = match self.api() {
-            Ok(_) => self.api.clone().expect("granted"),
+        let api = match self.granted() {
+            Ok(api) => api,
             Err(e) => return Ok(Err(e)),
         };
         if self.subscriptions >= MAX_SUBSCRIPTIONS {

@@ -265,10 +265,12 @@ pub trait EventResponder: Send + Sync + 'static {
     fn respond(&self, id: &str, status: EventStatus) -> Result<(), ApiError>;
 }
 
-/// How many delivered events one subscription may leave unanswered at
-/// once; the next event is held back until one is answered. daprd has no
-/// such bound (its brokers' own concurrency bounds it); here it bounds the
-/// memory a subscriber that never answers can make the host hold.
+/// How many delivered events one subscription of the local runtime may
+/// leave unanswered at once; the next event is held back until one is
+/// answered (a remote sidecar applies its own bound, and `RemoteDapr`
+/// queues at most this many answers). daprd has no such bound (its brokers'
+/// own concurrency bounds it); here it bounds the memory a subscriber that
+/// never answers can make the host hold.
 pub const MAX_UNANSWERED_EVENTS: usize = 1024;
 
 /// An open streaming subscription. [`EventSubscription::next`] waits for
@@ -279,8 +281,6 @@ pub struct EventSubscription {
     events: tokio::sync::mpsc::Receiver<Result<TopicEvent, ApiError>>,
     responder: Box<dyn EventResponder>,
     unanswered: HashSet<String>,
-    /// Whatever keeps the subscription running; dropped with it.
-    _running: Box<dyn Send + Sync>,
 }
 
 impl std::fmt::Debug for EventSubscription {
@@ -292,19 +292,17 @@ impl std::fmt::Debug for EventSubscription {
 }
 
 impl EventSubscription {
-    /// A subscription whose events arrive on `events` (an `Err` ends it),
-    /// whose answers go to `responder`, and which runs as long as
-    /// `running` is kept.
+    /// A subscription whose events arrive on `events` (an `Err` ends it)
+    /// and whose answers go to `responder`. Its producer ends it when
+    /// `events` is closed, i.e. when this is dropped.
     pub fn new(
         events: tokio::sync::mpsc::Receiver<Result<TopicEvent, ApiError>>,
         responder: Box<dyn EventResponder>,
-        running: Box<dyn Send + Sync>,
     ) -> Self {
         Self {
             events,
             responder,
             unanswered: HashSet::new(),
-            _running: running,
         }
     }
 

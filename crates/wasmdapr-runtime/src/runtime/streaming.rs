@@ -102,13 +102,18 @@ impl StreamSink {
             id: &id,
         };
         tokio::select! {
+            biased;
             sent = events.send(Ok(event)) => if sent.is_err() {
                 return Outcome::Abandoned(CLOSED.into());
             },
             () = self.ended() => return Outcome::Abandoned(CLOSED.into()),
         }
         drop(events);
+        // An answer given before the subscriber went away counts: biased,
+        // so that a subscriber that answers and closes at once is not
+        // taken for one that left without answering.
         tokio::select! {
+            biased;
             answer = answer_rx => match answer {
                 Ok(EventStatus::Success) => Outcome::Delivered,
                 Ok(EventStatus::Retry) => Outcome::Failed(format!(
@@ -268,7 +273,6 @@ impl Runtime {
         Ok(EventSubscription::new(
             events_rx,
             Box::new(LocalResponder(waiting)),
-            Box::new(()),
         ))
     }
 }
