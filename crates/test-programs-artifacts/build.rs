@@ -22,8 +22,9 @@ const EXAMPLES: [(&str, &str); 5] = [
 
 /// Prefixes of the `test-programs` binaries built only for wasm32-wasip2:
 /// `http_*` send requests through `wasi:http`, `serve_*` are
-/// `wasi:http/incoming-handler` components, `bench_*` call the Dapr imports.
-const P2_ONLY: [&str; 3] = ["http_", "serve_", "bench_"];
+/// `wasi:http/incoming-handler` components, `bench_*` and `dapr_*` call the
+/// Dapr imports.
+const P2_ONLY: [&str; 4] = ["http_", "serve_", "bench_", "dapr_"];
 
 const TARGETS: [(&str, &str); 2] = [("p1", "wasm32-wasip1"), ("p2", "wasm32-wasip2")];
 

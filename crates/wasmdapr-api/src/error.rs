@@ -220,6 +220,7 @@ fn code(code: GrpcCode) -> Code {
         GrpcCode::PermissionDenied => Code::PermissionDenied,
         GrpcCode::Unauthenticated => Code::Unauthenticated,
         GrpcCode::ResourceExhausted => Code::ResourceExhausted,
+        GrpcCode::Unknown => Code::Unknown,
     }
 }
 
@@ -233,6 +234,7 @@ fn grpc_code(code: Code) -> GrpcCode {
         Code::PermissionDenied => GrpcCode::PermissionDenied,
         Code::Unauthenticated => GrpcCode::Unauthenticated,
         Code::ResourceExhausted => GrpcCode::ResourceExhausted,
+        Code::Unknown => GrpcCode::Unknown,
         _ => GrpcCode::Internal,
     }
 }

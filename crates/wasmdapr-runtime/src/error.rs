@@ -75,6 +75,8 @@ pub enum GrpcCode {
     Unauthenticated,
     /// `RESOURCE_EXHAUSTED` (8).
     ResourceExhausted,
+    /// `UNKNOWN` (2): what grpc-go answers for a plain Go error.
+    Unknown,
 }
 
 /// `Some(reason)` for a row that names one, else `None`.
@@ -197,6 +199,13 @@ error_table! {
     /// A state transaction on an outbox store could not publish its
     /// internal outbox message (nothing was written).
     PubSubOutbox => ("ERR_PUBLISH_OUTBOX", 500, Internal, "DAPR_PUBSUB_OUTBOX"),
+    /// A streaming subscription could not start or went wrong: a first
+    /// message that is no `initial_request`, no pub/sub or topic named, a
+    /// second `initial_request`, a topic the app may not subscribe to, a
+    /// broker that refused. daprd answers these with plain Go errors
+    /// (`UNKNOWN`, no code); the code is wasmdapr's, so guests can match on
+    /// it.
+    PubSubSubscribe => ("ERR_PUBSUB_SUBSCRIBE", 500, Unknown),
     /// The request lacks the API token or carries a wrong one.
     Unauthorized => ("ERR_UNAUTHORIZED", 401, Unauthenticated),
     /// The request body is larger than `--max-body-size`.

@@ -39,28 +39,15 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::Error;
+pub use crate::pubsub::EventStatus;
 
-/// What the app did with an event, as Dapr's subscriber answer
+/// Dapr's name of a status in a subscriber's answer
 /// (`{"status": "SUCCESS" | "RETRY" | "DROP"}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventStatus {
-    /// Processed: acked, never delivered again.
-    Success,
-    /// Not processed: delivered again (at-least-once).
-    Retry,
-    /// Refused for good: not delivered again (sent to the subscription's
-    /// dead-letter topic, if it has one).
-    Drop,
-}
-
-impl EventStatus {
-    /// Dapr's name of the status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventStatus::Success => "SUCCESS",
-            EventStatus::Retry => "RETRY",
-            EventStatus::Drop => "DROP",
-        }
+fn status_name(status: EventStatus) -> &'static str {
+    match status {
+        EventStatus::Success => "SUCCESS",
+        EventStatus::Retry => "RETRY",
+        EventStatus::Drop => "DROP",
     }
 }
 
@@ -284,7 +271,7 @@ impl Subscriptions {
             Ok(event) => handler(&event),
             Err(_) => EventStatus::Drop,
         };
-        Some(Answer::json(&json!({ "status": status.as_str() })))
+        Some(Answer::json(&json!({ "status": status_name(status) })))
     }
 }
 

@@ -26,6 +26,9 @@
 //! - [`events`]: pub/sub events for HTTP-handler apps: [`events::Subscriptions`]
 //!   declares the topics and answers the sidecar's `GET /dapr/subscribe`
 //!   and event deliveries, handing each handler a typed [`events::Event`].
+//! - [`pubsub`]: publish and subscribe: [`PubSub`] publishes (JSON in a
+//!   CloudEvent, raw bytes, bulk) and subscribes, handing out a
+//!   [`Subscription`] whose [`Event`]s the app answers.
 //! - [`Error`]: a Dapr error code and message, exactly what the sidecar's
 //!   HTTP API would answer; plus the SDK's own JSON errors.
 //! - `bindings` (private): the `wit-bindgen` output for `wit/`.
@@ -45,11 +48,13 @@ mod bindings {
 
 pub mod events;
 pub mod invoke;
+pub mod pubsub;
 pub mod state;
 
 use std::fmt;
 
 pub use invoke::{Call, Invoker, Response};
+pub use pubsub::{Event, EventStatus, PubSub, Subscription};
 pub use state::{
     BulkItem, Concurrency, Consistency, QueryItem, QueryPage, SaveRequest, StateStore, Transaction,
     Versioned,
@@ -105,6 +110,24 @@ impl Dapr {
     /// ```
     pub fn invoke(&self, app_id: &str) -> Invoker {
         Invoker::new(app_id)
+    }
+
+    /// The pub/sub component named `name`, to publish to and subscribe to
+    /// its topics.
+    ///
+    /// Nothing is checked here; a component that does not exist, or is out
+    /// of the app's scope, is an `ERR_PUBSUB_NOT_FOUND` [`Error`] on first
+    /// use.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmdapr_sdk::Error> {
+    /// let pubsub = wasmdapr_sdk::Dapr::new().pubsub("pubsub");
+    /// pubsub.publish("orders", &serde_json::json!({"order": 17}))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pubsub(&self, name: &str) -> PubSub {
+        PubSub::new(name)
     }
 }
 

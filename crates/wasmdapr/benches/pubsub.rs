@@ -38,7 +38,11 @@ use tokio::sync::Notify;
 use wasmdapr_host::{Capabilities, Host, HostConfig, Limits, Output, WasmApp, WasmAppConfig};
 use wasmdapr_runtime::api::PublishEvent;
 use wasmdapr_runtime::api::prelude::*;
-use wasmdapr_runtime::app_channel::{AppChannel, AppRequest, AppResponse, ChannelError};
+use wasmdapr_runtime::app_channel::{
+    AppChannel, AppRequest, AppResponse, AppVerdict, BulkEvents, ChannelError, SubscriptionsError,
+    TopicEvent,
+};
+use wasmdapr_runtime::pubsub::subscriptions::AppSubscription;
 use wasmdapr_runtime::runtime::DeliveryOptions;
 use wasmdapr_runtime::{AppId, ComponentRegistry, Components, Resources, Runtime};
 
@@ -174,7 +178,7 @@ async fn publish_latency(dir: &Path) -> Vec<serde_json::Value> {
     rows
 }
 
-/// An app channel that counts the events its app acked (2xx to a POST).
+/// An app channel that counts the events its app acked.
 struct Counting {
     inner: Arc<dyn AppChannel>,
     acked: AtomicUsize,
@@ -183,14 +187,28 @@ struct Counting {
 
 #[async_trait]
 impl AppChannel for Counting {
-    async fn call(&self, request: AppRequest) -> Result<AppResponse, ChannelError> {
-        let event = request.method() == http::Method::POST;
-        let answer = self.inner.call(request).await;
-        if event && matches!(&answer, Ok(r) if r.status().is_success()) {
+    async fn invoke(&self, request: AppRequest) -> Result<AppResponse, ChannelError> {
+        self.inner.invoke(request).await
+    }
+
+    async fn subscriptions(
+        &self,
+        app_id: &AppId,
+    ) -> Result<Vec<AppSubscription>, SubscriptionsError> {
+        self.inner.subscriptions(app_id).await
+    }
+
+    async fn deliver_event(&self, event: TopicEvent) -> Result<AppVerdict, ChannelError> {
+        let verdict = self.inner.deliver_event(event).await;
+        if matches!(verdict, Ok(AppVerdict::Success)) {
             self.acked.fetch_add(1, Ordering::SeqCst);
             self.changed.notify_waiters();
         }
-        answer
+        verdict
+    }
+
+    async fn deliver_bulk(&self, events: BulkEvents) -> Result<Vec<AppVerdict>, ChannelError> {
+        self.inner.deliver_bulk(events).await
     }
 }
 
@@ -535,6 +553,7 @@ async fn main() {
                 app_token: None,
                 health: None,
                 max_body_size: 4 << 20,
+                max_concurrency: None,
             })
             .unwrap(),
         );

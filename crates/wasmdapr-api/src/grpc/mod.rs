@@ -14,13 +14,14 @@
 //! written by `dapr_service!` at the end of this file: a dispatcher that
 //! sends each implemented method to an inherent method of [`GrpcApi`] of
 //! the same name, from request message to response message, in the file of
-//! its building block — `state`, `pubsub`, `invoke`, `metadata` (with shutdown).
+//! its building block — `state`, `pubsub` (with the streaming
+//! subscription), `invoke`, `metadata` (with shutdown).
 //! A new block is a new file and its methods moved from `unimplemented`
 //! to `implemented` in the list below.
 
 mod invoke;
 mod metadata;
-mod pubsub;
+pub(crate) mod pubsub;
 mod state;
 
 use std::io;
@@ -195,6 +196,7 @@ macro_rules! dapr_service {
         implemented { $( $name:ident($req:ty) -> $resp:ty; )* }
         with_metadata { $( $mname:ident($mreq:ty) -> $mresp:ty; )* }
         unimplemented { $( $uname:ident($ureq:ty) -> $uresp:ty as $method:literal; )* }
+        streams { $( $iname:ident($ireq:ty) -> $iassoc:ident = $istream:ty; )* }
         unimplemented_streams {
             $( $sname:ident($sreq:ty) -> $assoc:ident<$item:ty> as $smethod:literal; )*
         }
@@ -218,6 +220,12 @@ macro_rules! dapr_service {
             $(
                 async fn $uname(&self, _request: Request<$ureq>) -> Result<Response<$uresp>, Status> {
                     Err(unimplemented($method))
+                }
+            )*
+            $(
+                type $iassoc = $istream;
+                async fn $iname(&self, request: Request<$ireq>) -> Result<Response<Self::$iassoc>, Status> {
+                    GrpcApi::$iname(self, request).await
                 }
             )*
             $(
@@ -320,8 +328,10 @@ dapr_service! {
         query_vectors_alpha1(runtime::QueryVectorsRequestAlpha1) -> runtime::QueryVectorsResponseAlpha1 as "QueryVectorsAlpha1";
         batch_query_vectors_alpha1(runtime::BatchQueryVectorsRequestAlpha1) -> runtime::BatchQueryVectorsResponseAlpha1 as "BatchQueryVectorsAlpha1";
     }
+    streams {
+        subscribe_topic_events_alpha1(tonic::Streaming<runtime::SubscribeTopicEventsRequestAlpha1>) -> SubscribeTopicEventsAlpha1Stream = pubsub::SubscribeTopicEventsStream;
+    }
     unimplemented_streams {
-        subscribe_topic_events_alpha1(tonic::Streaming<runtime::SubscribeTopicEventsRequestAlpha1>) -> SubscribeTopicEventsAlpha1Stream<runtime::SubscribeTopicEventsResponseAlpha1> as "SubscribeTopicEventsAlpha1";
         subscribe_configuration_alpha1(runtime::SubscribeConfigurationRequest) -> SubscribeConfigurationAlpha1Stream<runtime::SubscribeConfigurationResponse> as "SubscribeConfigurationAlpha1";
         subscribe_configuration(runtime::SubscribeConfigurationRequest) -> SubscribeConfigurationStream<runtime::SubscribeConfigurationResponse> as "SubscribeConfiguration";
         encrypt_alpha1(tonic::Streaming<runtime::EncryptRequest>) -> EncryptAlpha1Stream<runtime::EncryptResponse> as "EncryptAlpha1";

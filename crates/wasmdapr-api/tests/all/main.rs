@@ -10,6 +10,7 @@ mod internal;
 mod invoke;
 mod pubsub;
 mod remote;
+mod streaming;
 mod token;
 
 use std::collections::HashMap;

@@ -15,17 +15,18 @@
 //! # Layout
 //!
 //! One file per WIT interface of a building block, each the `Host` impl of
-//! [`DaprView`] for it: `state`, `invoke`. What they share is here: the
+//! [`DaprView`] for it: `state`, `invoke`, `pubsub`. What they share is here: the
 //! one `bindgen!`, the view, the error value and `types` conversions. A new
 //! block is a new interface in `wit/`, a new file, and one line in
 //! [`add_to_linker`].
 
 mod invoke;
+mod pubsub;
 mod state;
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 
 use wasmdapr_runtime::state as rt;
 use wasmdapr_runtime::{ApiError, DaprApi, ErrorKind};
@@ -39,6 +40,11 @@ mod generated {
         // carries traps, the inner `result<_, error>` what the guest sees.
         imports: { default: async | trappable | tracing },
         require_store_data_send: true,
+        // A guest's subscription handle is the host's open streaming
+        // subscription, held in the view's own resource table.
+        with: {
+            "wasmdapr:dapr/pubsub.subscription": super::pubsub::GuestSubscription,
+        },
     });
 }
 
@@ -48,10 +54,19 @@ pub use generated::wasmdapr::dapr::state::{
 };
 pub use generated::wasmdapr::dapr::types::{Concurrency, Consistency, Error, Metadata};
 
-/// What one instance sees of the Dapr API: the granted [`DaprApi`], or none.
-#[derive(Clone, Default)]
+/// What one instance sees of the Dapr API: the granted [`DaprApi`], or
+/// none, and the Dapr resources it holds (its open subscriptions), which
+/// end with the instance.
+#[derive(Default)]
 pub struct DaprView {
     api: Option<Arc<dyn DaprApi>>,
+    /// The instance's Dapr resources. A table of its own rather than the
+    /// store's WASI table: the view is all a Dapr import borrows. In a
+    /// mutex only so the view is `Sync` (the imports' futures borrow it
+    /// across awaits); it is reached through `&mut self`, never locked.
+    table: std::sync::Mutex<ResourceTable>,
+    /// How many subscriptions the instance holds open.
+    subscriptions: usize,
 }
 
 impl DaprView {
@@ -60,18 +75,38 @@ impl DaprView {
     /// guest can report, not a trap or a missing import (the same component
     /// links whether or not it is granted Dapr).
     pub fn new(api: Option<Arc<dyn DaprApi>>) -> Self {
-        Self { api }
+        Self {
+            api,
+            table: std::sync::Mutex::new(ResourceTable::new()),
+            subscriptions: 0,
+        }
+    }
+
+    /// The instance's resource table.
+    fn table(&mut self) -> &mut ResourceTable {
+        self.table
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The granted API, owned (for a call that outlives a borrow of the
+    /// view).
+    fn granted(&self) -> Result<Arc<dyn DaprApi>, Error> {
+        self.api.clone().ok_or_else(not_granted)
     }
 
     fn api(&self) -> Result<&dyn DaprApi, Error> {
-        self.api.as_deref().ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::DaprNotGranted,
-                "this app was not granted the Dapr API",
-            )
-            .into()
-        })
+        self.api.as_deref().ok_or_else(not_granted)
     }
+}
+
+/// What every import answers without the grant.
+fn not_granted() -> Error {
+    ApiError::new(
+        ErrorKind::DaprNotGranted,
+        "this app was not granted the Dapr API",
+    )
+    .into()
 }
 
 /// Adds the `wasmdapr:dapr` imports to `linker`; `view` picks each store's
@@ -83,6 +118,7 @@ pub fn add_to_linker<T: Send + 'static>(
     generated::wasmdapr::dapr::types::add_to_linker::<T, HasSelf<DaprView>>(linker, view)?;
     generated::wasmdapr::dapr::state::add_to_linker::<T, HasSelf<DaprView>>(linker, view)?;
     generated::wasmdapr::dapr::invoke::add_to_linker::<T, HasSelf<DaprView>>(linker, view)?;
+    generated::wasmdapr::dapr::pubsub::add_to_linker::<T, HasSelf<DaprView>>(linker, view)?;
     Ok(())
 }
 

@@ -26,6 +26,9 @@ use crate::wasm_app::*;
 // The `bench_*` guests' tests live with the other Dapr tests.
 #[allow(unused_imports)]
 use crate::dapr::p2_bench_state_get;
+// The `dapr_pubsub` guest's test lives with the pub/sub tests.
+#[allow(unused_imports)]
+use crate::pubsub::p2_dapr_pubsub;
 
 async fn hello(path: &str) {
     let host = host();

@@ -7,6 +7,7 @@ mod dapr;
 mod experimental_http;
 mod guests;
 mod http;
+mod pubsub;
 mod wasm_app;
 
 use std::path::Path;

@@ -28,8 +28,8 @@ pub use metadata::{
     AppConnectionProperties, AppHealthProperties, ComponentInfo, MetadataApi, RuntimeMetadata,
 };
 pub use pubsub::{
-    BulkEvent, BulkPublishEntry, BulkPublishError, BulkPublishEvent, PubSubApi, PublishEvent,
-    TraceContext,
+    BulkEvent, BulkPublishEntry, BulkPublishError, BulkPublishEvent, EventResponder, EventStatus,
+    EventSubscription, PubSubApi, PublishEvent, StreamSubscribeRequest, TopicEvent, TraceContext,
 };
 pub use state::{BulkStateItem, StateApi};
 

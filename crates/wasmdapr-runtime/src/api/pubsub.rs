@@ -1,7 +1,15 @@
-//! [`PubSubApi`]: the publishing half of the pub/sub building block as the
-//! doors call it. Requests carry what the caller sent (the body, its
-//! content type, metadata, the caller's trace context); the implementation
-//! checks names and scopes, builds the CloudEvents envelope and publishes.
+//! [`PubSubApi`]: the pub/sub building block as the doors call it.
+//! Publishing requests carry what the caller sent (the body, its content
+//! type, metadata, the caller's trace context); the implementation checks
+//! names and scopes, builds the CloudEvents envelope and publishes.
+//!
+//! Streaming subscriptions ([`PubSubApi::subscribe_events`], daprd's
+//! `SubscribeTopicEventsAlpha1`) hand a caller a topic's events one by one
+//! as [`TopicEvent`]s and take its answer to each ([`EventStatus`]); the
+//! gRPC door, the Wasm guests' `subscription` resource and a remote sidecar
+//! all go through the one [`EventSubscription`].
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -183,4 +191,153 @@ pub trait PubSubApi: Send + Sync + 'static {
 
     /// Publishes many events to one topic, each in its own envelope.
     async fn bulk_publish_event(&self, event: BulkPublishEvent) -> Result<(), BulkPublishError>;
+
+    /// Opens a streaming subscription: the app (its consumer group) is
+    /// subscribed to `request.topic` until the returned
+    /// [`EventSubscription`] is dropped, and gets each event through it.
+    async fn subscribe_events(
+        &self,
+        request: StreamSubscribeRequest,
+    ) -> Result<EventSubscription, ApiError>;
+}
+
+/// A streaming subscription's request (daprd's
+/// `SubscribeTopicEventsRequestInitialAlpha1`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamSubscribeRequest {
+    /// The pub/sub component.
+    pub pubsub_name: String,
+    /// The topic.
+    pub topic: String,
+    /// Subscription metadata (`rawPayload`, broker options).
+    pub metadata: Metadata,
+    /// Where events answered [`EventStatus::Drop`] go (`None` or empty:
+    /// nowhere, they are acked).
+    pub dead_letter_topic: Option<String>,
+}
+
+/// An event as a streaming subscription delivers it: daprd's
+/// `TopicEventRequest`, filled from the CloudEvent as daprd fills it
+/// (`GRPCEnvelopeFromSubscriptionMessage`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopicEvent {
+    /// The CloudEvent `id`: what the answer names.
+    pub id: String,
+    /// `source`.
+    pub source: String,
+    /// `type`.
+    pub event_type: String,
+    /// `specversion`.
+    pub spec_version: String,
+    /// `datacontenttype`.
+    pub data_content_type: String,
+    /// The topic.
+    pub topic: String,
+    /// The pub/sub component.
+    pub pubsub_name: String,
+    /// The matched route (`/` for a streaming subscription).
+    pub path: String,
+    /// `data_base64` decoded; else `data` as its bytes (text and XML) or
+    /// its JSON (JSON and CloudEvents content types); else empty.
+    pub data: Vec<u8>,
+    /// Every other CloudEvent attribute (`topic`, `pubsubname`,
+    /// `traceparent`, `time`, custom extensions).
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What the subscriber did with an event (daprd's `TopicEventResponse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Processed: acked.
+    Success,
+    /// Not processed: delivered again (or, once the delivery attempts are
+    /// used up, to the dead-letter topic when there is one, as daprd does).
+    Retry,
+    /// Refused: acked, and sent to the dead-letter topic if there is one.
+    Drop,
+}
+
+/// Where a subscriber's answers go: the local delivery waiting for them, or
+/// a remote sidecar's stream.
+pub trait EventResponder: Send + Sync + 'static {
+    /// Answers the event `id`, which the subscription delivered and nobody
+    /// answered yet.
+    fn respond(&self, id: &str, status: EventStatus) -> Result<(), ApiError>;
+}
+
+/// How many delivered events one subscription of the local runtime may
+/// leave unanswered at once; the next event is held back until one is
+/// answered (a remote sidecar applies its own bound, and `RemoteDapr`
+/// queues at most this many answers). daprd has no such bound (its brokers'
+/// own concurrency bounds it); here it bounds the memory a subscriber that
+/// never answers can make the host hold.
+pub const MAX_UNANSWERED_EVENTS: usize = 1024;
+
+/// An open streaming subscription. [`EventSubscription::next`] waits for
+/// the next event, [`EventSubscription::respond`] answers one. Dropping it
+/// ends the subscription: events delivered and not answered are
+/// redelivered (to another subscriber of the app, or later).
+pub struct EventSubscription {
+    events: tokio::sync::mpsc::Receiver<Result<TopicEvent, ApiError>>,
+    responder: Box<dyn EventResponder>,
+    unanswered: HashSet<String>,
+}
+
+impl std::fmt::Debug for EventSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSubscription")
+            .field("unanswered", &self.unanswered.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventSubscription {
+    /// A subscription whose events arrive on `events` (an `Err` ends it)
+    /// and whose answers go to `responder`. Its producer ends it when
+    /// `events` is closed, i.e. when this is dropped.
+    pub fn new(
+        events: tokio::sync::mpsc::Receiver<Result<TopicEvent, ApiError>>,
+        responder: Box<dyn EventResponder>,
+    ) -> Self {
+        Self {
+            events,
+            responder,
+            unanswered: HashSet::new(),
+        }
+    }
+
+    /// The next event; `Ok(None)` once the subscription has ended (the
+    /// runtime shuts down, the remote sidecar closed the stream). Waiting
+    /// is cancel-safe: a `next` dropped before it returned loses no event.
+    pub async fn next(&mut self) -> Result<Option<TopicEvent>, ApiError> {
+        match self.events.recv().await {
+            Some(Ok(event)) => {
+                self.unanswered.insert(event.id.clone());
+                Ok(Some(event))
+            }
+            Some(Err(error)) => {
+                self.events.close();
+                Err(error)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Answers the delivered event `id`. An id that was not delivered, or
+    /// was answered already, is refused (`ERR_MALFORMED_REQUEST`): daprd
+    /// logs and ignores such an answer, which callers may do with the error.
+    pub fn respond(&mut self, id: &str, status: EventStatus) -> Result<(), ApiError> {
+        if !self.unanswered.remove(id) {
+            return Err(ApiError::malformed(format!(
+                "no event with id {} awaits an answer on this subscription",
+                crate::error::echo(id)
+            )));
+        }
+        self.responder.respond(id, status)
+    }
+
+    /// How many delivered events have no answer yet.
+    pub fn unanswered(&self) -> usize {
+        self.unanswered.len()
+    }
 }

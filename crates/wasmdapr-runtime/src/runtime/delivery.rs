@@ -44,6 +44,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::Runtime;
+use super::streaming::{StreamSink, topic_event};
 use crate::app_channel::{
     AppChannel, AppVerdict, BulkEntry, BulkEvent, BulkEvents, SubscriptionsError, TopicEvent,
 };
@@ -197,7 +198,7 @@ impl Runtime {
             allowed
         });
         let delivery = Arc::new(Delivery {
-            channel,
+            subscriber: Subscriber::App(channel),
             broker: loaded.component.clone(),
             pubsub: sub.pubsub_name.clone(),
             topic: sub.topic.clone(),
@@ -216,22 +217,30 @@ impl Runtime {
 }
 
 /// The handler of one subscription: one message, one delivery to the app.
-struct EventDelivery(Arc<Delivery>);
+pub(super) struct EventDelivery(pub(super) Arc<Delivery>);
+
+/// Who a subscription delivers to.
+pub(super) enum Subscriber {
+    /// The app, on its channel.
+    App(Arc<dyn AppChannel>),
+    /// A streaming subscriber, sent the event as a [`TopicEvent`](crate::api::pubsub::TopicEvent).
+    Stream(Arc<StreamSink>),
+}
 
 /// What the deliveries of one subscription share.
-struct Delivery {
-    channel: Arc<dyn AppChannel>,
-    broker: Arc<dyn PubSub>,
-    pubsub: String,
-    topic: String,
-    routing: Routing,
-    dead_letter: Option<String>,
-    raw: bool,
-    options: DeliveryOptions,
+pub(super) struct Delivery {
+    pub(super) subscriber: Subscriber,
+    pub(super) broker: Arc<dyn PubSub>,
+    pub(super) pubsub: String,
+    pub(super) topic: String,
+    pub(super) routing: Routing,
+    pub(super) dead_letter: Option<String>,
+    pub(super) raw: bool,
+    pub(super) options: DeliveryOptions,
 }
 
 /// What became of one message, before the dead-letter topic is considered.
-enum Outcome {
+pub(super) enum Outcome {
     Delivered,
     /// Acked without delivery (no route), nothing to dead-letter.
     Skipped,
@@ -241,6 +250,10 @@ enum Outcome {
     Discarded(String),
     Dropped(String),
     Failed(String),
+    /// Not delivered because the subscriber went away (a streaming
+    /// subscription closed, the runtime shuts down): left unacked for
+    /// redelivery, never dead-lettered (daprd's `ErrSubscriptionClosed`).
+    Abandoned(String),
 }
 
 impl MessageHandler for EventDelivery {
@@ -287,6 +300,10 @@ impl Delivery {
             Outcome::Dropped(reason) => {
                 tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, %reason, "event dropped");
                 (reason, true, true)
+            }
+            Outcome::Abandoned(reason) => {
+                tracing::debug!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, %reason, "event left for redelivery");
+                return Err(HandlerError(reason));
             }
             Outcome::Failed(reason) => {
                 tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, id = %message.id, attempt = message.attempt, %reason, "event not delivered");
@@ -364,6 +381,15 @@ impl Delivery {
 
     /// Step 4 for one message.
     async fn deliver_one(&self, message: &ReceivedMessage, routed: Routed) -> Outcome {
+        let channel = match &self.subscriber {
+            Subscriber::App(channel) => channel,
+            Subscriber::Stream(sink) => {
+                return match topic_event(&self.pubsub, &self.topic, &routed.path, &routed.event) {
+                    Ok(event) => sink.deliver(event).await,
+                    Err(error) => Outcome::Failed(error),
+                };
+            }
+        };
         let (traceparent, tracestate) = delivery_trace(&routed.event);
         let event = TopicEvent {
             pubsub: self.pubsub.clone(),
@@ -375,7 +401,7 @@ impl Delivery {
             traceparent,
             tracestate,
         };
-        match tokio::time::timeout(self.options.timeout, self.channel.deliver_event(event)).await {
+        match tokio::time::timeout(self.options.timeout, channel.deliver_event(event)).await {
             Ok(Ok(verdict)) => self.outcome(verdict, &message.id),
             // Busy, timed out or failed: all retried.
             Ok(Err(error)) => Outcome::Failed(error.to_string()),
@@ -459,29 +485,38 @@ impl Delivery {
             });
             indexes.push(index);
         }
+        // Bulk subscriptions are the app's only: were a stream's messages
+        // batched, they would be left undelivered (and so redelivered).
+        let channel = match &self.subscriber {
+            Subscriber::App(channel) => Some(channel),
+            Subscriber::Stream(_) => None,
+        };
         for (events, indexes) in routes {
+            let Some(channel) = channel else { break };
             let count = indexes.len();
-            let verdicts =
-                match tokio::time::timeout(self.options.timeout, self.channel.deliver_bulk(events))
-                    .await
-                {
-                    Ok(Ok(verdicts)) if verdicts.len() == count => verdicts,
-                    Ok(Ok(verdicts)) => vec![
-                        AppVerdict::Retry(format!(
-                            "{} verdicts for a batch of {count}",
-                            verdicts.len()
-                        ));
-                        count
-                    ],
-                    Ok(Err(error)) => vec![AppVerdict::Retry(error.to_string()); count],
-                    Err(_) => vec![
-                        AppVerdict::Retry(format!(
-                            "the app did not answer the batch within {:?}",
-                            self.options.timeout
-                        ));
-                        count
-                    ],
-                };
+            let verdicts = match tokio::time::timeout(
+                self.options.timeout,
+                channel.deliver_bulk(events),
+            )
+            .await
+            {
+                Ok(Ok(verdicts)) if verdicts.len() == count => verdicts,
+                Ok(Ok(verdicts)) => vec![
+                    AppVerdict::Retry(format!(
+                        "{} verdicts for a batch of {count}",
+                        verdicts.len()
+                    ));
+                    count
+                ],
+                Ok(Err(error)) => vec![AppVerdict::Retry(error.to_string()); count],
+                Err(_) => vec![
+                    AppVerdict::Retry(format!(
+                        "the app did not answer the batch within {:?}",
+                        self.options.timeout
+                    ));
+                    count
+                ],
+            };
             for (index, verdict) in indexes.into_iter().zip(verdicts) {
                 outcomes[index] = Some(self.outcome(verdict, &batch[index].0.id));
             }

@@ -13,6 +13,8 @@
 //!   the app answers;
 //! - `outbox`: the transactional outbox: a state transaction's upserts
 //!   published to a topic when, and only when, the transaction commits;
+//! - `streaming`: streaming subscriptions: the same delivery, to a
+//!   subscriber that pulls each event and answers it;
 //! - [`invoke`]: service invocation, to the own app or another app's sidecar;
 //! - [`metadata`]: what the sidecar reports about itself, its extended
 //!   attributes, readiness and shutdown.
@@ -25,6 +27,7 @@ mod metadata;
 mod outbox;
 mod pubsub;
 mod state;
+mod streaming;
 
 pub use delivery::{AppSubscriptions, DeliveryOptions};
 pub use outbox::OutboxRelays;

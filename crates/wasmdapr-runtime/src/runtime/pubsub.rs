@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use super::Runtime;
 use crate::api::pubsub::MAX_BULK_PUBLISH_ENTRIES;
+use crate::api::pubsub::{EventSubscription, StreamSubscribeRequest};
 use crate::api::{BulkPublishError, BulkPublishEvent, PubSubApi, PublishEvent, TraceContext};
 use crate::components::LoadedPubSub;
 use crate::error::ApiError;
@@ -322,6 +323,13 @@ impl PubSubApi for Runtime {
                 failed_entries: failed,
             }),
         }
+    }
+
+    async fn subscribe_events(
+        &self,
+        request: StreamSubscribeRequest,
+    ) -> Result<EventSubscription, ApiError> {
+        self.open_event_stream(request).await
     }
 }
 
