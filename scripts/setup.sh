@@ -35,9 +35,13 @@ if [[ ! -x .venv/bin/python ]]; then
   log "creating the Python virtualenv .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import dapr.clients' 2>/dev/null; then
+# Installed again whenever the pinned requirements change.
+stamp=.venv/.requirements.sha256
+wanted=$(sha256sum "$sdk/python/requirements.txt" | cut -d' ' -f1)
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]] || ! .venv/bin/python -c 'import dapr.clients' 2>/dev/null; then
   log "installing the Dapr Python SDK"
   .venv/bin/pip install -q -r "$sdk/python/requirements.txt"
+  echo "$wanted" > "$stamp"
 fi
 if [[ ! -d "$sdk/js/node_modules/@dapr/dapr" ]]; then
   log "installing the Dapr JavaScript SDK"

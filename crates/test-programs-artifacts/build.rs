@@ -12,12 +12,13 @@ use std::process::Command;
 
 /// The `examples/` guests the host tests run: `(binary, crate directory)`,
 /// all for wasm32-wasip2.
-const EXAMPLES: [(&str, &str); 5] = [
+const EXAMPLES: [(&str, &str); 6] = [
     ("state-demo", "examples/state-demo"),
     ("http-counter", "examples/http-counter"),
     ("invoke-pair-greeter", "examples/invoke-pair"),
     ("invoke-pair-caller", "examples/invoke-pair"),
     ("order-pipeline-processor", "examples/order-pipeline"),
+    ("order-pipeline-publisher", "examples/order-pipeline"),
 ];
 
 /// Prefixes of the `test-programs` binaries built only for wasm32-wasip2:

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::free_port;
 use test_programs_artifacts::{
-    EXAMPLE_HTTP_COUNTER, EXAMPLE_ORDER_PIPELINE_PROCESSOR, P2_SERVE_HELLO, P2_SERVE_HOSTILE,
-    P2_SERVE_ISOLATION,
+    EXAMPLE_HTTP_COUNTER, EXAMPLE_ORDER_PIPELINE_PROCESSOR, EXAMPLE_ORDER_PIPELINE_PUBLISHER,
+    P2_SERVE_HELLO, P2_SERVE_HOSTILE, P2_SERVE_ISOLATION,
 };
 
 /// A served app: the process (killed on drop), its public port and its
@@ -538,4 +538,90 @@ async fn order_pipeline_processor_counts_each_order_once() {
         .await
         .unwrap();
     assert_eq!(stored.json::<serde_json::Value>().await.unwrap(), order(17));
+}
+
+/// The order pipeline as the README runs it: the processor served, the
+/// publisher (a command publishing through the typed pub/sub import) run
+/// beside it in the same working directory, and the running total read
+/// from the processor. On the embedded default, then, changing only the
+/// resources folder, on Redis Streams and on NATS JetStream (a fresh app
+/// id and topic per run, so earlier runs' streams and keys do not count).
+async fn order_pipeline_runs(resources: Option<&str>) {
+    let run = format!("{}-{}", std::process::id(), fastrand::u32(..));
+    let app_id = format!("order-processor-{run}");
+    let topic = format!("orders-{run}");
+    let folder = resources.map(|r| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/components")
+            .join(r)
+            .display()
+            .to_string()
+    });
+    let mut flags = vec!["--env".to_owned(), format!("TOPIC={topic}")];
+    if let Some(folder) = &folder {
+        flags.extend(["--resources-path".to_owned(), folder.clone()]);
+    }
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let served = serve(EXAMPLE_ORDER_PIPELINE_PROCESSOR, &app_id, &flag_refs).await;
+    let publisher = Command::new(env!("CARGO_BIN_EXE_wasmdapr"))
+        .current_dir(served._dir.path())
+        .args([
+            "run",
+            "--no-cache",
+            "--app-id",
+            &format!("order-publisher-{run}"),
+        ])
+        .args(["--dapr-http-port", "0", "--dapr-grpc-port", "0"])
+        .env("DAPR_INTERNAL_GRPC_PORT", "0")
+        .arg("--config")
+        .arg(config(served._dir.path()))
+        .args(&flag_refs)
+        .args(["--env", "COUNT=30"])
+        .arg(EXAMPLE_ORDER_PIPELINE_PUBLISHER)
+        .env_remove("DAPR_API_TOKEN")
+        .output()
+        .expect("running the publisher");
+    let stdout = String::from_utf8_lossy(&publisher.stdout);
+    assert!(
+        publisher.status.success() && stdout.contains("published 30 orders"),
+        "{resources:?}: {stdout}{}",
+        String::from_utf8_lossy(&publisher.stderr)
+    );
+    // Ids 1..=30, amounts 100 + id % 50.
+    let expected = serde_json::json!({"orders": 30, "amount": (1..=30u64).map(|id| 100 + id % 50).sum::<u64>()});
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let total: serde_json::Value = client
+            .get(served.url("/total"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if total == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{resources:?}: total {total}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_pipeline_on_the_embedded_default() {
+    order_pipeline_runs(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_pipeline_on_redis_streams() {
+    order_pipeline_runs(Some("redis")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_pipeline_on_nats_jetstream() {
+    order_pipeline_runs(Some("jetstream")).await;
 }

@@ -24,10 +24,16 @@ pub struct Total {
     pub amount: u64,
 }
 
-/// The topic orders are published to.
-pub const TOPIC: &str = "orders";
-/// Where the processor sends orders it can never process.
-pub const DEAD_LETTER_TOPIC: &str = "orders-dead";
+/// The topic orders are published to: `TOPIC`, else `orders`.
+pub fn topic() -> String {
+    std::env::var("TOPIC").unwrap_or_else(|_| "orders".into())
+}
+
+/// Where the processor sends orders it can never process: the topic's
+/// name with `-dead`.
+pub fn dead_letter_topic() -> String {
+    format!("{}-dead", topic())
+}
 /// The state key of the running total.
 pub const TOTAL_KEY: &str = "total";
 

@@ -18,7 +18,7 @@
 mod handler {
     use std::io::{Read as _, Write as _};
 
-    use order_pipeline::{DEAD_LETTER_TOPIC, Order, TOPIC, TOTAL_KEY, Total};
+    use order_pipeline::{Order, TOTAL_KEY, Total};
     use wasi::exports::http::incoming_handler::Guest;
     use wasi::http::types::{
         Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
@@ -37,8 +37,9 @@ mod handler {
     wasi::http::proxy::export!(Processor);
 
     fn subscriptions() -> Subscriptions {
-        let topic =
-            Topic::new(&order_pipeline::pubsub_name(), TOPIC).dead_letter(DEAD_LETTER_TOPIC);
+        let topic = Topic::new(&order_pipeline::pubsub_name(), &order_pipeline::topic())
+            .route("/orders")
+            .dead_letter(&order_pipeline::dead_letter_topic());
         Subscriptions::new().topic(topic, process)
     }
 
