@@ -1,8 +1,7 @@
 //! The publisher of the order pipeline: a command (it runs to completion)
-//! that publishes `COUNT` orders (default 10; ids from `FIRST_ID`, default
-//! 1) to the `orders` topic (or `TOPIC`) through
-//! the typed pub/sub import, served in-process by the host: no HTTP, no
-//! network grant.
+//! that publishes `COUNT` orders (default 10, ids from `FIRST_ID`, default
+//! one) to the `orders` topic (or `TOPIC`) through the typed pub/sub
+//! import, served in-process by the host: no HTTP, no network grant.
 //!
 //! ```text
 //! wasmdapr run --env COUNT=100 order-pipeline-publisher.wasm
