@@ -14,7 +14,8 @@
 //!    delivering to an app on `--app-port`, the sidecar killed with
 //!    SIGKILL halfway and restarted: every event whose publish was answered
 //!    204 must be delivered at least once (distinct ids counted), on each
-//!    durable broker; duplicates are counted and reported.
+//!    durable broker (SQLite, Redis Streams, NATS JetStream); duplicates
+//!    are counted and reported.
 //!
 //! Run by `bench/run.sh` (release build); writes `bench/pubsub.json` in the
 //! target directory.
@@ -416,7 +417,15 @@ fn start_sidecar(resources: &Path, app: u16, http: u16) -> Sidecar {
         .args(["--dapr-http-port", &http.to_string()])
         .args(["--dapr-grpc-port", "0", "--dapr-internal-grpc-port", "0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // `BENCH_SIDECAR_LOG=file`: the sidecars' logs, appended there.
+        .stderr(match std::env::var_os("BENCH_SIDECAR_LOG") {
+            Some(file) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("starting the sidecar");
     let start = Instant::now();
@@ -570,9 +579,12 @@ async fn main() {
             dir.path().join("zero-loss.db").display()
         );
         let redis = "  - name: redisHost\n    value: 127.0.0.1:6379\n";
+        let jetstream = "  - name: natsURL\n    value: nats://127.0.0.1:4222\n\
+                         \x20 - name: ackWait\n    value: 2s\n";
         report["zero_loss"] = vec![
             zero_loss(dir.path(), "pubsub.sqlite", &sqlite).await,
             zero_loss(dir.path(), "pubsub.redis", redis).await,
+            zero_loss(dir.path(), "pubsub.jetstream", jetstream).await,
         ]
         .into();
     }
