@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use dapr::dapr::proto::runtime::v1::PublishEventRequest;
-use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use test_programs_artifacts::P2_SERVE_HELLO;
@@ -48,7 +47,9 @@ use wasmdapr_runtime::runtime::DeliveryOptions;
 use wasmdapr_runtime::{AppId, ComponentRegistry, Components, Resources, Runtime};
 
 mod common;
-use common::{Op, Sidecar, free_port, healthy, lean, measure, out_dir, percentile};
+use common::{
+    Op, Sidecar, free_port, grpc_client, healthy, http_post, lean, measure, out_dir, percentile,
+};
 
 /// Sequential publishes per op in the latency phase.
 const SEQUENTIAL: usize = 5_000;
@@ -137,23 +138,14 @@ async fn publish_latency(dir: &Path) -> Vec<serde_json::Value> {
         }
     })];
     let client = lean::Http1Client::new(([127, 0, 0, 1], http).into());
-    ops.push(Op::new("HTTP publish", move |_| {
-        let client = client.clone();
-        async move {
-            let request = http::Request::post("/v1.0/publish/pubsub/bench-publish")
-                .header("host", "sidecar")
-                .header("content-type", "application/json")
-                .body(BODY.into())
-                .unwrap();
-            let (status, _) = client.send(request).await;
-            assert_eq!(status, 204);
-        }
-    }));
-    let grpc_addr: std::net::SocketAddr = ([127, 0, 0, 1], grpc).into();
-    let grpc_client = DaprClient::with_origin(
-        lean::H2::connect(grpc_addr).await,
-        format!("http://{grpc_addr}").parse().unwrap(),
-    );
+    ops.push(http_post(
+        "HTTP publish",
+        client,
+        "/v1.0/publish/pubsub/bench-publish",
+        204,
+        |_| BODY.to_owned(),
+    ));
+    let grpc_client = grpc_client(grpc).await;
     ops.push(Op::new("gRPC publish", move |_| {
         let mut g = grpc_client.clone();
         async move {

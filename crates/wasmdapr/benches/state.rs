@@ -23,7 +23,9 @@ use redis::AsyncCommands;
 use test_programs_artifacts::P2_BENCH_STATE_GET;
 
 mod common;
-use common::{CONCURRENCY, LOAD_TIME, Op, Sidecar, healthy, lean, measure, out_dir, rss_kib};
+use common::{
+    CONCURRENCY, LOAD_TIME, Op, Sidecar, healthy, http_post, lean, measure, out_dir, rss_kib,
+};
 use wasmdapr_host::{Capabilities, Host, HostConfig, Limits, Output};
 use wasmdapr_runtime::{AppId, ComponentRegistry, Components, DaprApi, Resources, Runtime};
 
@@ -254,25 +256,14 @@ async fn main() {
         sidecar_http.clone(),
         "/v1.0/state/statestore/bench",
     ));
-    let h = sidecar_http.clone();
-    ops.push(Op::new("HTTP SET", move |i| {
-        let h = h.clone();
-        async move {
-            let body = format!(r#"[{{"key":"k{}","value":{VALUE}}}]"#, i % 1000);
-            let request = http::Request::post("/v1.0/state/statestore")
-                .header("host", "sidecar")
-                .header("content-type", "application/json")
-                .body(body.into())
-                .unwrap();
-            let (status, _) = h.send(request).await;
-            assert_eq!(status, 204);
-        }
-    }));
-    let grpc_addr: std::net::SocketAddr = ([127, 0, 0, 1], grpc).into();
-    let sidecar_grpc = DaprClient::with_origin(
-        lean::H2::connect(grpc_addr).await,
-        format!("http://{grpc_addr}").parse().unwrap(),
-    );
+    ops.push(http_post(
+        "HTTP SET",
+        sidecar_http.clone(),
+        "/v1.0/state/statestore",
+        204,
+        |i| format!(r#"[{{"key":"k{}","value":{VALUE}}}]"#, i % 1000),
+    ));
+    let sidecar_grpc = common::grpc_client(grpc).await;
     ops.push(grpc_get("gRPC GET", sidecar_grpc.clone()));
     let g = sidecar_grpc.clone();
     ops.push(Op::new("gRPC SET", move |i| {

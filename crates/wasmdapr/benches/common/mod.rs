@@ -20,6 +20,45 @@ pub const CONCURRENCY: usize = 32;
 /// How long the load phase of [`measure`] runs per op.
 pub const LOAD_TIME: Duration = Duration::from_secs(3);
 
+/// `POST path` with the body `body(i)` (JSON) for request `i`, by the lean
+/// HTTP/1.1 client, expecting `status`.
+pub fn http_post<F>(
+    name: &'static str,
+    client: lean::Http1Client,
+    path: &'static str,
+    status: u16,
+    body: F,
+) -> Op
+where
+    F: Fn(usize) -> String + Send + Sync + 'static,
+{
+    let body = Arc::new(body);
+    Op::new(name, move |i| {
+        let (client, body) = (client.clone(), body.clone());
+        async move {
+            let request = http::Request::post(path)
+                .header("host", "sidecar")
+                .header("content-type", "application/json")
+                .body(body(i).into())
+                .unwrap();
+            let (answered, _) = client.send(request).await;
+            assert_eq!(answered, status, "{name}");
+        }
+    })
+}
+
+/// The Rust SDK's generated gRPC client over one lean HTTP/2 connection to
+/// `127.0.0.1:port`.
+pub async fn grpc_client(
+    port: u16,
+) -> dapr::dapr::proto::runtime::v1::dapr_client::DaprClient<lean::H2> {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    dapr::dapr::proto::runtime::v1::dapr_client::DaprClient::with_origin(
+        lean::H2::connect(addr).await,
+        format!("http://{addr}").parse().unwrap(),
+    )
+}
+
 /// Where benches write their JSON: `bench/` in the target directory.
 pub fn out_dir() -> PathBuf {
     let out = std::env::var_os("CARGO_TARGET_DIR")
