@@ -574,8 +574,8 @@ async fn main() {
         let jetstream = "  - name: natsURL\n    value: nats://127.0.0.1:4222\n\
                          \x20 - name: ackWait\n    value: 2s\n";
         report["zero_loss"] = vec![
-            //T zero_loss(dir.path(), "pubsub.sqlite", &sqlite).await,
-            //T zero_loss(dir.path(), "pubsub.redis", redis).await,
+            zero_loss(dir.path(), "pubsub.sqlite", &sqlite).await,
+            zero_loss(dir.path(), "pubsub.redis", redis).await,
             zero_loss(dir.path(), "pubsub.jetstream", jetstream).await,
         ]
         .into();
