@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Pub/sub benchmarks (crates/wasmdapr/benches/pubsub.rs), each against a
 # baseline measured in the same run: publish latency through the sidecar
-# against raw redis-rs XADD; events delivered to a Wasm handler against a
-# native hyper subscriber (in-memory and Redis Streams); zero loss across a
-# SIGKILL of the sidecar (SQLite, Redis Streams). One command:
+# against the broker's own client (redis-rs XADD, async-nats JetStream
+# publish with ack); events delivered to a Wasm handler against a native
+# hyper subscriber (in-memory and Redis Streams); zero loss across a SIGKILL
+# of the sidecar (SQLite, Redis Streams, JetStream). One command:
 #   bench/pubsub.sh
-# Twice, as the state bench: unpinned (as deployed), then the bench and
-# redis-server pinned to one core (repeatable latency; Redis's own affinity
-# is given back on exit). Writes its section of bench/RESULTS.md (between
-# the `pubsub.sh` markers). Honours CARGO_TARGET_DIR.
+# Twice, as the state bench: unpinned (as deployed), then the bench,
+# redis-server and nats-server pinned to one core (repeatable latency; the
+# servers' own affinity is given back on exit). Writes its section of
+# bench/RESULTS.md (between the `pubsub.sh` markers). Honours
+# CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,11 +24,16 @@ mkdir -p "$out"
 cargo bench -p wasmdapr --bench pubsub
 redis_pid=$(pgrep -x redis-server | head -1)
 [[ -n $redis_pid ]] || { echo "pubsub.sh: redis-server is not running" >&2; exit 1; }
+nats_pid=$(pgrep -x nats-server | head -1)
+[[ -n $nats_pid ]] || { echo "pubsub.sh: nats-server is not running" >&2; exit 1; }
 redis_cpus=$(taskset -pc "$redis_pid" | awk -F': ' '{print $2}')
-trap 'taskset -pc "$redis_cpus" "$redis_pid" >/dev/null 2>&1 || true' EXIT
+nats_cpus=$(taskset -pc "$nats_pid" | awk -F': ' '{print $2}')
+trap 'taskset -pc "$redis_cpus" "$redis_pid" >/dev/null 2>&1 || true; taskset -pc "$nats_cpus" "$nats_pid" >/dev/null 2>&1 || true' EXIT
 taskset -pc 0 "$redis_pid" >/dev/null
+taskset -apc 0 "$nats_pid" >/dev/null
 BENCH_PARTS=publish,delivery BENCH_PUBSUB_OUT=pubsub-one-core.json taskset -c 0 cargo bench -p wasmdapr --bench pubsub
 taskset -pc "$redis_cpus" "$redis_pid" >/dev/null
+taskset -apc "$nats_cpus" "$nats_pid" >/dev/null
 
 python3 - "$out" <<'PY'
 import json, os, re, subprocess, sys
@@ -43,27 +50,37 @@ L.append(f"Made by `bench/pubsub.sh` (`cargo bench -p wasmdapr --bench pubsub`) 
          f"`{commit}`, {os.cpu_count()} cores ({cpu}), release build. Run twice: **one core** (bench, "
          "sidecar and redis-server pinned to CPU 0: repeatable, each process's own cost) and **two cores** "
          "(unpinned, as deployed; noisy on this 2-vCPU VM, see the state section).\n")
-L.append("### Publish latency on Redis Streams\n")
+L.append("### Publish latency on Redis Streams and NATS JetStream\n")
 L.append(f"{two['sequential']} sequential publishes per row, interleaved in 10 rounds; requests/s from 32 "
-         "concurrent clients for 3 s. The baseline is redis-rs doing the `XADD` the broker does (same "
-         "stream options, an envelope of the same size), the sidecar rows a `wasmdapr sidecar` with a "
-         "`pubsub.redis` component, called by hyper's HTTP/1.1 client and the Rust SDK's generated gRPC "
+         "concurrent clients for 3 s. The baselines are the brokers' own clients doing the publish the "
+         "component does (redis-rs `XADD` with the same stream options; async-nats JetStream publish, "
+         "waiting for the ack), with an envelope of the same size; the sidecar rows a `wasmdapr sidecar` "
+         "with a `pubsub.redis` and a `pubsub.jetstream` component, called by hyper's HTTP/1.1 client and the Rust SDK's generated gRPC "
          "client over one HTTP/2 connection.\n")
-L.append("| path | one core p50 | p99 | added p50 over raw XADD | two cores p50 | added p50 | requests/s (two cores) |")
+L.append("| path | one core p50 | p99 | added p50 over the raw row above | two cores p50 | added p50 | requests/s (two cores) |")
 L.append("|---|---|---|---|---|---|---|")
 r1 = {r["name"]: r for r in one["publish"]}
 r2 = {r["name"]: r for r in two["publish"]}
-for key, label in [("redis XADD", "redis-rs `XADD` (**raw**)"), ("HTTP publish", "wasmdapr `POST /v1.0/publish/pubsub/…`"),
-                   ("gRPC publish", "wasmdapr gRPC `PublishEvent`")]:
-    a, b = r1[key], r2[key]
-    add1 = "" if key == "redis XADD" else f"{a['p50_us'] - r1['redis XADD']['p50_us']:+.1f} µs"
-    add2 = "" if key == "redis XADD" else f"{b['p50_us'] - r2['redis XADD']['p50_us']:+.1f} µs"
-    L.append(f"| {label} | {a['p50_us']:.1f} µs | {a['p99_us']:.1f} µs | {add1} | {b['p50_us']:.1f} µs | {add2} | {b['rps']:.0f} |")
+def rows(raw_key, entries):
+    for key, label in entries:
+        a, b = r1[key], r2[key]
+        add1 = "" if key == raw_key else f"{a['p50_us'] - r1[raw_key]['p50_us']:+.1f} µs"
+        add2 = "" if key == raw_key else f"{b['p50_us'] - r2[raw_key]['p50_us']:+.1f} µs"
+        L.append(f"| {label} | {a['p50_us']:.1f} µs | {a['p99_us']:.1f} µs | {add1} | {b['p50_us']:.1f} µs | {add2} | {b['rps']:.0f} |")
+rows("redis XADD", [("redis XADD", "redis-rs `XADD` (**raw**)"),
+                    ("HTTP publish", "wasmdapr `POST /v1.0/publish/pubsub/…` (Redis)"),
+                    ("gRPC publish", "wasmdapr gRPC `PublishEvent` (Redis)")])
+rows("nats JetStream publish", [("nats JetStream publish", "async-nats JetStream publish + ack (**raw**)"),
+                                ("HTTP publish JetStream", "wasmdapr `POST /v1.0/publish/jetstream/…`"),
+                                ("gRPC publish JetStream", "wasmdapr gRPC `PublishEvent` (JetStream)")])
 def verdict(added, target):
     return f"**{'met' if added <= target else 'missed'}** ({added:+.1f} µs)"
 raw = r1["redis XADD"]["p50_us"]
-L.append(f"\nTarget, one core: publish adds ≤ 100 µs p50 over the broker's own client: HTTP "
-         f"{verdict(r1['HTTP publish']['p50_us'] - raw, 100)}, gRPC {verdict(r1['gRPC publish']['p50_us'] - raw, 100)}. "
+nats = r1["nats JetStream publish"]["p50_us"]
+L.append(f"\nTarget, one core: publish adds ≤ 100 µs p50 over the broker's own client: Redis HTTP "
+         f"{verdict(r1['HTTP publish']['p50_us'] - raw, 100)}, gRPC {verdict(r1['gRPC publish']['p50_us'] - raw, 100)}; "
+         f"JetStream HTTP {verdict(r1['HTTP publish JetStream']['p50_us'] - nats, 100)}, "
+         f"gRPC {verdict(r1['gRPC publish JetStream']['p50_us'] - nats, 100)}. "
          "(Dapr's own figures: publish p50 0.35 ms HTTP, 0.60 ms gRPC.)\n")
 L.append("### Delivery to a Wasm handler against a native subscriber\n")
 L.append(f"In the bench process: the runtime publishes to the broker and its subscription machinery delivers "

@@ -1,8 +1,9 @@
 //! Pub/sub benchmarks, each against a baseline measured in the same run:
 //!
 //! 1. Publish latency through `wasmdapr sidecar` (HTTP and gRPC) on Redis
-//!    Streams, side by side with redis-rs doing the `XADD` the broker does
-//!    (the same stream, the same envelope size): the sidecar's added cost.
+//!    Streams and on NATS JetStream, side by side with the broker's own
+//!    client doing the same publish (redis-rs `XADD`, async-nats publish
+//!    with ack; an envelope of the same size): the sidecar's added cost.
 //! 2. Delivery, in this process: events published through the runtime to a
 //!    broker (`pubsub.in-memory`, `pubsub.redis`) and delivered by the
 //!    runtime's subscription machinery to a Wasm HTTP handler (a fresh
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use dapr::dapr::proto::runtime::v1::PublishEventRequest;
+use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use test_programs_artifacts::P2_SERVE_HELLO;
@@ -93,7 +95,10 @@ async fn publish_latency(dir: &Path) -> Vec<serde_json::Value> {
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\n\
          spec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n\
          \x20 - name: redisHost\n    value: 127.0.0.1:6379\n\
-         \x20 - name: maxLenApprox\n    value: \"10000\"\n",
+         \x20 - name: maxLenApprox\n    value: \"10000\"\n---\n\
+         apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: jetstream\n\
+         spec:\n  type: pubsub.jetstream\n  version: v1\n  metadata:\n\
+         \x20 - name: natsURL\n    value: nats://127.0.0.1:4222\n",
     )
     .unwrap();
     let (http, grpc) = (free_port(), free_port());
@@ -146,20 +151,48 @@ async fn publish_latency(dir: &Path) -> Vec<serde_json::Value> {
         |_| BODY.to_owned(),
     ));
     let grpc_client = grpc_client(grpc).await;
-    ops.push(Op::new("gRPC publish", move |_| {
-        let mut g = grpc_client.clone();
+    ops.push(grpc_publish(
+        "gRPC publish",
+        &grpc_client,
+        "pubsub",
+        "bench-publish",
+    ));
+    // The same on NATS JetStream, against async-nats publishing with ack.
+    let nats = async_nats::connect("127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "bench-js-raw".into(),
+        subjects: vec!["bench-js-raw".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (context, raw) = (js.clone(), envelope());
+    ops.push(Op::new("nats JetStream publish", move |_| {
+        let (context, raw) = (context.clone(), raw.clone());
         async move {
-            g.publish_event(PublishEventRequest {
-                pubsub_name: "pubsub".into(),
-                topic: "bench-publish".into(),
-                data: BODY.as_bytes().to_vec(),
-                data_content_type: "application/json".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+            context
+                .publish("bench-js-raw", raw.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
         }
     }));
+    let client = lean::Http1Client::new(([127, 0, 0, 1], http).into());
+    ops.push(http_post(
+        "HTTP publish JetStream",
+        client,
+        "/v1.0/publish/jetstream/bench-js",
+        204,
+        |_| BODY.to_owned(),
+    ));
+    ops.push(grpc_publish(
+        "gRPC publish JetStream",
+        &grpc_client,
+        "jetstream",
+        "bench-js",
+    ));
     let rows = measure(&ops, SEQUENTIAL, true).await;
     let mut c = conn.clone();
     let _: i64 = redis::cmd("DEL")
@@ -168,7 +201,35 @@ async fn publish_latency(dir: &Path) -> Vec<serde_json::Value> {
         .query_async(&mut c)
         .await
         .unwrap();
+    for stream in ["bench-js-raw", "bench-js"] {
+        let _ = js.delete_stream(stream).await;
+    }
     rows
+}
+
+/// `PublishEvent` of [`BODY`] to `topic` of `pubsub` through `client`.
+fn grpc_publish(
+    name: &'static str,
+    client: &DaprClient<lean::H2>,
+    pubsub: &'static str,
+    topic: &'static str,
+) -> Op {
+    let client = client.clone();
+    Op::new(name, move |_| {
+        let mut client = client.clone();
+        async move {
+            client
+                .publish_event(PublishEventRequest {
+                    pubsub_name: pubsub.into(),
+                    topic: topic.into(),
+                    data: BODY.as_bytes().to_vec(),
+                    data_content_type: "application/json".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    })
 }
 
 /// An app channel that counts the events its app acked.
