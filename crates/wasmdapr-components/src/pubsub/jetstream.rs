@@ -591,6 +591,7 @@ impl PubSub for JetStreamPubSub {
         let acks = self.config.ack_policy != AckPolicy::None;
         let nak_delay = self.config.ack_wait;
         let heartbeat = self.config.heartbeat;
+        let client = self.client.clone();
         let task = tokio::spawn(async move {
             'subscription: while !*stopped.borrow() {
                 let mut pull = consumer.stream().max_messages_per_batch(pull_batch(limit));
@@ -667,13 +668,23 @@ impl PubSub for JetStreamPubSub {
             if !dispatcher.drain(DRAIN).await {
                 tracing::debug!(%topic, "JetStream pub/sub: handlers still running at close; their messages are delivered again after ackWait");
             }
+            // Acks are written without a reply: flushed here, so a message
+            // handled before the close is not delivered again once the
+            // client goes away with them still buffered.
+            if let Err(error) = client.flush().await {
+                tracing::debug!(%error, %topic, "JetStream pub/sub: acks not flushed at close; those messages are delivered again after ackWait");
+            }
         });
         Ok(Subscription::new(stop, task))
     }
 
     async fn close(&self) -> Result<(), PubSubError> {
         self.closed.store(true, Ordering::Release);
-        Ok(())
+        // What is still buffered (acks of subscriptions closed before) goes out.
+        self.client
+            .flush()
+            .await
+            .map_err(|e| backend_error("jetstream: flush at close", e))
     }
 }
 
