@@ -22,7 +22,6 @@
 //! target directory.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -280,9 +279,13 @@ impl Counting {
     }
 }
 
-/// The native baseline: a plain hyper server answering every request 200
-/// with an empty body (an ack), over loopback.
-async fn native_subscriber() -> std::net::SocketAddr {
+/// A plain hyper server on loopback answering each request with the status
+/// `answer(path, body)` and an empty body: the bench's apps.
+async fn hyper_app<F>(answer: F) -> std::net::SocketAddr
+where
+    F: Fn(&str, &[u8]) -> hyper::StatusCode + Send + Sync + 'static,
+{
+    let answer = Arc::new(answer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -291,10 +294,21 @@ async fn native_subscriber() -> std::net::SocketAddr {
                 continue;
             };
             stream.set_nodelay(true).unwrap();
+            let answer = answer.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_request| async {
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
-                });
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let answer = answer.clone();
+                        async move {
+                            use http_body_util::BodyExt as _;
+                            let path = request.uri().path().to_owned();
+                            let body = request.into_body().collect().await?.to_bytes();
+                            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = answer(&path, &body);
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    },
+                );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -302,6 +316,11 @@ async fn native_subscriber() -> std::net::SocketAddr {
         }
     });
     addr
+}
+
+/// The native baseline: a plain hyper server acking every event (200).
+async fn native_subscriber() -> std::net::SocketAddr {
+    hyper_app(|_, _| hyper::StatusCode::OK).await
 }
 
 /// The components and subscription of one delivery run: `broker` as
@@ -419,44 +438,19 @@ async fn delivery(
 }
 
 /// An app on `--app-port` that records the `n` of every event it receives
-/// (the `data.n` of the CloudEvent) and acks it.
+/// (the `data.n` of the CloudEvent) and acks it; it has no `/dapr/subscribe`.
 async fn recording_subscriber(seen: Arc<Mutex<HashMap<u64, u32>>>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |request: hyper::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            use http_body_util::BodyExt as _;
-                            let subscribe = request.uri().path() == "/dapr/subscribe";
-                            let body = request.into_body().collect().await.unwrap().to_bytes();
-                            let event: serde_json::Value =
-                                serde_json::from_slice(&body).unwrap_or_default();
-                            if let Some(n) = event["data"]["n"].as_u64() {
-                                *seen.lock().unwrap().entry(n).or_default() += 1;
-                            }
-                            let mut response = hyper::Response::new(Full::new(Bytes::new()));
-                            if subscribe {
-                                *response.status_mut() = hyper::StatusCode::NOT_FOUND;
-                            }
-                            Ok::<_, Infallible>(response)
-                        }
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    hyper_app(move |path, body| {
+        if path == "/dapr/subscribe" {
+            return hyper::StatusCode::NOT_FOUND;
         }
-    });
-    addr
+        let event: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        if let Some(n) = event["data"]["n"].as_u64() {
+            *seen.lock().unwrap().entry(n).or_default() += 1;
+        }
+        hyper::StatusCode::OK
+    })
+    .await
 }
 
 /// Starts `wasmdapr sidecar` over `resources`, delivering to `app`, its
